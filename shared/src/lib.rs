@@ -1,0 +1,22 @@
+//! Types both imgcdn programs agree on, with no server framework in them.
+//!
+//! - [`id`]: image ids (8 random base62 chars) and the 3-char shard derived from one.
+//! - [`url`]: the public CDN path `/{shard}/{id}.{ext}` and its parser.
+//! - [`format`]: the image formats we serve, their extensions and content types.
+//! - [`manifest`]: `manifests/{id}.json`, the record that makes an object servable.
+//! - [`storage`]: key layout in the stores and the OpenDAL store configuration.
+//!
+//! The edge proxy and the control plane both depend on this crate; it
+//! depends on neither (no pingora, axum or sqlx here).
+#![forbid(unsafe_code)]
+
+pub mod format;
+pub mod id;
+pub mod manifest;
+pub mod storage;
+pub mod url;
+
+pub use format::Format;
+pub use id::{ImageId, Shard};
+pub use manifest::Manifest;
+pub use url::{ImagePath, PathError};

@@ -1,0 +1,143 @@
+//! Where things live in the object stores, and how a store is configured.
+//!
+//! Public store (the only one an edge ever gets):
+//! - `objects/{id}`: the original bytes, metadata stripped;
+//! - `manifests/{id}.json`: written last; without it nothing is servable.
+//!
+//! The staging and recovery stores are separate operators (separate
+//! buckets in production) so that an edge's credentials cannot read them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ImageId;
+
+/// Key of the original bytes in the public store.
+pub fn object_key(id: &ImageId) -> String {
+    format!("objects/{id}")
+}
+
+/// Key of the manifest in the public store.
+pub fn manifest_key(id: &ImageId) -> String {
+    format!("manifests/{id}.json")
+}
+
+/// An OpenDAL store: a scheme plus that service's options, passed through
+/// as OpenDAL names them.
+///
+/// ```toml
+/// [store]
+/// scheme = "fs"
+/// root = "/var/lib/imgcdn/store"
+///
+/// # or S3 / R2 / any S3-compatible store:
+/// [store]
+/// scheme = "s3"
+/// bucket = "imgcdn-public"
+/// endpoint = "https://<account>.r2.cloudflarestorage.com"
+/// region = "auto"
+/// access_key_id = "…"
+/// secret_access_key = "…"   # or leave out and set AWS_SECRET_ACCESS_KEY
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    pub scheme: String,
+    #[serde(flatten)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Schemes this build can open.
+pub const SUPPORTED_SCHEMES: [&str; 2] = ["fs", "s3"];
+
+impl StoreConfig {
+    /// A filesystem store rooted at `root`.
+    pub fn fs(root: impl Into<String>) -> Self {
+        StoreConfig {
+            scheme: "fs".into(),
+            options: BTreeMap::from([("root".to_string(), root.into())]),
+        }
+    }
+
+    /// Every problem with this store's settings, prefixed with `at`.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if !SUPPORTED_SCHEMES.contains(&self.scheme.as_str()) {
+            out.push(format!(
+                "{at}.scheme: {:?} is not supported (use one of {SUPPORTED_SCHEMES:?})",
+                self.scheme
+            ));
+        }
+        let need: &[&str] = match self.scheme.as_str() {
+            "fs" => &["root"],
+            "s3" => &["bucket"],
+            _ => &[],
+        };
+        for key in need {
+            if self.options.get(*key).is_none_or(|v| v.is_empty()) {
+                out.push(format!("{at}.{key}: required for scheme {:?}", self.scheme));
+            }
+        }
+        out
+    }
+
+    /// Build the OpenDAL operator.
+    pub fn operator(&self) -> Result<opendal::Operator, opendal::Error> {
+        opendal::init_default_registry();
+        let opts = self.options.iter().map(|(k, v)| (k.clone(), v.clone()));
+        opendal::Operator::via_iter(&self.scheme, opts)
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    /// Secrets never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.contains("secret") || k.contains("password") || k.contains("token");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("StoreConfig")
+            .field("scheme", &self.scheme)
+            .field("options", &shown)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_layout() {
+        let id: ImageId = "aB3dE6gH".parse().unwrap();
+        assert_eq!(object_key(&id), "objects/aB3dE6gH");
+        assert_eq!(manifest_key(&id), "manifests/aB3dE6gH.json");
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let bad = StoreConfig { scheme: "s3".into(), options: BTreeMap::new() };
+        assert_eq!(bad.problems("store"), vec!["store.bucket: required for scheme \"s3\""]);
+        let bad = StoreConfig { scheme: "ftp".into(), options: BTreeMap::new() };
+        assert_eq!(bad.problems("store").len(), 1);
+        assert!(StoreConfig::fs("/tmp/x").problems("store").is_empty());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut c = StoreConfig::fs("/x");
+        c.options.insert("secret_access_key".into(), "hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn toml_shape_is_flat() {
+        let c: StoreConfig = toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\n").unwrap();
+        assert_eq!(c.options.get("bucket").map(String::as_str), Some("b"));
+    }
+}
