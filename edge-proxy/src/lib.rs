@@ -1,1 +1,36 @@
-pub fn x(){}
+//! The imgcdn edge proxy: serves `/{shard}/{id}.{ext}` to the world from
+//! a memory tier, a disk tier and the origin store, and records nothing
+//! about who asks.
+//!
+//! - [`config`]: [`EdgeConfig`], its defaults and validation.
+//! - [`cache`]: the memory (moka) and disk tiers.
+//! - [`origin`]: reads from the public store through OpenDAL, single-flight
+//!   and bounded.
+//! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …).
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz` on a separate listener.
+//! - [`server`]: puts it together; [`Edge::build`] then [`Edge::run`].
+//!
+//! ```no_run
+//! use imgcdn_edge::{Edge, EdgeConfig};
+//! let edge = Edge::build(&EdgeConfig::default()).unwrap();
+//! edge.run(Box::new(pingora_core::server::UnixShutdownSignalWatch));
+//! ```
+//!
+//! Privacy: no code in this crate reads a client address, and no log line,
+//! metric label or file it writes carries one. The binary additionally
+//! redacts anything address-shaped from every log line (pingora itself logs
+//! peer addresses in a few error paths).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod flight;
+pub mod metrics;
+pub mod origin;
+pub mod serve;
+pub mod server;
+
+pub use config::EdgeConfig;
+pub use server::{Edge, StartError};

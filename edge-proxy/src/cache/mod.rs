@@ -1,0 +1,82 @@
+//! The edge's two cache tiers and the object they hold.
+//!
+//! - [`memory`]: moka, weighted by bytes; the hot set.
+//! - [`disk`]: files with a checksum, bounded by bytes, survives restarts.
+//!
+//! Both hold a [`CachedObject`]: the bytes plus the manifest facts needed
+//! to answer a request (type, ETag, expiry) without going back to storage.
+
+pub mod disk;
+pub mod memory;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use imgcdn_shared::{Format, Manifest};
+
+/// An image ready to serve: cheap to clone (the body is shared).
+#[derive(Clone)]
+pub struct CachedObject {
+    pub body: Bytes,
+    pub meta: Arc<ObjectMeta>,
+}
+
+/// What the edge needs from a manifest, with header values precomputed so
+/// a hit does no formatting.
+#[derive(Debug)]
+pub struct ObjectMeta {
+    pub manifest: Manifest,
+    pub format: Format,
+    /// `"<sha256 hex>"`: a strong validator from the content hash.
+    pub etag: HeaderValue,
+    pub content_type: HeaderValue,
+    /// `expires_at` as unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl ObjectMeta {
+    /// Build from a manifest that has already passed `Manifest::from_json`.
+    pub fn new(manifest: Manifest) -> Result<ObjectMeta, imgcdn_shared::manifest::ManifestError> {
+        let format = manifest.format()?;
+        let etag = HeaderValue::from_str(&format!("\"{}\"", manifest.sha256))
+            .map_err(|_| imgcdn_shared::manifest::ManifestError::Sha256)?;
+        Ok(ObjectMeta {
+            format,
+            etag,
+            content_type: HeaderValue::from_static(format.content_type()),
+            expires_at: manifest.expires_at.map(|t| t.unix_timestamp()),
+            manifest,
+        })
+    }
+
+    /// Expired at unix time `now` (inclusive, as in the manifest).
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
+}
+
+impl CachedObject {
+    pub fn new(body: Bytes, meta: ObjectMeta) -> Self {
+        CachedObject { body, meta: Arc::new(meta) }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    pub fn object(body: &[u8], expires_at: Option<i64>) -> CachedObject {
+        let manifest = Manifest {
+            content_type: "image/png".into(),
+            bytes: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(body)),
+            width: 1,
+            height: 1,
+            expires_at: expires_at.map(|s| time::OffsetDateTime::from_unix_timestamp(s).unwrap()),
+            transformable: true,
+        };
+        CachedObject::new(Bytes::copy_from_slice(body), ObjectMeta::new(manifest).unwrap())
+    }
+}

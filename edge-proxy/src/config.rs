@@ -1,0 +1,239 @@
+//! Edge configuration: typed, `#[serde(default)]` so a file only says what
+//! differs, and [`EdgeConfig::validate`] reports every bad value at once
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use imgcdn_shared::storage::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Public listeners (HTTP/1.1, and h2c when `h2c` is on).
+    pub listen: Vec<String>,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it private.
+    pub admin_listen: String,
+    /// Allow HTTP/2 over cleartext (prior knowledge) on the public listeners.
+    pub h2c: bool,
+    /// Worker threads for the public service.
+    pub threads: usize,
+    /// Seconds to keep serving in-flight requests after SIGTERM.
+    pub grace_period_secs: u64,
+    /// Hard limit in seconds for the whole shutdown.
+    pub shutdown_timeout_secs: u64,
+    /// Seconds an idle client connection is kept open.
+    pub keepalive_secs: u64,
+    /// The public store (objects and manifests), read-only from here.
+    pub store: StoreConfig,
+    pub memory: MemoryConfig,
+    pub disk: DiskConfig,
+    pub origin: OriginConfig,
+    pub http: HttpConfig,
+    /// TLS listener (only with the `tls` cargo feature).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Budget of the in-memory tier, in bytes of image data.
+    pub max_bytes: u64,
+    /// Objects larger than this skip the memory tier (served from disk).
+    pub max_object_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Directory of the disk tier; created if missing. Survives restarts.
+    pub path: PathBuf,
+    /// Budget of the disk tier in bytes; least recently used entries go first.
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Milliseconds one origin read (manifest + object) may take before the
+    /// client gets a 504.
+    pub timeout_ms: u64,
+    /// At most this many origin reads run at once; the rest wait (inside
+    /// their timeout).
+    pub max_concurrent: usize,
+    /// Seconds a "no such image" answer from storage is remembered, so that
+    /// a flood of requests for absent ids does not become a flood of reads.
+    /// 0 turns it off.
+    pub negative_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `Cache-Control: max-age` for images without expiry (capped by an
+    /// image's `expires_at` when it has one).
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            listen: vec!["127.0.0.1:8080".into()],
+            admin_listen: "127.0.0.1:9080".into(),
+            h2c: true,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            grace_period_secs: 5,
+            shutdown_timeout_secs: 10,
+            keepalive_secs: 60,
+            store: StoreConfig::fs("./data/store"),
+            memory: MemoryConfig::default(),
+            disk: DiskConfig::default(),
+            origin: OriginConfig::default(),
+            http: HttpConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { max_bytes: 256 * MIB, max_object_bytes: 8 * MIB }
+    }
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig { path: PathBuf::from("./data/edge-cache"), max_bytes: 10 * 1024 * MIB }
+    }
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig { timeout_ms: 10_000, max_concurrent: 64, negative_ttl_secs: 5 }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_age_secs: 365 * 24 * 3600 }
+    }
+}
+
+/// Every problem found in a configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid edge configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl EdgeConfig {
+    /// Read a TOML file (without validating it).
+    pub fn from_file(path: &Path) -> Result<EdgeConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        toml::from_str(&text).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))
+    }
+
+    /// Check every value; report all problems together.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut p = Vec::new();
+        if self.listen.is_empty() && self.tls.is_none() {
+            p.push("listen: at least one public listener is needed".to_string());
+        }
+        for (i, a) in self.listen.iter().enumerate() {
+            if a.parse::<SocketAddr>().is_err() {
+                p.push(format!("listen[{i}]: {a:?} is not an address like 0.0.0.0:8080"));
+            }
+        }
+        if self.admin_listen.parse::<SocketAddr>().is_err() {
+            p.push(format!("admin_listen: {:?} is not an address like 127.0.0.1:9080", self.admin_listen));
+        }
+        if self.listen.contains(&self.admin_listen) {
+            p.push("admin_listen: must differ from the public listeners".to_string());
+        }
+        if self.threads == 0 || self.threads > 1024 {
+            p.push(format!("threads: {} is out of range 1..=1024", self.threads));
+        }
+        if self.shutdown_timeout_secs < self.grace_period_secs {
+            p.push("shutdown_timeout_secs: must be at least grace_period_secs".to_string());
+        }
+        p.extend(self.store.problems("store"));
+        if self.memory.max_object_bytes > self.memory.max_bytes {
+            p.push("memory.max_object_bytes: larger than memory.max_bytes".to_string());
+        }
+        if self.memory.max_object_bytes > u64::from(u32::MAX) {
+            p.push("memory.max_object_bytes: at most 4 GiB".to_string());
+        }
+        if self.disk.path.as_os_str().is_empty() {
+            p.push("disk.path: required".to_string());
+        }
+        if self.origin.timeout_ms == 0 {
+            p.push("origin.timeout_ms: must be above 0".to_string());
+        }
+        if self.origin.max_concurrent == 0 {
+            p.push("origin.max_concurrent: must be above 0".to_string());
+        }
+        if let Some(tls) = &self.tls {
+            if !cfg!(feature = "tls") {
+                p.push("tls: this build has no TLS support (rebuild with --features tls)".to_string());
+            }
+            if tls.listen.parse::<SocketAddr>().is_err() {
+                p.push(format!("tls.listen: {:?} is not an address", tls.listen));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        EdgeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c: EdgeConfig = toml::from_str("listen = [\"0.0.0.0:80\"]\n[memory]\nmax_bytes = 1000\nmax_object_bytes = 10\n").unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:80"]);
+        assert_eq!(c.memory.max_bytes, 1000);
+        assert_eq!(c.disk.max_bytes, DiskConfig::default().max_bytes);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<EdgeConfig>("lisen = []").is_err());
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let c = EdgeConfig {
+            listen: vec!["nowhere".into()],
+            admin_listen: "x".into(),
+            threads: 0,
+            store: StoreConfig { scheme: "ftp".into(), options: Default::default() },
+            origin: OriginConfig { timeout_ms: 0, max_concurrent: 0, negative_ttl_secs: 1 },
+            ..EdgeConfig::default()
+        };
+        let errs = c.validate().unwrap_err().0;
+        for needle in ["listen[0]", "admin_listen", "threads", "store.scheme", "origin.timeout_ms", "origin.max_concurrent"] {
+            assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle} missing from {errs:?}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Prometheus metrics for the edge, in a registry of our own (no globals).
+//!
+//! Labels are closed sets (status code, cache tier, error kind): nothing
+//! that comes from a visitor, and never an address.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Which tier answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Disk,
+    Origin,
+    /// Answered before any tier (bad path, method, …).
+    None,
+}
+
+impl Tier {
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+            Tier::Origin => "origin",
+            Tier::None => "none",
+        }
+    }
+
+    /// The `X-Cache` header value.
+    pub fn x_cache(self) -> &'static str {
+        match self {
+            Tier::Memory => "HIT-MEMORY",
+            Tier::Disk => "HIT-DISK",
+            Tier::Origin | Tier::None => "MISS",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    pub bytes_served: IntCounter,
+    latency: HistogramVec,
+    pub origin_reads: IntCounter,
+    pub origin_errors: IntCounterVec,
+    pub evictions: IntCounterVec,
+    pub disk_corrupt: IntCounter,
+    pub disk_write_errors: IntCounter,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
+    pub origin_read_seconds: Histogram,
+}
+
+/// Status codes we label by; anything else is "other".
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        206 => "206",
+        304 => "304",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        416 => "416",
+        451 => "451",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("imgcdn_edge_requests_total", "Requests answered, by status and cache tier"),
+            &["status", "tier"],
+        )
+        .unwrap();
+        let bytes_served =
+            IntCounter::new("imgcdn_edge_response_body_bytes_total", "Response body bytes sent").unwrap();
+        let latency = HistogramVec::new(
+            HistogramOpts::new("imgcdn_edge_request_duration_seconds", "Time to answer a request")
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            &["tier"],
+        )
+        .unwrap();
+        let origin_reads =
+            IntCounter::new("imgcdn_edge_origin_reads_total", "Reads started against the origin store").unwrap();
+        let origin_errors = IntCounterVec::new(
+            Opts::new("imgcdn_edge_origin_errors_total", "Origin reads that gave no object, by kind"),
+            &["kind"],
+        )
+        .unwrap();
+        let origin_read_seconds = Histogram::with_opts(
+            HistogramOpts::new("imgcdn_edge_origin_read_seconds", "Duration of origin reads")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        )
+        .unwrap();
+        let evictions = IntCounterVec::new(
+            Opts::new("imgcdn_edge_cache_evictions_total", "Entries pushed out of a tier for space"),
+            &["tier"],
+        )
+        .unwrap();
+        let disk_corrupt = IntCounter::new(
+            "imgcdn_edge_disk_corrupt_total",
+            "Disk entries that failed verification and were dropped",
+        )
+        .unwrap();
+        let disk_write_errors =
+            IntCounter::new("imgcdn_edge_disk_write_errors_total", "Disk tier writes that failed").unwrap();
+        let cache_bytes =
+            IntGaugeVec::new(Opts::new("imgcdn_edge_cache_bytes", "Bytes held by a tier"), &["tier"]).unwrap();
+        let cache_entries =
+            IntGaugeVec::new(Opts::new("imgcdn_edge_cache_entries", "Entries held by a tier"), &["tier"]).unwrap();
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bytes_served.clone()),
+            Box::new(latency.clone()),
+            Box::new(origin_reads.clone()),
+            Box::new(origin_errors.clone()),
+            Box::new(origin_read_seconds.clone()),
+            Box::new(evictions.clone()),
+            Box::new(disk_corrupt.clone()),
+            Box::new(disk_write_errors.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_entries.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            bytes_served,
+            latency,
+            origin_reads,
+            origin_errors,
+            evictions,
+            disk_corrupt,
+            disk_write_errors,
+            cache_bytes,
+            cache_entries,
+            origin_read_seconds,
+        }
+    }
+
+    /// Count one answered request.
+    pub fn observe(&self, status: u16, tier: Tier, body_bytes: usize, seconds: f64) {
+        self.requests.with_label_values(&[status_label(status), tier.label()]).inc();
+        self.bytes_served.inc_by(body_bytes as u64);
+        self.latency.with_label_values(&[tier.label()]).observe(seconds);
+    }
+
+    pub fn set_cache_usage(&self, tier: Tier, entries: u64, bytes: u64) {
+        self.cache_entries.with_label_values(&[tier.label()]).set(entries as i64);
+        self.cache_bytes.with_label_values(&[tier.label()]).set(bytes as i64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+

@@ -1,0 +1,169 @@
+//! Origin reads: the manifest, then the object, from the public store
+//! through OpenDAL.
+//!
+//! A read is trusted only when the object matches its manifest (length and
+//! SHA-256): an object being replaced, or damaged in storage, is a 502,
+//! never served and never cached. Concurrent misses for one id share one
+//! read ([`Flight`]); at most `max_concurrent` reads run at once; each has a
+//! deadline. "Not found" answers are remembered for a few seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use imgcdn_shared::storage::{manifest_key, object_key};
+use imgcdn_shared::{ImageId, Manifest};
+use moka::sync::Cache;
+use opendal::{ErrorKind, Operator};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::cache::{CachedObject, ObjectMeta};
+use crate::config::OriginConfig;
+use crate::flight::Flight;
+use crate::metrics::Metrics;
+
+/// Why an origin read gave no object. Only the variant reaches the client
+/// (as a status); details go to the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("no manifest")]
+    NotFound,
+    #[error("origin read timed out")]
+    Timeout,
+    #[error("storage error: {0}")]
+    Unavailable(String),
+    #[error("object does not match its manifest: {0}")]
+    Mismatch(String),
+}
+
+impl OriginError {
+    pub fn status(&self) -> u16 {
+        match self {
+            OriginError::NotFound => 404,
+            OriginError::Timeout => 504,
+            OriginError::Unavailable(_) | OriginError::Mismatch(_) => 502,
+        }
+    }
+
+    fn metric_kind(&self) -> &'static str {
+        match self {
+            OriginError::NotFound => "not_found",
+            OriginError::Timeout => "timeout",
+            OriginError::Unavailable(_) => "unavailable",
+            OriginError::Mismatch(_) => "mismatch",
+        }
+    }
+}
+
+pub struct Origin {
+    op: Operator,
+    limit: Semaphore,
+    timeout: Duration,
+    flight: Flight<ImageId, Result<CachedObject, OriginError>>,
+    absent: Option<Cache<ImageId, ()>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Bodies above this are hashed on a blocking thread.
+const INLINE_HASH_MAX: usize = 64 * 1024;
+
+impl Origin {
+    pub fn new(op: Operator, cfg: &OriginConfig, metrics: Arc<Metrics>) -> Origin {
+        let absent = (cfg.negative_ttl_secs > 0).then(|| {
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(cfg.negative_ttl_secs))
+                .build()
+        });
+        Origin {
+            op,
+            limit: Semaphore::new(cfg.max_concurrent),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            flight: Flight::default(),
+            absent,
+            metrics,
+        }
+    }
+
+    /// Fetch `id`, sharing the read with concurrent callers. An object whose
+    /// manifest has expired at `now` is not found. `on_loaded` runs once per
+    /// successful read (not once per caller): that is where caches are filled.
+    pub async fn fetch(
+        &self,
+        id: ImageId,
+        now: i64,
+        on_loaded: impl FnOnce(&CachedObject),
+    ) -> Result<CachedObject, OriginError> {
+        if self.absent.as_ref().is_some_and(|c| c.contains_key(&id)) {
+            return Err(OriginError::NotFound);
+        }
+        self.flight
+            .run(id, || async {
+                let started = std::time::Instant::now();
+                let result = match tokio::time::timeout(self.timeout, self.read(id)).await {
+                    Ok(Ok(obj)) if obj.meta.is_expired(now) => Err(OriginError::NotFound),
+                    Ok(r) => r,
+                    Err(_) => Err(OriginError::Timeout),
+                };
+                self.metrics.origin_read_seconds.observe(started.elapsed().as_secs_f64());
+                if let Ok(obj) = &result {
+                    on_loaded(obj);
+                }
+                if let Err(e) = &result {
+                    self.metrics.origin_errors.with_label_values(&[e.metric_kind()]).inc();
+                    match e {
+                        OriginError::NotFound => {
+                            if let Some(c) = &self.absent {
+                                c.insert(id, ());
+                            }
+                        }
+                        // The id is not secret and says nothing of the visitor.
+                        _ => log::warn!("origin read for {id} failed: {e}"),
+                    }
+                }
+                result
+            })
+            .await
+    }
+
+    /// Forget a remembered "not found" for `id` (e.g. it was just published).
+    pub fn forget_absent(&self, id: &ImageId) {
+        if let Some(c) = &self.absent {
+            c.invalidate(id);
+        }
+    }
+
+    async fn read(&self, id: ImageId) -> Result<CachedObject, OriginError> {
+        let _permit = self.limit.acquire().await.expect("semaphore never closed");
+        self.metrics.origin_reads.inc();
+        let manifest = match self.op.read(&manifest_key(&id)).await {
+            Ok(buf) => Manifest::from_json(&buf.to_bytes())
+                .map_err(|e| OriginError::Mismatch(format!("manifest: {e}")))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(OriginError::NotFound),
+            Err(e) => return Err(OriginError::Unavailable(e.to_string())),
+        };
+        let body: Bytes = match self.op.read(&object_key(&id)).await {
+            Ok(buf) => buf.to_bytes(),
+            // A manifest without its object is a broken write; treat as absent.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(OriginError::NotFound),
+            Err(e) => return Err(OriginError::Unavailable(e.to_string())),
+        };
+        if body.len() as u64 != manifest.bytes {
+            return Err(OriginError::Mismatch(format!("{} bytes, manifest says {}", body.len(), manifest.bytes)));
+        }
+        let digest = if body.len() <= INLINE_HASH_MAX {
+            hex::encode(Sha256::digest(&body))
+        } else {
+            let b = body.clone();
+            tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&b)))
+                .await
+                .map_err(|e| OriginError::Unavailable(e.to_string()))?
+        };
+        if digest != manifest.sha256 {
+            return Err(OriginError::Mismatch("sha256 differs".into()));
+        }
+        let meta = ObjectMeta::new(manifest).map_err(|e| OriginError::Mismatch(e.to_string()))?;
+        Ok(CachedObject::new(body, meta))
+    }
+}

@@ -1,0 +1,180 @@
+//! The public HTTP service: `GET`/`HEAD /{shard}/{id}.{ext}` answered from
+//! memory, then disk, then the origin store.
+//!
+//! This is a pingora [`HttpServerApp`] rather than a proxy: nothing here
+//! connects to an upstream HTTP server. The request is read, answered from
+//! our tiers and written back, and the connection is handed back to pingora
+//! for keep-alive. No code here reads the client's address.
+
+pub mod conditional;
+pub mod response;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::Method;
+use imgcdn_shared::{ImageId, ImagePath};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+
+use crate::cache::disk::{DiskRead, DiskTier};
+use crate::cache::memory::MemoryTier;
+use crate::cache::CachedObject;
+use crate::clock::Clock;
+use crate::metrics::{Metrics, Tier};
+use crate::origin::{Origin, OriginError};
+use response::Answer;
+
+/// The three tiers and the rules for moving objects between them.
+pub struct Tiers {
+    pub memory: MemoryTier,
+    pub disk: Arc<DiskTier>,
+    pub origin: Origin,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Tiers {
+    /// Find `id` in the first tier that has it, filling the tiers above on
+    /// the way back. An expired object is purged from both caches and
+    /// reported as not found.
+    pub async fn lookup(&self, id: ImageId) -> Result<(CachedObject, Tier), OriginError> {
+        let now = self.clock.unix_now();
+        if let Some(obj) = self.memory.get(&id) {
+            if obj.meta.is_expired(now) {
+                self.purge(id).await;
+                return Err(OriginError::NotFound);
+            }
+            return Ok((obj, Tier::Memory));
+        }
+        let disk = self.disk.clone();
+        let read = tokio::task::spawn_blocking(move || disk.get(&id)).await;
+        match read {
+            Ok(DiskRead::Hit(obj)) => {
+                if obj.meta.is_expired(now) {
+                    self.purge(id).await;
+                    return Err(OriginError::NotFound);
+                }
+                self.memory.insert(id, obj.clone());
+                return Ok((obj, Tier::Disk));
+            }
+            Ok(DiskRead::Corrupt) => self.metrics.disk_corrupt.inc(),
+            Ok(DiskRead::Miss) | Err(_) => {}
+        }
+        let obj = self
+            .origin
+            .fetch(id, now, |obj| {
+                // Runs once per origin read, however many requests share it.
+                self.memory.insert(id, obj.clone());
+                let (disk, obj, metrics) = (self.disk.clone(), obj.clone(), self.metrics.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = disk.put(id, &obj) {
+                        metrics.disk_write_errors.inc();
+                        log::warn!("disk cache write for {id} failed: {e}");
+                    }
+                });
+            })
+            .await?;
+        Ok((obj, Tier::Origin))
+    }
+
+    /// Drop `id` from both cache tiers.
+    pub async fn purge(&self, id: ImageId) {
+        self.memory.remove(&id);
+        let disk = self.disk.clone();
+        let _ = tokio::task::spawn_blocking(move || disk.remove(&id)).await;
+    }
+
+    /// Refresh the cache size gauges (called when metrics are scraped).
+    pub fn update_gauges(&self) {
+        let (n, b) = self.memory.usage();
+        self.metrics.set_cache_usage(Tier::Memory, n, b);
+        let (n, b) = self.disk.usage();
+        self.metrics.set_cache_usage(Tier::Disk, n, b);
+    }
+}
+
+/// Per-connection HTTP settings.
+pub struct HttpSettings {
+    pub keepalive_secs: u64,
+    pub max_age_secs: u64,
+    pub server_options: HttpServerOptions,
+}
+
+pub struct EdgeApp {
+    pub tiers: Arc<Tiers>,
+    pub settings: HttpSettings,
+}
+
+impl EdgeApp {
+    async fn answer(&self, session: &ServerSession) -> (Answer, Tier) {
+        let req = session.req_header();
+        let method = &req.method;
+        if method != Method::GET && method != Method::HEAD {
+            return (response::error(405, method), Tier::None);
+        }
+        let path = match ImagePath::parse(req.raw_path()) {
+            Ok(p) => p,
+            Err(e) => return (response::error(e.status(), method), Tier::None),
+        };
+        match self.tiers.lookup(path.id).await {
+            // The URL's extension must be the stored format (jpg/jpeg alike).
+            Ok((obj, _)) if obj.meta.format != path.format => (response::error(404, method), Tier::None),
+            Ok((obj, tier)) => {
+                let now = self.tiers.clock.unix_now();
+                (response::object(req, &obj, tier, now, self.settings.max_age_secs), tier)
+            }
+            Err(e) => (response::error(e.status(), method), Tier::Origin),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for EdgeApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // A failed read (garbage, timeout, client gone) just ends the
+        // connection. Deliberately not logged: pingora's error text for it
+        // can describe the connection, and there is nothing to act on.
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return None,
+        }
+        let started = Instant::now();
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(self.settings.keepalive_secs) });
+        if !session.is_body_empty() {
+            // We never read request bodies; don't reuse a connection that has one.
+            session.set_keepalive(None);
+        }
+        let (answer, tier) = self.answer(&session).await;
+        let status = answer.status();
+        let body_len = answer.body.len();
+        let written = async {
+            session.write_response_header(Box::new(answer.header)).await?;
+            if answer.body.is_empty() {
+                session.finish_body().await
+            } else {
+                session.write_response_body(answer.body, true).await
+            }
+        }
+        .await;
+        self.tiers.metrics.observe(status, tier, if written.is_ok() { body_len } else { 0 }, started.elapsed().as_secs_f64());
+        if written.is_err() {
+            return None;
+        }
+        let persistent = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.settings.server_options)
+    }
+}

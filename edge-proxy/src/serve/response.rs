@@ -1,0 +1,192 @@
+//! Building responses: the one place that decides status and headers.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::Method;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use super::conditional::{self, RangeAnswer};
+use crate::cache::CachedObject;
+use crate::metrics::Tier;
+
+/// A response ready to write: header, and the body if there is one.
+pub struct Answer {
+    pub header: ResponseHeader,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        self.header.status.as_u16()
+    }
+}
+
+/// SVG can carry script; served from our origin it must not run.
+const SVG_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/// A bodyless-detail error. The text is the status reason only: no internal
+/// error ever reaches a client.
+pub fn error(status: u16, method: &Method) -> Answer {
+    let text = match status {
+        400 => "bad request\n",
+        404 => "not found\n",
+        405 => "method not allowed\n",
+        502 => "bad gateway\n",
+        504 => "gateway timeout\n",
+        _ => "error\n",
+    };
+    let mut h = ResponseHeader::build(status, Some(6)).expect("valid status");
+    let _ = h.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    let _ = h.insert_header(header::CONTENT_LENGTH, text.len());
+    let _ = h.insert_header(header::CACHE_CONTROL, "no-store");
+    let _ = h.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if status == 405 {
+        let _ = h.insert_header(header::ALLOW, "GET, HEAD");
+    }
+    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(text.as_bytes()) };
+    Answer { header: h, body }
+}
+
+/// The answer for a found object, honouring If-None-Match and Range.
+pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max_age_secs: u64) -> Answer {
+    let meta = &obj.meta;
+    let len = obj.body.len() as u64;
+    let max_age = match meta.expires_at {
+        Some(e) => (e.saturating_sub(now).max(0) as u64).min(max_age_secs),
+        None => max_age_secs,
+    };
+    let cache_control = format!("public, max-age={max_age}, immutable");
+    let etag = meta.etag.as_bytes();
+
+    let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
+    let common = |h: &mut ResponseHeader| {
+        let _ = h.insert_header(header::ETAG, meta.etag.clone());
+        let _ = h.insert_header(header::CACHE_CONTROL, cache_control.as_str());
+        let _ = h.insert_header(header::ACCEPT_RANGES, "bytes");
+        let _ = h.insert_header("x-cache", tier.x_cache());
+        let _ = h.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+        let _ = h.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        if meta.format == imgcdn_shared::Format::Svg {
+            let _ = h.insert_header(header::CONTENT_SECURITY_POLICY, SVG_CSP);
+        }
+    };
+
+    if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
+        if conditional::none_match(inm.as_bytes(), etag) {
+            let _ = h.set_status(304);
+            common(&mut h);
+            return Answer { header: h, body: Bytes::new() };
+        }
+    }
+
+    let head = req.method == Method::HEAD;
+    let answer = conditional::range(
+        req.headers.get(header::RANGE).map(HeaderValue::as_bytes),
+        req.headers.get(header::IF_RANGE).map(HeaderValue::as_bytes),
+        etag,
+        len,
+    );
+    let body = match answer {
+        RangeAnswer::Full => {
+            let _ = h.insert_header(header::CONTENT_LENGTH, len);
+            obj.body.clone()
+        }
+        RangeAnswer::Partial { start, end } => {
+            let _ = h.set_status(206);
+            let _ = h.insert_header(header::CONTENT_LENGTH, end - start + 1);
+            let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+            obj.body.slice(start as usize..=end as usize)
+        }
+        RangeAnswer::Unsatisfiable => {
+            let _ = h.set_status(416);
+            let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            let _ = h.insert_header(header::CONTENT_LENGTH, 0);
+            common(&mut h);
+            return Answer { header: h, body: Bytes::new() };
+        }
+    };
+    let _ = h.insert_header(header::CONTENT_TYPE, meta.content_type.clone());
+    common(&mut h);
+    Answer { header: h, body: if head { Bytes::new() } else { body } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::test_support::object as obj;
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, b"/x", None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn hv<'a>(a: &'a Answer, name: &str) -> &'a str {
+        a.header.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+
+    #[test]
+    fn full_get_has_every_header() {
+        let o = obj(b"0123456789", None);
+        let a = object(&req("GET", &[]), &o, Tier::Memory, 0, 3600);
+        assert_eq!(a.status(), 200);
+        assert_eq!(&a.body[..], b"0123456789");
+        assert_eq!(hv(&a, "content-length"), "10");
+        assert_eq!(hv(&a, "content-type"), "image/png");
+        assert_eq!(hv(&a, "etag"), format!("\"{}\"", o.meta.manifest.sha256));
+        assert_eq!(hv(&a, "cache-control"), "public, max-age=3600, immutable");
+        assert_eq!(hv(&a, "accept-ranges"), "bytes");
+        assert_eq!(hv(&a, "x-cache"), "HIT-MEMORY");
+    }
+
+    #[test]
+    fn max_age_never_passes_expiry() {
+        let o = obj(b"x", Some(1000));
+        let a = object(&req("GET", &[]), &o, Tier::Origin, 900, 3600);
+        assert_eq!(hv(&a, "cache-control"), "public, max-age=100, immutable");
+        assert_eq!(hv(&a, "x-cache"), "MISS");
+    }
+
+    #[test]
+    fn head_has_length_but_no_body() {
+        let o = obj(b"0123456789", None);
+        let a = object(&req("HEAD", &[]), &o, Tier::Disk, 0, 60);
+        assert_eq!(a.status(), 200);
+        assert!(a.body.is_empty());
+        assert_eq!(hv(&a, "content-length"), "10");
+    }
+
+    #[test]
+    fn matching_etag_gives_304_without_body() {
+        let o = obj(b"0123456789", None);
+        let etag = o.meta.etag.to_str().unwrap().to_string();
+        let a = object(&req("GET", &[("if-none-match", &etag)]), &o, Tier::Memory, 0, 60);
+        assert_eq!(a.status(), 304);
+        assert!(a.body.is_empty());
+        assert_eq!(hv(&a, "etag"), etag);
+    }
+
+    #[test]
+    fn ranges_give_206_and_416() {
+        let o = obj(b"0123456789", None);
+        let a = object(&req("GET", &[("range", "bytes=2-4")]), &o, Tier::Memory, 0, 60);
+        assert_eq!(a.status(), 206);
+        assert_eq!(&a.body[..], b"234");
+        assert_eq!(hv(&a, "content-range"), "bytes 2-4/10");
+        assert_eq!(hv(&a, "content-length"), "3");
+        let a = object(&req("GET", &[("range", "bytes=10-")]), &o, Tier::Memory, 0, 60);
+        assert_eq!(a.status(), 416);
+        assert_eq!(hv(&a, "content-range"), "bytes */10");
+    }
+
+    #[test]
+    fn errors_carry_no_detail() {
+        let a = error(502, &Method::GET);
+        assert_eq!(&a.body[..], b"bad gateway\n");
+        assert_eq!(hv(&a, "allow"), "");
+        assert_eq!(hv(&error(405, &Method::POST), "allow"), "GET, HEAD");
+        assert!(error(404, &Method::HEAD).body.is_empty());
+    }
+}
