@@ -24,6 +24,21 @@ pub fn manifest_key(id: &ImageId) -> String {
     format!("manifests/{id}.json")
 }
 
+/// Publish an object to the public store: bytes first, manifest last, so
+/// the object is servable only once both are complete. A crash between the
+/// two leaves an unservable object for the orphan sweep, never a manifest
+/// pointing at missing or partial bytes.
+pub async fn publish(
+    op: &opendal::Operator,
+    id: &ImageId,
+    bytes: Vec<u8>,
+    manifest: &crate::Manifest,
+) -> Result<(), opendal::Error> {
+    op.write(&object_key(id), bytes).await?;
+    op.write(&manifest_key(id), manifest.to_json()).await?;
+    Ok(())
+}
+
 /// An OpenDAL store: a scheme plus that service's options, passed through
 /// as OpenDAL names them.
 ///

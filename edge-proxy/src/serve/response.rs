@@ -60,10 +60,10 @@ pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max
 
     let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
     let common = |h: &mut ResponseHeader| {
-        let _ = h.insert_header(header::ETAG, meta.etag.clone());
+        let _ = h.insert_header("ETag", meta.etag.clone());
         let _ = h.insert_header(header::CACHE_CONTROL, cache_control.as_str());
         let _ = h.insert_header(header::ACCEPT_RANGES, "bytes");
-        let _ = h.insert_header("x-cache", tier.x_cache());
+        let _ = h.insert_header("X-Cache", tier.x_cache());
         let _ = h.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         let _ = h.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
         if meta.format == imgcdn_shared::Format::Svg {
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(hv(&a, "etag"), format!("\"{}\"", o.meta.manifest.sha256));
         assert_eq!(hv(&a, "cache-control"), "public, max-age=3600, immutable");
         assert_eq!(hv(&a, "accept-ranges"), "bytes");
-        assert_eq!(hv(&a, "x-cache"), "HIT-MEMORY");
+        assert_eq!(hv(&a, "X-Cache"), "HIT-MEMORY");
     }
 
     #[test]
@@ -146,7 +146,7 @@ mod tests {
         let o = obj(b"x", Some(1000));
         let a = object(&req("GET", &[]), &o, Tier::Origin, 900, 3600);
         assert_eq!(hv(&a, "cache-control"), "public, max-age=100, immutable");
-        assert_eq!(hv(&a, "x-cache"), "MISS");
+        assert_eq!(hv(&a, "X-Cache"), "MISS");
     }
 
     #[test]

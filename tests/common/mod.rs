@@ -1,0 +1,292 @@
+//! Test harness: real `imgcdn` processes on free loopback ports, an fs
+//! store written the way the control plane writes it, and helpers to read
+//! metrics.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use imgcdn_shared::storage::{manifest_key, object_key};
+use imgcdn_shared::{Format, ImageId, ImagePath, Manifest};
+use sha2::{Digest, Sha256};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_imgcdn");
+
+/// A free port on 127.0.0.1 (bound, then released for the process to take).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A valid PNG of `w`×`h` with noisy pixels (so it does not compress away).
+pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    fn adler(data: &[u8]) -> u32 {
+        let (mut a, mut b) = (1u32, 0u32);
+        for &d in data {
+            a = (a + u32::from(d)) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
+    let mut raw = Vec::new();
+    let mut x = u32::from(seed) | 1;
+    for _ in 0..h {
+        raw.push(0);
+        for _ in 0..w * 3 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            raw.push(x as u8);
+        }
+    }
+    // zlib stream of stored (uncompressed) deflate blocks.
+    let mut z = vec![0x78, 0x01];
+    for (i, block) in raw.chunks(65535).enumerate() {
+        let last = (i + 1) * 65535 >= raw.len();
+        z.push(u8::from(last));
+        z.extend_from_slice(&(block.len() as u16).to_le_bytes());
+        z.extend_from_slice(&(!(block.len() as u16)).to_le_bytes());
+        z.extend_from_slice(block);
+    }
+    z.extend_from_slice(&adler(&raw).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &z);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// An fs store laid out as the control plane writes it.
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: PathBuf) -> Store {
+        fs::create_dir_all(root.join("objects")).unwrap();
+        fs::create_dir_all(root.join("manifests")).unwrap();
+        Store { root }
+    }
+
+    /// Publish `bytes` as a PNG: object first, manifest last.
+    pub fn publish(&self, bytes: &[u8], expires_at: Option<time::OffsetDateTime>) -> ImagePath {
+        let id = ImageId::generate();
+        self.publish_as(id, bytes, expires_at);
+        ImagePath::new(id, Format::Png)
+    }
+
+    pub fn publish_as(&self, id: ImageId, bytes: &[u8], expires_at: Option<time::OffsetDateTime>) {
+        let manifest = Manifest {
+            content_type: "image/png".into(),
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            width: 1,
+            height: 1,
+            expires_at,
+            transformable: true,
+        };
+        fs::write(self.root.join(object_key(&id)), bytes).unwrap();
+        fs::write(self.root.join(manifest_key(&id)), manifest.to_json()).unwrap();
+    }
+
+    pub fn object_path(&self, id: &ImageId) -> PathBuf {
+        self.root.join(object_key(id))
+    }
+}
+
+/// Settings for one edge process.
+#[derive(Clone)]
+pub struct EdgeOpts {
+    pub store_toml: String,
+    pub disk: PathBuf,
+    pub memory_max_object_bytes: u64,
+    pub origin_timeout_ms: u64,
+    pub negative_ttl_secs: u64,
+    pub rust_log: String,
+}
+
+impl EdgeOpts {
+    pub fn new(dir: &Path) -> EdgeOpts {
+        EdgeOpts {
+            store_toml: format!("scheme = \"fs\"\nroot = {:?}\n", dir.join("store").display().to_string()),
+            disk: dir.join("edge-cache"),
+            memory_max_object_bytes: 8 << 20,
+            origin_timeout_ms: 5000,
+            negative_ttl_secs: 0,
+            rust_log: "info".into(),
+        }
+    }
+}
+
+/// A running `imgcdn edge`, killed on drop.
+pub struct EdgeProcess {
+    child: Child,
+    pub base: String,
+    pub admin: String,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl EdgeProcess {
+    /// Start an edge and wait until `/readyz` answers 200.
+    pub fn start(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
+        let (public, admin) = (free_addr(), free_addr());
+        let config = format!(
+            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\ngrace_period_secs = 1\nshutdown_timeout_secs = 2\n\
+             [store]\n{store}\n[memory]\nmax_bytes = 67108864\nmax_object_bytes = {maxobj}\n\
+             [disk]\npath = {disk:?}\nmax_bytes = 268435456\n\
+             [origin]\ntimeout_ms = {timeout}\nmax_concurrent = 16\nnegative_ttl_secs = {neg}\n",
+            store = opts.store_toml,
+            maxobj = opts.memory_max_object_bytes,
+            disk = opts.disk.display().to_string(),
+            timeout = opts.origin_timeout_ms,
+            neg = opts.negative_ttl_secs,
+        );
+        let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let config_path = dir.join(format!("edge-{n}.toml"));
+        fs::write(&config_path, config).unwrap();
+        let log_path = dir.join(format!("edge-{n}.log"));
+        let log = fs::File::create(&log_path).unwrap();
+        let child = Command::new(BIN)
+            .args(["edge", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", &opts.rust_log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn imgcdn edge");
+        let edge = EdgeProcess {
+            child,
+            base: format!("http://{public}"),
+            admin: format!("http://{admin}"),
+            log_path,
+            config_path,
+        };
+        edge.wait_ready();
+        edge
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq_get(&format!("{}/readyz", self.admin)) {
+                if r.0 == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("edge not ready; log:\n{}", fs::read_to_string(&self.log_path).unwrap_or_default());
+    }
+
+    pub fn url(&self, path: &ImagePath) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Scrape `/metrics`.
+    pub fn metrics(&self) -> String {
+        ureq_get(&format!("{}/metrics", self.admin)).expect("metrics").1
+    }
+
+    /// The value of a metric line that starts with `series` (0 if absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics(), series)
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "edge did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| *name == series)
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// Minimal blocking GET over a raw socket (used before tokio is needed and
+/// for the admin port): returns (status, body).
+pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A reqwest client that is not a proxy user and keeps no cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,252 @@
+//! End-to-end: a real `imgcdn edge` process serving from its tiers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use imgcdn_shared::{Format, ImageId, ImagePath};
+use reqwest::StatusCode;
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn serves_from_origin_then_memory_then_disk_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(64, 64, 1);
+    let path = store.publish(&image, None);
+    let opts = EdgeOpts::new(dir.path());
+    let c = client();
+
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "x-cache"), "MISS");
+    assert_eq!(header(&r, "content-type"), "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 1.0);
+    assert!(edge.stop().success());
+
+    // A new process has an empty memory tier but the same disk tier, and
+    // serves without reading storage even though the object is gone there.
+    std::fs::remove_file(store.object_path(&path.id)).unwrap();
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "x-cache"), "HIT-DISK");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
+}
+
+#[tokio::test]
+async fn objects_too_large_for_memory_are_served_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(100, 100, 2);
+    let path = store.publish(&image, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1000;
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    assert_eq!(header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"), "MISS");
+    // The disk write happens after the response; give it a moment.
+    let mut tier = String::new();
+    for _ in 0..100 {
+        let r = c.get(edge.url(&path)).send().await.unwrap();
+        tier = header(&r, "x-cache");
+        if tier == "HIT-DISK" {
+            assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tier, "HIT-DISK");
+}
+
+#[tokio::test]
+async fn http_semantics_etag_range_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(32, 32, 3);
+    let path = store.publish(&image, None);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let url = edge.url(&path);
+
+    let r = c.get(&url).send().await.unwrap();
+    let etag = header(&r, "etag");
+    assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
+    assert_eq!(header(&r, "accept-ranges"), "bytes");
+    assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(header(&r, "content-length"), image.len().to_string());
+
+    let r = c.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&r, "etag"), etag);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = c.get(&url).header("if-none-match", "\"other\"").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = c.get(&url).header("range", "bytes=8-15").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&r, "content-range"), format!("bytes 8-15/{}", image.len()));
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[8..16]);
+    let r = c.get(&url).header("range", "bytes=-4").send().await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[image.len() - 4..]);
+    let r = c.get(&url).header("range", format!("bytes={}-", image.len())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&r, "content-range"), format!("bytes */{}", image.len()));
+
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-length"), image.len().to_string());
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // The same over h2c (prior knowledge), HEAD included.
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let r = h2.head(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-length"), image.len().to_string());
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    let r = h2.get(&url).header("range", "bytes=0-0").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..1]);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_without_touching_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let path = store.publish(&png(8, 8, 4), None);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let id = path.id;
+    let shard = id.shard().to_string();
+    let wrong = if shard == "000" { "001" } else { "000" };
+    for (p, want) in [
+        (format!("/{wrong}/{id}.png"), 404),
+        (format!("/{shard}/{}.png", &id.to_string()[..7]), 404),
+        (format!("/{shard}/{id}.exe"), 404),
+        (format!("/{shard}/{id}"), 404),
+        ("/".to_string(), 404),
+        (format!("/{shard}/{id}.png%00"), 400),
+        (format!("/{shard}/../{id}.png"), 400),
+        ("/%2e%2e/%2e%2e/etc/passwd".to_string(), 400),
+    ] {
+        let status = raw_status(&edge.base, "GET", &p);
+        assert_eq!(status, want, "{p}");
+    }
+    let r = c.post(edge.url(&path)).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&r, "allow"), "GET, HEAD");
+    assert_eq!(raw_status(&edge.base, "DELETE", &path.to_string()), 405);
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
+
+    // A well-formed path with the wrong extension for the stored format.
+    let r = c.get(format!("{}{}", edge.base, ImagePath::new(id, Format::Jpeg))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Send a request line as-is (no client-side normalisation of the path).
+fn raw_status(base: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let host = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn query_strings_do_not_create_cache_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let path = store.publish(&png(8, 8, 5), None);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let r = c.get(format!("{}?utm_source=x", edge.url(&path))).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "MISS");
+    for q in ["?cachebust=1", "?cachebust=2", "?w=abc&zzz=1", ""] {
+        let r = c.get(format!("{}{q}", edge.url(&path))).send().await.unwrap();
+        assert_eq!(header(&r, "x-cache"), "HIT-MEMORY", "{q}");
+    }
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 1.0);
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn concurrent_misses_cause_one_origin_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    // Large enough that verifying it takes a while, so the requests overlap.
+    let image = png(800, 800, 6);
+    let path = store.publish(&image, None);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let url = edge.url(&path);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (c, url, barrier) = (c.clone(), url.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let r = c.get(&url).send().await.unwrap();
+                let tier = header(&r, "x-cache");
+                (r.status(), tier, r.bytes().await.unwrap().len())
+            })
+        })
+        .collect();
+    let mut misses = 0;
+    for t in tasks {
+        let (status, tier, len) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(len, image.len());
+        misses += usize::from(tier == "MISS");
+    }
+    assert!(misses > 1, "requests did not overlap ({misses} misses); the test proves nothing");
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 1.0);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::new(dir.path().join("store"));
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let id = ImageId::generate();
+    let r = client().get(format!("{}{}", edge.base, ImagePath::new(id, Format::Png))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn an_object_that_does_not_match_its_manifest_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let path = store.publish(&png(16, 16, 7), None);
+    // Damage the stored bytes, keeping the length.
+    let p = store.object_path(&path.id);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let r = client().get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(r.text().await.unwrap(), "bad gateway\n");
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 0.0);
+    assert_eq!(edge.metric("imgcdn_edge_origin_errors_total{kind=\"mismatch\"}"), 1.0);
+}
