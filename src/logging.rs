@@ -52,31 +52,64 @@ const MASK: &str = "<addr>";
 
 /// Replace IPv4 and IPv6 addresses (with or without a port) by a mask.
 pub fn redact(line: &str) -> String {
-    let v4 = replace_runs(line, |c| c.is_ascii_digit() || c == '.', |tok| {
-        let t = tok.trim_matches('.');
-        t.parse::<Ipv4Addr>().is_ok().then(|| tok.replacen(t, MASK, 1))
-    });
-    replace_runs(&v4, |c| c.is_ascii_hexdigit() || c == ':' || c == '.', |tok| {
-        let punct = |c: char| c == ':' || c == '.';
-        // Punctuation around an address ("from ::1:" …) may belong to the text.
-        [tok, tok.trim_end_matches(punct), tok.trim_start_matches('.'), tok.trim_matches(punct)]
+    let v4 = replace_runs(
+        line,
+        |c| c.is_ascii_digit() || c == '.',
+        |tok| {
+            let t = tok.trim_matches('.');
+            t.parse::<Ipv4Addr>()
+                .is_ok()
+                .then(|| tok.replacen(t, MASK, 1))
+        },
+    );
+    replace_runs(
+        &v4,
+        |c| c.is_ascii_hexdigit() || c == ':' || c == '.',
+        |tok| {
+            let punct = |c: char| c == ':' || c == '.';
+            // Punctuation around an address ("from ::1:" …) may belong to the text.
+            [
+                tok,
+                tok.trim_end_matches(punct),
+                tok.trim_start_matches('.'),
+                tok.trim_matches(punct),
+            ]
             .into_iter()
-            .find(|t| t.matches(':').count() >= 2 && (t.parse::<Ipv6Addr>().is_ok() || t.parse::<SocketAddr>().is_ok()))
+            .find(|t| {
+                t.matches(':').count() >= 2
+                    && (t.parse::<Ipv6Addr>().is_ok() || t.parse::<SocketAddr>().is_ok())
+            })
             .map(|t| tok.replacen(t, MASK, 1))
-    })
+        },
+    )
 }
 
-/// Apply `f` to every maximal run of chars matching `class`.
-fn replace_runs(s: &str, class: impl Fn(char) -> bool, f: impl Fn(&str) -> Option<String>) -> String {
+/// Apply `f` to every maximal run of chars matching `class` that stands on
+/// its own: a run glued to identifier characters (`core::server`, `h2::frame`)
+/// is part of a word, not an address.
+fn replace_runs(
+    s: &str,
+    class: impl Fn(char) -> bool,
+    f: impl Fn(&str) -> Option<String>,
+) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(s.len());
     let mut start = None;
+    let mut before = None;
+    let mut prev = None;
     for (i, c) in s.char_indices().chain(std::iter::once((s.len(), ' '))) {
         let inside = i < s.len() && class(c);
         match (start, inside) {
-            (None, true) => start = Some(i),
+            (None, true) => {
+                start = Some(i);
+                before = prev;
+            }
             (Some(b), false) => {
                 let tok = &s[b..i];
-                out.push_str(&f(tok).unwrap_or_else(|| tok.to_string()));
+                let after = (i < s.len()).then_some(c);
+                let standalone = !word(before) && !word(after);
+                let replaced = if standalone { f(tok) } else { None };
+                out.push_str(replaced.as_deref().unwrap_or(tok));
                 start = None;
                 if i < s.len() {
                     out.push(c);
@@ -85,6 +118,7 @@ fn replace_runs(s: &str, class: impl Fn(char) -> bool, f: impl Fn(&str) -> Optio
             (None, false) if i < s.len() => out.push(c),
             _ => {}
         }
+        prev = Some(c);
     }
     out
 }
@@ -96,7 +130,10 @@ mod tests {
     #[test]
     fn addresses_are_masked() {
         for (input, want) in [
-            ("Downstream handshake error from 127.0.0.2:51234: eof", "Downstream handshake error from <addr>:51234: eof"),
+            (
+                "Downstream handshake error from 127.0.0.2:51234: eof",
+                "Downstream handshake error from <addr>:51234: eof",
+            ),
             ("peer 10.1.2.3 dropped", "peer <addr> dropped"),
             ("from [::1]:443", "from [<addr>]:443"),
             ("from [2001:db8::7]:80 x", "from [<addr>]:80 x"),
@@ -116,6 +153,9 @@ mod tests {
             "version 0.9.1 ready",
             "id aB3dE6gH served",
             "deadbeef cafe",
+            "INFO pingora_core::server::bootstrap_services: Bootstrap starting",
+            "h2::proto::streams::flow_control: inc_window",
+            "FramedWrite::buffer{frame=Settings}",
         ] {
             assert_eq!(redact(s), s);
         }

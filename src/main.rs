@@ -94,7 +94,11 @@ fn main() -> ExitCode {
             println!("  control plane: not part of this build yet; publish images with `imgcdn put FILE --data-dir {}`", data_dir.display());
             run_edge(cfg)
         }
-        Command::Edge { config, listen, check } => {
+        Command::Edge {
+            config,
+            listen,
+            check,
+        } => {
             let mut cfg = match config {
                 Some(path) => match EdgeConfig::from_file(&path) {
                     Ok(c) => c,
@@ -139,7 +143,10 @@ fn run_edge(cfg: EdgeConfig) -> ExitCode {
     for a in &cfg.listen {
         println!("  edge:        http://{a}/{{shard}}/{{id}}.{{ext}}");
     }
-    println!("  edge admin:  http://{}/metrics  /healthz  /readyz", cfg.admin_listen);
+    println!(
+        "  edge admin:  http://{}/metrics  /healthz  /readyz",
+        cfg.admin_listen
+    );
     edge.run(Box::new(UnixShutdownSignalWatch));
     ExitCode::SUCCESS
 }

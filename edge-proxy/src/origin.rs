@@ -106,12 +106,17 @@ impl Origin {
                     Ok(r) => r,
                     Err(_) => Err(OriginError::Timeout),
                 };
-                self.metrics.origin_read_seconds.observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .origin_read_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 if let Ok(obj) = &result {
                     on_loaded(obj);
                 }
                 if let Err(e) = &result {
-                    self.metrics.origin_errors.with_label_values(&[e.metric_kind()]).inc();
+                    self.metrics
+                        .origin_errors
+                        .with_label_values(&[e.metric_kind()])
+                        .inc();
                     match e {
                         OriginError::NotFound => {
                             if let Some(c) = &self.absent {
@@ -150,7 +155,11 @@ impl Origin {
             Err(e) => return Err(OriginError::Unavailable(e.to_string())),
         };
         if body.len() as u64 != manifest.bytes {
-            return Err(OriginError::Mismatch(format!("{} bytes, manifest says {}", body.len(), manifest.bytes)));
+            return Err(OriginError::Mismatch(format!(
+                "{} bytes, manifest says {}",
+                body.len(),
+                manifest.bytes
+            )));
         }
         let digest = if body.len() <= INLINE_HASH_MAX {
             hex::encode(Sha256::digest(&body))

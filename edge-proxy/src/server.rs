@@ -24,7 +24,10 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
     #[error("disk cache at {path}: {source}")]
-    Disk { path: String, source: std::io::Error },
+    Disk {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("store: {0}")]
     Store(#[from] opendal::Error),
     #[error("tls listener: {0}")]
@@ -48,21 +51,38 @@ impl Edge {
         cfg.validate()?;
         let metrics = Arc::new(Metrics::new());
         let m = metrics.clone();
-        let memory = MemoryTier::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes, clock.clone(), move || {
-            m.evictions.with_label_values(&[Tier::Memory.label()]).inc()
-        });
+        let memory = MemoryTier::new(
+            cfg.memory.max_bytes,
+            cfg.memory.max_object_bytes,
+            clock.clone(),
+            move || m.evictions.with_label_values(&[Tier::Memory.label()]).inc(),
+        );
         let m = metrics.clone();
-        let disk = DiskTier::open(&cfg.disk.path, cfg.disk.max_bytes, clock.clone(), move || {
-            m.evictions.with_label_values(&[Tier::Disk.label()]).inc()
-        })
-        .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
+        let disk = DiskTier::open(
+            &cfg.disk.path,
+            cfg.disk.max_bytes,
+            clock.clone(),
+            move || m.evictions.with_label_values(&[Tier::Disk.label()]).inc(),
+        )
+        .map_err(|source| StartError::Disk {
+            path: cfg.disk.path.display().to_string(),
+            source,
+        })?;
         let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone());
-        let tiers = Arc::new(Tiers { memory, disk: Arc::new(disk), origin, metrics, clock });
+        let tiers = Arc::new(Tiers {
+            memory,
+            disk: Arc::new(disk),
+            origin,
+            metrics,
+            clock,
+        });
 
-        let mut conf = ServerConf::default();
-        conf.threads = cfg.threads;
-        conf.grace_period_seconds = Some(cfg.grace_period_secs);
-        conf.graceful_shutdown_timeout_seconds = Some(cfg.shutdown_timeout_secs);
+        let conf = ServerConf {
+            threads: cfg.threads,
+            grace_period_seconds: Some(cfg.grace_period_secs),
+            graceful_shutdown_timeout_seconds: Some(cfg.shutdown_timeout_secs),
+            ..ServerConf::default()
+        };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
 
@@ -83,13 +103,21 @@ impl Edge {
         if let Some(tls) = &cfg.tls {
             let cert = tls.cert_path.to_string_lossy();
             let key = tls.key_path.to_string_lossy();
-            public.add_tls(&tls.listen, &cert, &key).map_err(|e| StartError::Tls(e.to_string()))?;
+            public
+                .add_tls(&tls.listen, &cert, &key)
+                .map_err(|e| StartError::Tls(e.to_string()))?;
         }
         public.threads = Some(cfg.threads);
 
         // Nothing to wait for yet beyond the disk index, which is loaded.
         let ready = Arc::new(AtomicBool::new(false));
-        let mut admin = Service::new("imgcdn edge admin".to_string(), AdminApp { tiers: tiers.clone(), ready: ready.clone() });
+        let mut admin = Service::new(
+            "imgcdn edge admin".to_string(),
+            AdminApp {
+                tiers: tiers.clone(),
+                ready: ready.clone(),
+            },
+        );
         admin.add_tcp(&cfg.admin_listen);
         admin.threads = Some(1);
 
@@ -101,6 +129,8 @@ impl Edge {
 
     /// Serve until `shutdown` fires, then drain gracefully. Blocks.
     pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
-        self.server.run(RunArgs { shutdown_signal: shutdown });
+        self.server.run(RunArgs {
+            shutdown_signal: shutdown,
+        });
     }
 }

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(Format::from_extension(b"JPG"), None);
         assert_eq!(Format::from_extension(b"heic"), None);
         assert_eq!(Format::from_extension(b"exe"), None);
-        assert_eq!(Format::from_content_type("image/png; charset=x"), Some(Format::Png));
+        assert_eq!(
+            Format::from_content_type("image/png; charset=x"),
+            Some(Format::Png)
+        );
         assert_eq!(Format::from_content_type("text/html"), None);
     }
 }

@@ -43,7 +43,12 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let m: Manifest = serde_json::from_slice(bytes)?;
         m.format()?;
-        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if m.sha256.len() != 64
+            || !m
+                .sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(ManifestError::Sha256);
         }
         Ok(m)
@@ -106,10 +111,16 @@ mod tests {
     fn rejects_bad_fields() {
         let mut m = sample();
         m.content_type = "text/html".into();
-        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::ContentType(_))));
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::ContentType(_))
+        ));
         let mut m = sample();
         m.sha256 = "XYZ".into();
-        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::Sha256)));
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::Sha256)
+        ));
         assert!(Manifest::from_json(b"{not json").is_err());
     }
 }

@@ -136,9 +136,18 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let bad = StoreConfig { scheme: "s3".into(), options: BTreeMap::new() };
-        assert_eq!(bad.problems("store"), vec!["store.bucket: required for scheme \"s3\""]);
-        let bad = StoreConfig { scheme: "ftp".into(), options: BTreeMap::new() };
+        let bad = StoreConfig {
+            scheme: "s3".into(),
+            options: BTreeMap::new(),
+        };
+        assert_eq!(
+            bad.problems("store"),
+            vec!["store.bucket: required for scheme \"s3\""]
+        );
+        let bad = StoreConfig {
+            scheme: "ftp".into(),
+            options: BTreeMap::new(),
+        };
         assert_eq!(bad.problems("store").len(), 1);
         assert!(StoreConfig::fs("/tmp/x").problems("store").is_empty());
     }
@@ -146,13 +155,15 @@ mod tests {
     #[test]
     fn debug_redacts_secrets() {
         let mut c = StoreConfig::fs("/x");
-        c.options.insert("secret_access_key".into(), "hunter2".into());
+        c.options
+            .insert("secret_access_key".into(), "hunter2".into());
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
     fn toml_shape_is_flat() {
-        let c: StoreConfig = toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\n").unwrap();
+        let c: StoreConfig =
+            toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\n").unwrap();
         assert_eq!(c.options.get("bucket").map(String::as_str), Some("b"));
     }
 }

@@ -53,7 +53,9 @@ impl ImagePath {
             None => target,
         };
         if path.windows(2).any(|w| w == b"..")
-            || path.iter().any(|&b| b == b'%' || b == b'\\' || b < 0x21 || b >= 0x7f)
+            || path
+                .iter()
+                .any(|&b| b == b'%' || b == b'\\' || !(0x21..0x7f).contains(&b))
         {
             return Err(PathError::Hostile);
         }
@@ -78,7 +80,13 @@ impl ImagePath {
 
 impl fmt::Display for ImagePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}/{}.{}", self.id.shard(), self.id, self.format.extension())
+        write!(
+            f,
+            "/{}/{}.{}",
+            self.id.shard(),
+            self.id,
+            self.format.extension()
+        )
     }
 }
 
@@ -111,7 +119,11 @@ mod tests {
     #[test]
     fn wrong_shard_is_its_own_error() {
         let (id, _) = good();
-        let wrong = if id.shard().as_str() == "000" { "001" } else { "000" };
+        let wrong = if id.shard().as_str() == "000" {
+            "001"
+        } else {
+            "000"
+        };
         assert_eq!(
             ImagePath::parse(format!("/{wrong}/{id}.png").as_bytes()),
             Err(PathError::WrongShard)
@@ -134,7 +146,11 @@ mod tests {
             "/abcd/efghijkl.png".to_string(),
             format!("/x{}", &base[1..]),
         ] {
-            assert_eq!(ImagePath::parse(p.as_bytes()), Err(PathError::NotOurs), "{p:?}");
+            assert_eq!(
+                ImagePath::parse(p.as_bytes()),
+                Err(PathError::NotOurs),
+                "{p:?}"
+            );
         }
     }
 
@@ -150,7 +166,11 @@ mod tests {
             "/abc/\0".to_string(),
             "/a b/c".to_string(),
         ] {
-            assert_eq!(ImagePath::parse(p.as_bytes()), Err(PathError::Hostile), "{p:?}");
+            assert_eq!(
+                ImagePath::parse(p.as_bytes()),
+                Err(PathError::Hostile),
+                "{p:?}"
+            );
         }
     }
 }

@@ -18,7 +18,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_imgcdn");
 
 /// A free port on 127.0.0.1 (bound, then released for the process to take).
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A valid PNG of `w`×`h` with noisy pixels (so it does not compress away).
@@ -36,7 +39,11 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -52,13 +59,14 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
     let mut raw = Vec::new();
     let mut x = u32::from(seed) | 1;
     for _ in 0..h {
-        raw.push(0);
-        for _ in 0..w * 3 {
+        // Filter byte 0 (none), then the row's RGB samples.
+        let row = (0..w * 3).map(|_| {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            raw.push(x as u8);
-        }
+            x as u8
+        });
+        raw.extend(std::iter::once(0).chain(row));
     }
     // zlib stream of stored (uncompressed) deflate blocks.
     let mut z = vec![0x78, 0x01];
@@ -133,7 +141,10 @@ pub struct EdgeOpts {
 impl EdgeOpts {
     pub fn new(dir: &Path) -> EdgeOpts {
         EdgeOpts {
-            store_toml: format!("scheme = \"fs\"\nroot = {:?}\n", dir.join("store").display().to_string()),
+            store_toml: format!(
+                "scheme = \"fs\"\nroot = {:?}\n",
+                dir.join("store").display().to_string()
+            ),
             disk: dir.join("edge-cache"),
             memory_max_object_bytes: 8 << 20,
             origin_timeout_ms: 5000,
@@ -202,7 +213,10 @@ impl EdgeProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("edge not ready; log:\n{}", fs::read_to_string(&self.log_path).unwrap_or_default());
+        panic!(
+            "edge not ready; log:\n{}",
+            fs::read_to_string(&self.log_path).unwrap_or_default()
+        );
     }
 
     pub fn url(&self, path: &ImagePath) -> String {
@@ -211,7 +225,9 @@ impl EdgeProcess {
 
     /// Scrape `/metrics`.
     pub fn metrics(&self) -> String {
-        ureq_get(&format!("{}/metrics", self.admin)).expect("metrics").1
+        ureq_get(&format!("{}/metrics", self.admin))
+            .expect("metrics")
+            .1
     }
 
     /// The value of a metric line that starts with `series` (0 if absent).
@@ -259,14 +275,23 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 

@@ -58,7 +58,10 @@ impl ObjectMeta {
 
 impl CachedObject {
     pub fn new(body: Bytes, meta: ObjectMeta) -> Self {
-        CachedObject { body, meta: Arc::new(meta) }
+        CachedObject {
+            body,
+            meta: Arc::new(meta),
+        }
     }
 }
 
@@ -77,6 +80,9 @@ pub(crate) mod test_support {
             expires_at: expires_at.map(|s| time::OffsetDateTime::from_unix_timestamp(s).unwrap()),
             transformable: true,
         };
-        CachedObject::new(Bytes::copy_from_slice(body), ObjectMeta::new(manifest).unwrap())
+        CachedObject::new(
+            Bytes::copy_from_slice(body),
+            ObjectMeta::new(manifest).unwrap(),
+        )
     }
 }

@@ -4,9 +4,13 @@
 /// `If-None-Match` matches `etag` (weak comparison, as the RFC requires for
 /// this header; `*` matches any existing representation).
 pub fn none_match(if_none_match: &[u8], etag: &[u8]) -> bool {
-    let Ok(list) = std::str::from_utf8(if_none_match) else { return false };
+    let Ok(list) = std::str::from_utf8(if_none_match) else {
+        return false;
+    };
     let etag = std::str::from_utf8(etag).unwrap_or("");
-    list.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// What to send for a `Range` header.
@@ -23,18 +27,26 @@ pub enum RangeAnswer {
 
 /// Interpret `Range` (and `If-Range`) for a body of `len` bytes.
 pub fn range(range: Option<&[u8]>, if_range: Option<&[u8]>, etag: &[u8], len: u64) -> RangeAnswer {
-    let Some(range) = range else { return RangeAnswer::Full };
+    let Some(range) = range else {
+        return RangeAnswer::Full;
+    };
     // If-Range needs a strong match; a date validator never matches (we send no Last-Modified).
     if if_range.is_some_and(|v| v != etag) {
         return RangeAnswer::Full;
     }
-    let Ok(spec) = std::str::from_utf8(range) else { return RangeAnswer::Full };
-    let Some(set) = spec.trim().strip_prefix("bytes=") else { return RangeAnswer::Full };
+    let Ok(spec) = std::str::from_utf8(range) else {
+        return RangeAnswer::Full;
+    };
+    let Some(set) = spec.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Full;
+    };
     if set.contains(',') {
         // Multipart ranges are allowed to be ignored; a full 200 is correct.
         return RangeAnswer::Full;
     }
-    let Some((first, last)) = set.trim().split_once('-') else { return RangeAnswer::Full };
+    let Some((first, last)) = set.trim().split_once('-') else {
+        return RangeAnswer::Full;
+    };
     let num = |s: &str| -> Option<Option<u64>> {
         if s.is_empty() {
             Some(None)
@@ -62,7 +74,10 @@ pub fn range(range: Option<&[u8]>, if_range: Option<&[u8]>, etag: &[u8], len: u6
             if suffix == 0 || len == 0 {
                 return RangeAnswer::Unsatisfiable;
             }
-            RangeAnswer::Partial { start: len.saturating_sub(suffix), end: len - 1 }
+            RangeAnswer::Partial {
+                start: len.saturating_sub(suffix),
+                end: len - 1,
+            }
         }
         (None, None) => RangeAnswer::Full,
     }
@@ -108,7 +123,14 @@ mod tests {
 
     #[test]
     fn ignored_ranges() {
-        for h in ["items=0-1", "bytes=5-1", "bytes=a-b", "bytes=0-1,5-6", "bytes=-", "bytes=1"] {
+        for h in [
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=0-1,5-6",
+            "bytes=-",
+            "bytes=1",
+        ] {
             assert_eq!(r(h, 100), Full, "{h}");
         }
         assert_eq!(range(None, None, ETAG, 100), Full);
@@ -116,8 +138,14 @@ mod tests {
 
     #[test]
     fn if_range_must_match_strongly() {
-        assert_eq!(range(Some(b"bytes=0-1"), Some(ETAG), ETAG, 10), Partial { start: 0, end: 1 });
+        assert_eq!(
+            range(Some(b"bytes=0-1"), Some(ETAG), ETAG, 10),
+            Partial { start: 0, end: 1 }
+        );
         assert_eq!(range(Some(b"bytes=0-1"), Some(b"\"old\""), ETAG, 10), Full);
-        assert_eq!(range(Some(b"bytes=0-1"), Some(b"W/\"abc\""), ETAG, 10), Full);
+        assert_eq!(
+            range(Some(b"bytes=0-1"), Some(b"W/\"abc\""), ETAG, 10),
+            Full
+        );
     }
 }

@@ -1,0 +1,296 @@
+//! End-to-end: expiry, storage failures, shutdown and bad configuration.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use imgcdn_shared::{Format, ImageId, ImagePath};
+use reqwest::StatusCode;
+use time::OffsetDateTime;
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_already_expired_image_is_404_though_its_bytes_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let path = store.publish(
+        &png(8, 8, 1),
+        Some(OffsetDateTime::now_utc() - time::Duration::seconds(1)),
+    );
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let r = client().get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(store.object_path(&path.id).exists());
+    assert_eq!(
+        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn an_image_stops_being_served_at_expiry_and_leaves_both_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let path = store.publish(&png(8, 8, 2), Some(expires));
+    let opts = EdgeOpts::new(dir.path());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let max_age: i64 = header(&r, "cache-control")
+        .trim_start_matches("public, max-age=")
+        .trim_end_matches(", immutable")
+        .parse()
+        .unwrap();
+    assert!(
+        (0..=3).contains(&max_age),
+        "max-age {max_age} goes past expiry"
+    );
+    // Wait for the disk copy, then for expiry.
+    let disk = opts.disk.clone();
+    let id = path.id.to_string();
+    let on_disk = || {
+        files_under(&disk)
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(&id))
+    };
+    for _ in 0..100 {
+        if on_disk() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(on_disk(), "never written to disk");
+    assert_eq!(
+        header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"),
+        "HIT-MEMORY"
+    );
+
+    let wait = expires - OffsetDateTime::now_utc() + time::Duration::milliseconds(1100);
+    tokio::time::sleep(Duration::from_millis(
+        wait.whole_milliseconds().max(0) as u64
+    ))
+    .await;
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        store.object_path(&path.id).exists(),
+        "the test relies on the bytes still being stored"
+    );
+    assert_eq!(
+        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
+        0.0
+    );
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"disk\"}"), 0.0);
+    assert!(!on_disk(), "expired entry left on disk");
+}
+
+/// Store config for an S3 endpoint at `addr` (nothing real behind it).
+fn s3_at(addr: std::net::SocketAddr) -> String {
+    format!(
+        "scheme = \"s3\"\nbucket = \"imgcdn\"\nregion = \"us-east-1\"\nendpoint = \"http://{addr}\"\n\
+         access_key_id = \"test\"\nsecret_access_key = \"test\"\n"
+    )
+}
+
+#[tokio::test]
+async fn with_storage_down_cached_images_are_served_and_misses_get_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(16, 16, 3);
+    let path = store.publish(&image, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    assert_eq!(
+        c.get(edge.url(&path)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Let the disk write land, then restart against a store that refuses connections.
+    for _ in 0..100 {
+        if !files_under(&opts.disk)
+            .iter()
+            .all(|p| p.starts_with(opts.disk.join("tmp")))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(edge.stop().success());
+    opts.store_toml = s3_at(free_addr());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let r = c.get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "x-cache"), "HIT-DISK");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+
+    let other = ImagePath::new(ImageId::generate(), Format::Png);
+    let r = c.get(format!("{}{other}", edge.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "bad gateway\n",
+        "internal detail leaked"
+    );
+    assert_eq!(
+        edge.metric("imgcdn_edge_origin_errors_total{kind=\"unavailable\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_storage_that_never_answers_gives_504_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().take(4).flatten() {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.store_toml = s3_at(addr);
+    opts.origin_timeout_ms = 300;
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let other = ImagePath::new(ImageId::generate(), Format::Png);
+    let r = client()
+        .get(format!("{}{other}", edge.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(r.text().await.unwrap(), "gateway timeout\n");
+    assert_eq!(
+        edge.metric("imgcdn_edge_origin_errors_total{kind=\"timeout\"}"),
+        1.0
+    );
+    drop(edge);
+    drop(hold);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::new(dir.path().join("store"));
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let base = edge.base.clone();
+    let status = edge.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(std::net::TcpStream::connect(base.strip_prefix("http://").unwrap()).is_err());
+}
+
+#[test]
+fn a_broken_config_reports_every_problem_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(
+        &cfg,
+        "listen = [\"not-an-address\"]\nadmin_listen = \"also bad\"\nthreads = 0\n[store]\nscheme = \"s3\"\n[origin]\ntimeout_ms = 0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["edge", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "listen[0]",
+        "admin_listen",
+        "threads",
+        "store.bucket",
+        "origin.timeout_ms",
+    ] {
+        assert!(err.contains(needle), "{needle} not reported in:\n{err}");
+    }
+
+    std::fs::write(&cfg, "listen = [\"127.0.0.1:1\"]\n[stor]\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["edge", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}
+
+#[test]
+fn the_control_plane_does_not_pretend_to_run() {
+    let out = std::process::Command::new(BIN)
+        .arg("control-plane")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
+}
+
+#[tokio::test]
+async fn dev_serves_an_image_put_into_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("cat.png");
+    let image = png(20, 10, 9);
+    std::fs::write(&file, &image).unwrap();
+    let (public, admin) = (free_addr(), free_addr());
+    let out = std::process::Command::new(BIN)
+        .args([
+            "put",
+            "--base-url",
+            &format!("http://{public}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(url.ends_with(".png"), "{url}");
+
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "dev",
+            "--listen",
+            &public.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = None;
+    for _ in 0..200 {
+        if let Ok(r) = client().get(&url).send().await {
+            got = Some((header(&r, "x-cache"), r.bytes().await.unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (tier, body) = got.expect("dev never answered");
+    assert_eq!(tier, "MISS");
+    assert_eq!(&body[..], &image[..]);
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
+    assert!(files_under(&data.join("edge-cache")).len() <= 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
