@@ -136,7 +136,7 @@ mod tests {
         for p in [
             "".to_string(),
             "/".to_string(),
-            format!("{base}"),
+            base.clone(),
             format!("{base}."),
             format!("{base}.exe"),
             format!("{base}.PNG"),
