@@ -149,7 +149,12 @@ impl Origin {
             Err(e) => return Err(OriginError::Unavailable(e.to_string())),
         };
         let body: Bytes = match self.op.read(&object_key(&id)).await {
-            Ok(buf) => buf.to_bytes(),
+            // Copied into an allocation of exactly its size. A backend may
+            // hand back a slice of a larger pooled read buffer (OpenDAL's fs
+            // service does: 256 KiB and up), and the cache tiers would keep
+            // that whole allocation alive as long as the object is cached,
+            // so the memory tier's byte budget would not bound the RSS.
+            Ok(buf) => Bytes::from(buf.to_vec()),
             // A manifest without its object is a broken write; treat as absent.
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(OriginError::NotFound),
             Err(e) => return Err(OriginError::Unavailable(e.to_string())),
@@ -174,5 +179,41 @@ impl Origin {
         }
         let meta = ObjectMeta::new(manifest).map_err(|e| OriginError::Mismatch(e.to_string()))?;
         Ok(CachedObject::new(body, meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgcdn_shared::storage::StoreConfig;
+
+    #[tokio::test]
+    async fn a_fetched_body_owns_exactly_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let id: ImageId = "abcdefgh".parse().unwrap();
+        let body = vec![7u8; 3000];
+        let manifest = Manifest {
+            content_type: "image/png".into(),
+            bytes: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(&body)),
+            width: 1,
+            height: 1,
+            expires_at: None,
+            transformable: true,
+        };
+        std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        std::fs::write(dir.path().join(object_key(&id)), &body).unwrap();
+        std::fs::write(dir.path().join(manifest_key(&id)), manifest.to_json()).unwrap();
+        let op = StoreConfig::fs(dir.path().to_string_lossy())
+            .operator()
+            .unwrap();
+        let origin = Origin::new(op, &OriginConfig::default(), Arc::new(Metrics::new()));
+        let obj = origin.fetch(id, 0, |_| {}).await.unwrap();
+        assert_eq!(&obj.body[..], &body[..]);
+        // Cached objects must not pin a larger (pooled) read buffer: the
+        // body is the only owner of an allocation of exactly its length.
+        let owned = obj.body.try_into_mut().expect("body shares its allocation");
+        assert_eq!(owned.capacity(), body.len());
     }
 }
