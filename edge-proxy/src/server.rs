@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora_core::services::listening::Service;
@@ -17,6 +18,19 @@ use crate::config::{ConfigErrors, EdgeConfig};
 use crate::metrics::{Metrics, Tier};
 use crate::origin::Origin;
 use crate::serve::{EdgeApp, HttpSettings, Tiers};
+
+/// Write buffer of each public HTTP/1 connection. pingora's default is one
+/// MSS (1460 bytes), so the header of any image larger than that went out in
+/// a write of its own before the body: two syscalls and two TCP pushes per
+/// response. With 32 KiB, header and body of an image up to ~31 KiB leave in
+/// one write (thumbnails and most web images); larger bodies bypass the
+/// buffer and are written straight from the cached bytes, as before.
+/// pingora flushes at the end of every response, so nothing is held back.
+/// Measured on 2 KB images: ~+25% requests/s at one core; on the 35 KB-median
+/// set: ~+10% (64 KiB gave ~4% more there, at 32 KiB more per busy
+/// connection). Memory: up to this much per connection that has sent a
+/// response of that size (pages are touched only as far as used).
+const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +112,10 @@ impl Edge {
         };
         let mut public = Service::new("imgcdn edge".to_string(), app);
         for addr in &cfg.listen {
-            public.add_tcp(addr);
+            public.add_listener(
+                ListenerConfig::tcp(addr.as_str())
+                    .l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES)),
+            );
         }
         if let Some(tls) = &cfg.tls {
             let cert = tls.cert_path.to_string_lossy();

@@ -33,6 +33,8 @@ pub struct ObjectMeta {
     pub content_type: HeaderValue,
     /// `expires_at` as unix seconds.
     pub expires_at: Option<i64>,
+    /// `Content-Length` of the whole object (`manifest.bytes`), formatted once.
+    content_length: HeaderValue,
 }
 
 impl ObjectMeta {
@@ -46,8 +48,20 @@ impl ObjectMeta {
             etag,
             content_type: HeaderValue::from_static(format.content_type()),
             expires_at: manifest.expires_at.map(|t| t.unix_timestamp()),
+            content_length: HeaderValue::from(manifest.bytes),
             manifest,
         })
+    }
+
+    /// The `Content-Length` value for a body of `len` bytes: the precomputed
+    /// one when `len` is the manifest's length (always, for a verified
+    /// object), else formatted.
+    pub fn content_length(&self, len: u64) -> HeaderValue {
+        if len == self.manifest.bytes {
+            self.content_length.clone()
+        } else {
+            HeaderValue::from(len)
+        }
     }
 
     /// Expired at unix time `now` (inclusive, as in the manifest).

@@ -1,5 +1,7 @@
 //! Building responses: the one place that decides status and headers.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::Method;
@@ -51,6 +53,44 @@ pub fn error(status: u16, method: &Method) -> Answer {
     Answer { header: h, body }
 }
 
+// Names of the headers set on every object response, spelled as they go on
+// the wire today. pingora keeps the case of a name given as a string and
+// writes `http` constants outside its short title-case list in lower case,
+// so these strings produce the same bytes while sparing the allocation that
+// turning such a constant into a case-preserving name costs per response.
+const ETAG: &str = "ETag";
+const X_CACHE: &str = "X-Cache";
+const CACHE_CONTROL: &str = "Cache-Control";
+const ACCEPT_RANGES: &str = "Accept-Ranges";
+const CONTENT_LENGTH: &str = "Content-Length";
+const CONTENT_TYPE: &str = "Content-Type";
+const CONTENT_RANGE: &str = "content-range";
+const ALLOW_ORIGIN: &str = "access-control-allow-origin";
+const NOSNIFF_NAME: &str = "x-content-type-options";
+const CSP_NAME: &str = "content-security-policy";
+
+/// `public, max-age={max_age}, immutable`. Every image without an expiry
+/// gets the configured max-age, so the value is formatted once per thread
+/// and then shared (a reference-count increment), not formatted and
+/// allocated for every response.
+fn cache_control(max_age: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((n, v)) = last.as_ref() {
+            if *n == max_age {
+                return v.clone();
+            }
+        }
+        let v = HeaderValue::try_from(format!("public, max-age={max_age}, immutable"))
+            .expect("ASCII digits and text");
+        *last = Some((max_age, v.clone()));
+        v
+    })
+}
+
 /// The answer for a found object, honouring If-None-Match and Range.
 pub fn object(
     req: &RequestHeader,
@@ -65,19 +105,20 @@ pub fn object(
         Some(e) => (e.saturating_sub(now).max(0) as u64).min(max_age_secs),
         None => max_age_secs,
     };
-    let cache_control = format!("public, max-age={max_age}, immutable");
     let etag = meta.etag.as_bytes();
 
     let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
+    // Values are static or precomputed `HeaderValue`s: inserting them
+    // neither parses nor copies.
     let common = |h: &mut ResponseHeader| {
-        let _ = h.insert_header("ETag", meta.etag.clone());
-        let _ = h.insert_header(header::CACHE_CONTROL, cache_control.as_str());
-        let _ = h.insert_header(header::ACCEPT_RANGES, "bytes");
-        let _ = h.insert_header("X-Cache", tier.x_cache());
-        let _ = h.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-        let _ = h.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        let _ = h.insert_header(ETAG, meta.etag.clone());
+        let _ = h.insert_header(CACHE_CONTROL, cache_control(max_age));
+        let _ = h.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let _ = h.insert_header(X_CACHE, HeaderValue::from_static(tier.x_cache()));
+        let _ = h.insert_header(ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        let _ = h.insert_header(NOSNIFF_NAME, HeaderValue::from_static("nosniff"));
         if meta.format == imgcdn_shared::Format::Svg {
-            let _ = h.insert_header(header::CONTENT_SECURITY_POLICY, SVG_CSP);
+            let _ = h.insert_header(CSP_NAME, HeaderValue::from_static(SVG_CSP));
         }
     };
 
@@ -101,19 +142,19 @@ pub fn object(
     );
     let body = match answer {
         RangeAnswer::Full => {
-            let _ = h.insert_header(header::CONTENT_LENGTH, len);
+            let _ = h.insert_header(CONTENT_LENGTH, meta.content_length(len));
             obj.body.clone()
         }
         RangeAnswer::Partial { start, end } => {
             let _ = h.set_status(206);
-            let _ = h.insert_header(header::CONTENT_LENGTH, end - start + 1);
-            let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+            let _ = h.insert_header(CONTENT_LENGTH, end - start + 1);
+            let _ = h.insert_header(CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
             obj.body.slice(start as usize..=end as usize)
         }
         RangeAnswer::Unsatisfiable => {
             let _ = h.set_status(416);
-            let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"));
-            let _ = h.insert_header(header::CONTENT_LENGTH, 0);
+            let _ = h.insert_header(CONTENT_RANGE, format!("bytes */{len}"));
+            let _ = h.insert_header(CONTENT_LENGTH, 0);
             common(&mut h);
             return Answer {
                 header: h,
@@ -121,7 +162,7 @@ pub fn object(
             };
         }
     };
-    let _ = h.insert_header(header::CONTENT_TYPE, meta.content_type.clone());
+    let _ = h.insert_header(CONTENT_TYPE, meta.content_type.clone());
     common(&mut h);
     Answer {
         header: h,
