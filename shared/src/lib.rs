@@ -10,6 +10,7 @@
 //! depends on neither (no pingora, axum or sqlx here).
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod format;
 pub mod id;
 pub mod manifest;

@@ -1,0 +1,743 @@
+//! Accounts: sign-up with a consent record, email verification, sign-in,
+//! password change and reset, profile and marketing consent.
+//!
+//! Privacy rules kept here:
+//! - passwords are argon2id hashes, never stored or logged in clear;
+//! - sign-up answers the same whether or not the email has an account
+//!   (the owner of an existing account gets a mail instead);
+//! - a wrong password and an unknown email take the same time and get the
+//!   same message;
+//! - `Sec-GPC: 1` means no marketing consent is recorded, and the consent
+//!   record says the signal was present.
+
+pub mod password;
+pub mod sessions;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::{AnyConnection, Row};
+
+use crate::email::{enqueue, templates};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ClientMeta, SessionAuth};
+use crate::http::json::ApiJson;
+use crate::secrets::{hash_token, new_id, random_token};
+use crate::AppState;
+
+pub const MAX_NAME: usize = 100;
+
+/// Lowercased, trimmed email if it looks deliverable; a validation error otherwise.
+pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_ascii_lowercase();
+    let bad = || ApiError::validation("email", "Enter a valid email address.");
+    if email.len() > 254
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+    {
+        return Err(bad());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        return Err(bad());
+    }
+    if email.parse::<lettre::Address>().is_err() {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+pub fn check_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim().to_string();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "name",
+            format!("Enter a name of 1 to {MAX_NAME} characters."),
+        ));
+    }
+    Ok(name)
+}
+
+pub fn iso(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Insert a user with a personal team and owner membership. Returns the user id.
+pub async fn insert_user(
+    conn: &mut AnyConnection,
+    email: &str,
+    name: &str,
+    password_hash: Option<&str>,
+    now: i64,
+) -> Result<String, ApiError> {
+    let user_id = new_id("usr");
+    let team_id = new_id("team");
+    sqlx::query("INSERT INTO teams (id, name, personal, created_at) VALUES ($1, $2, 1, $3)")
+        .bind(&team_id)
+        .bind(format!("{name}'s images"))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, email_verified_at, personal_team_id, created_at) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+    )
+    .bind(&user_id)
+    .bind(email)
+    .bind(name)
+    .bind(password_hash.map(str::to_string))
+    .bind(&team_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            return Err(ApiError::Conflict("email taken".into()))
+        }
+        other => other?,
+    };
+    sqlx::query(
+        "INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+    )
+    .bind(&team_id)
+    .bind(&user_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(user_id)
+}
+
+/// Append a consent record. GPC wins over a requested marketing consent.
+pub async fn record_consent(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    source: &str,
+    marketing_requested: bool,
+    client: &ClientMeta,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let marketing = marketing_requested && !client.gpc;
+    sqlx::query(
+        "INSERT INTO consents (id, user_id, recorded_at, source, country, marketing, gpc) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(crate::secrets::new_sortable_id("cns"))
+    .bind(user_id)
+    .bind(now)
+    .bind(source)
+    .bind(client.country.clone())
+    .bind(i64::from(marketing))
+    .bind(i64::from(client.gpc))
+    .execute(conn)
+    .await?;
+    Ok(marketing)
+}
+
+/// Issue a single-use email token of `purpose` for `user_id`; returns the token.
+pub async fn issue_email_token(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    purpose: &str,
+    ttl: i64,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let token = random_token(32);
+    sqlx::query("INSERT INTO email_tokens (token_hash, user_id, purpose, expires_at, used_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5)")
+        .bind(hash_token(&token))
+        .bind(user_id)
+        .bind(purpose)
+        .bind(now + ttl)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(token)
+}
+
+/// Consume a token: returns its user if it exists, has this purpose, is
+/// unexpired and unused; marks it used in the same statement, so two
+/// concurrent uses cannot both succeed.
+pub async fn consume_email_token(
+    conn: &mut AnyConnection,
+    token: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let hash = hash_token(token);
+    let used = sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .bind(&hash)
+        .bind(purpose)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if used != 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT user_id FROM email_tokens WHERE token_hash = $1")
+        .bind(&hash)
+        .fetch_one(conn)
+        .await?;
+    Ok(Some(row.get(0)))
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!(
+        "{}{path}?token={token}",
+        state.cfg.public_base_url.trim_end_matches('/')
+    )
+}
+
+/// The user object.
+pub async fn user_json(conn: &mut AnyConnection, user_id: &str) -> Result<Value, ApiError> {
+    let r = sqlx::query("SELECT id, email, name, email_verified_at, personal_team_id, created_at FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let consent = sqlx::query("SELECT marketing, gpc, recorded_at FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(json!({
+        "id": r.get::<String, _>("id"),
+        "object": "user",
+        "email": r.get::<String, _>("email"),
+        "name": r.get::<String, _>("name"),
+        "email_verified": r.get::<Option<i64>, _>("email_verified_at").is_some(),
+        "personal_team_id": r.get::<String, _>("personal_team_id"),
+        "marketing_emails": consent.as_ref().is_some_and(|c| c.get::<i64, _>("marketing") != 0),
+        "created_at": iso(r.get("created_at")),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct SignupBody {
+    email: String,
+    name: String,
+    password: String,
+    #[serde(default)]
+    marketing_emails: bool,
+}
+
+/// `POST /v1/auth/signup` → 202. The same answer whether or not the email
+/// already has an account; either way one mail goes to that address.
+pub async fn signup(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> ApiResult<Response> {
+    let email = normalize_email(&body.email)?;
+    let name = check_name(&body.name)?;
+    state.passwords.check_policy(&body.password, &email)?;
+    if let Some(ip) = &client.ip {
+        state
+            .limiter
+            .hit("signup", ip, 20, 3600)
+            .map_err(|s| ApiError::RateLimited {
+                retry_after_secs: s,
+            })?;
+    }
+    let hash = state.passwords.hash(body.password).await?;
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    match insert_user(&mut tx, &email, &name, Some(&hash), now).await {
+        Ok(user_id) => {
+            record_consent(
+                &mut tx,
+                &user_id,
+                "signup",
+                body.marketing_emails,
+                &client,
+                now,
+            )
+            .await?;
+            let token = issue_email_token(
+                &mut tx,
+                &user_id,
+                "verify",
+                state.cfg.verify_link_ttl_secs,
+                now,
+            )
+            .await?;
+            enqueue(
+                &mut tx,
+                templates::verify_email(&email, &name, &link(&state, "/verify-email", &token)),
+                now,
+            )
+            .await?;
+        }
+        Err(ApiError::Conflict(_)) => {
+            // Start over: the failed insert may have aborted the transaction (PostgreSQL).
+            tx.rollback().await?;
+            tx = state.db.pool.begin().await?;
+            let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
+            enqueue(&mut tx, templates::account_exists(&email, &login), now).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "object": "signup", "status": "verification_sent", "email": email })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    token: String,
+}
+
+async fn verify_token(state: &AppState, token: &str) -> ApiResult<String> {
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    let user_id = consume_email_token(&mut tx, token, "verify", now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation("token", "This link is invalid, expired or already used.")
+        })?;
+    sqlx::query(
+        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+    )
+    .bind(now)
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
+
+/// `POST /v1/auth/verify` `{token}`
+pub async fn verify(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> ApiResult<Json<Value>> {
+    let user_id = verify_token(&state, &body.token).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(Json(user_json(&mut conn, &user_id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /verify-email?token=…`: a page with a button. Mail scanners fetch
+/// links; only a deliberate POST uses the single-use token.
+pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    let token = html_escape(&q.token);
+    Html(page(
+        "Confirm your email",
+        &format!(
+            "<form method=\"post\" action=\"/verify-email\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <button type=\"submit\">Confirm my email address</button></form>"
+        ),
+    ))
+}
+
+/// `POST /verify-email` (the page's form).
+pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+    match verify_token(&state, &body.token).await {
+        Ok(_) => Html(page(
+            "Email confirmed",
+            "<p>Thank you. Your email address is confirmed.</p>",
+        ))
+        .into_response(),
+        Err(ApiError::Validation { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(page(
+                "Link not valid",
+                &format!("<p>{}</p>", html_escape(&message)),
+            )),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} · imgcdn</title></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// `POST /v1/auth/login` → the user, a CSRF token, and the session cookie.
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let wrong = || ApiError::Unauthorized("Wrong email or password.".into());
+    if let Some(ip) = &client.ip {
+        state
+            .limiter
+            .hit("login", ip, 30, 600)
+            .map_err(|s| ApiError::RateLimited {
+                retry_after_secs: s,
+            })?;
+    }
+    let email = normalize_email(&body.email).unwrap_or_default();
+    if body.password.len() > state.cfg.passwords.max_length {
+        return Err(wrong());
+    }
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let (user_id, stored) = match row {
+        Some(r) => (
+            Some(r.get::<String, _>("id")),
+            r.get::<Option<String>, _>("password_hash"),
+        ),
+        None => (None, None),
+    };
+    if !state.passwords.verify(body.password, stored).await? {
+        return Err(wrong());
+    }
+    let user_id = user_id.ok_or_else(wrong)?;
+    let mut tx = state.db.pool.begin().await?;
+    let (token, csrf) = sessions::create(&mut tx, &state, &user_id, &client).await?;
+    let user = user_json(&mut tx, &user_id).await?;
+    tx.commit().await?;
+    Ok((
+        [(header::SET_COOKIE, sessions::set_cookie(&state, &token))],
+        Json(json!({ "object": "session", "user": user, "csrf_token": csrf })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/me`
+pub async fn me(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Value>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let mut user = user_json(&mut conn, &auth.user_id).await?;
+    user["csrf_token"] = json!(auth.csrf_token);
+    Ok(Json(user))
+}
+
+#[derive(Deserialize)]
+pub struct SettingsBody {
+    name: Option<String>,
+    marketing_emails: Option<bool>,
+}
+
+/// `PATCH /v1/me`: name and marketing consent (GPC honoured).
+pub async fn update_me(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    client: ClientMeta,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> ApiResult<Json<Value>> {
+    let name = body.name.as_deref().map(check_name).transpose()?;
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    if let Some(name) = name {
+        sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(&auth.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // A settings change under GPC records the signal even if marketing was not touched.
+    if body.marketing_emails.is_some() || client.gpc {
+        let current = sqlx::query("SELECT marketing FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
+            .bind(&auth.user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some_and(|r| r.get::<i64, _>(0) != 0);
+        record_consent(
+            &mut tx,
+            &auth.user_id,
+            "settings",
+            body.marketing_emails.unwrap_or(current),
+            &client,
+            now,
+        )
+        .await?;
+    }
+    let user = user_json(&mut tx, &auth.user_id).await?;
+    tx.commit().await?;
+    Ok(Json(user))
+}
+
+/// `POST /v1/auth/resend-verification`
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+) -> ApiResult<StatusCode> {
+    if auth.email_verified {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    state
+        .limiter
+        .hit("resend", &auth.user_id, 5, 3600)
+        .map_err(|s| ApiError::RateLimited {
+            retry_after_secs: s,
+        })?;
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    let name: String = sqlx::query("SELECT name FROM users WHERE id = $1")
+        .bind(&auth.user_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    let token = issue_email_token(
+        &mut tx,
+        &auth.user_id,
+        "verify",
+        state.cfg.verify_link_ttl_secs,
+        now,
+    )
+    .await?;
+    enqueue(
+        &mut tx,
+        templates::verify_email(&auth.email, &name, &link(&state, "/verify-email", &token)),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /v1/auth/password`: change; other sessions end; an alert is mailed.
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .passwords
+        .check_policy(&body.new_password, &auth.email)?;
+    let stored: Option<String> = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        .bind(&auth.user_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
+    if !state
+        .passwords
+        .verify(body.current_password, stored)
+        .await?
+    {
+        return Err(ApiError::validation(
+            "current_password",
+            "The current password is wrong.",
+        ));
+    }
+    let hash = state.passwords.hash(body.new_password).await?;
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(&auth.user_id)
+        .execute(&mut *tx)
+        .await?;
+    sessions::end_all(&mut tx, &auth.user_id, Some(&auth.session_id)).await?;
+    enqueue(
+        &mut tx,
+        templates::security_alert(
+            &auth.email,
+            "Your password was changed, and your other sessions were signed out.",
+        ),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct ResetRequestBody {
+    email: String,
+}
+
+/// `POST /v1/auth/password-reset` → 202 whether or not the account exists.
+pub async fn request_reset(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    ApiJson(body): ApiJson<ResetRequestBody>,
+) -> ApiResult<StatusCode> {
+    let email = normalize_email(&body.email)?;
+    state
+        .limiter
+        .hit("reset-email", &email, 5, 3600)
+        .map_err(|s| ApiError::RateLimited {
+            retry_after_secs: s,
+        })?;
+    if let Some(ip) = &client.ip {
+        state
+            .limiter
+            .hit("reset-ip", ip, 20, 3600)
+            .map_err(|s| ApiError::RateLimited {
+                retry_after_secs: s,
+            })?;
+    }
+    let now = state.clock.unix_now();
+    let mut tx = state.db.pool.begin().await?;
+    if let Some(row) = sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        let user_id: String = row.get(0);
+        let token = issue_email_token(
+            &mut tx,
+            &user_id,
+            "reset",
+            state.cfg.reset_link_ttl_secs,
+            now,
+        )
+        .await?;
+        enqueue(
+            &mut tx,
+            templates::password_reset(&email, &link(&state, "/reset-password", &token)),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+pub struct ResetConfirmBody {
+    token: String,
+    password: String,
+}
+
+/// `POST /v1/auth/password-reset/confirm`: new password; every session ends.
+pub async fn confirm_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetConfirmBody>,
+) -> ApiResult<StatusCode> {
+    let now = state.clock.unix_now();
+    // Check the policy before using up the token; the email is needed for it.
+    let hash = hash_token(&body.token);
+    let email: Option<String> = sqlx::query("SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
+        .bind(&hash)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| r.get(0));
+    state
+        .passwords
+        .check_policy(&body.password, email.as_deref().unwrap_or(""))?;
+    let new_hash = state.passwords.hash(body.password).await?;
+    let mut tx = state.db.pool.begin().await?;
+    let user_id = consume_email_token(&mut tx, &body.token, "reset", now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation("token", "This link is invalid, expired or already used.")
+        })?;
+    // Resetting through the emailed link also proves the address.
+    sqlx::query("UPDATE users SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3")
+        .bind(new_hash)
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    sessions::end_all(&mut tx, &user_id, None).await?;
+    if let Some(email) = &email {
+        enqueue(
+            &mut tx,
+            templates::security_alert(
+                email,
+                "Your password was reset, and every session was signed out.",
+            ),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.mail_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /reset-password?token=…`: a form for the new password.
+pub async fn reset_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    let token = html_escape(&q.token);
+    Html(page(
+        "Choose a new password",
+        &format!(
+            "<form method=\"post\" action=\"/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required></label>\
+             <button type=\"submit\">Set password</button></form>"
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /reset-password` (the page's form).
+pub async fn reset_form(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
+    match confirm_reset(
+        State(state),
+        ApiJson(ResetConfirmBody {
+            token: f.token,
+            password: f.password,
+        }),
+    )
+    .await
+    {
+        Ok(_) => Html(page(
+            "Password changed",
+            "<p>Your password is set. Sign in with it now.</p>",
+        ))
+        .into_response(),
+        Err(ApiError::Validation { message, .. }) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(page(
+                "Not changed",
+                &format!("<p>{}</p>", html_escape(&message)),
+            )),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}

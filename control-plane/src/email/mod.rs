@@ -1,0 +1,258 @@
+//! Outbound email: a durable outbox table and a delivery loop.
+//!
+//! A state change that must send mail (sign-up, reset, invitation, …)
+//! inserts the message into `outbound_emails` in the same transaction, so a
+//! crash or an SMTP outage never loses a mail and never sends one for a
+//! change that was rolled back. The delivery loop claims due rows with a
+//! lease (safe with several replicas on one database), sends them through a
+//! [`Mailer`], deletes them once sent, and backs off on failure.
+//!
+//! Transactional mail always goes out; marketing mail only to accounts
+//! whose latest consent record grants it ([`queue_marketing`]).
+
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sqlx::{AnyConnection, Row};
+
+use crate::config::EmailConfig;
+use crate::db::Db;
+use imgcdn_shared::clock::Clock;
+
+/// Something that can deliver one message.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, message: Message) -> Result<(), String>;
+}
+
+/// One `.eml` file per message in a folder: the embedded default.
+pub struct FileMailer(AsyncFileTransport<Tokio1Executor>);
+
+#[async_trait]
+impl Mailer for FileMailer {
+    async fn send(&self, message: Message) -> Result<(), String> {
+        self.0
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// SMTP through lettre.
+pub struct SmtpMailer(AsyncSmtpTransport<Tokio1Executor>);
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, message: Message) -> Result<(), String> {
+        self.0
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Build the configured mailer.
+pub fn mailer(cfg: &EmailConfig) -> Result<Arc<dyn Mailer>, String> {
+    match cfg.transport.as_str() {
+        "file" => {
+            std::fs::create_dir_all(&cfg.outbox_dir)
+                .map_err(|e| format!("{}: {e}", cfg.outbox_dir.display()))?;
+            Ok(Arc::new(FileMailer(AsyncFileTransport::new(
+                &cfg.outbox_dir,
+            ))))
+        }
+        "smtp" => {
+            let builder = match cfg.smtp_tls.as_str() {
+                "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host)
+                    .map_err(|e| e.to_string())?,
+                "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)
+                    .map_err(|e| e.to_string())?,
+                _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host),
+            };
+            let mut builder = builder
+                .port(cfg.smtp_port)
+                .timeout(Some(Duration::from_secs(20)));
+            if let (Some(u), Some(p)) = (&cfg.smtp_username, &cfg.smtp_password) {
+                builder = builder.credentials(
+                    lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()),
+                );
+            }
+            Ok(Arc::new(SmtpMailer(builder.build())))
+        }
+        other => Err(format!("unknown email transport {other:?}")),
+    }
+}
+
+/// A message to queue.
+pub struct Outgoing<'a> {
+    pub kind: &'a str,
+    pub to: &'a str,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Queue a message inside the caller's transaction.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    mail: Outgoing<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbound_emails (id, kind, recipient, subject, body, created_at, attempts, next_attempt_at, leased_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $6, NULL)",
+    )
+    .bind(crate::secrets::new_sortable_id("eml"))
+    .bind(mail.kind)
+    .bind(mail.to)
+    .bind(mail.subject)
+    .bind(mail.body)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queue `subject`/`body` for every account whose latest consent record
+/// grants marketing email. Returns how many were queued.
+pub async fn queue_marketing(
+    db: &Db,
+    subject: &str,
+    body: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT u.email FROM users u WHERE (SELECT c.marketing FROM consents c WHERE c.user_id = u.id \
+         ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in &rows {
+        let to: String = r.get(0);
+        let mail = Outgoing {
+            kind: "marketing",
+            to: &to,
+            subject: subject.to_string(),
+            body: body.to_string(),
+        };
+        enqueue(&mut tx, mail, now).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+const LEASE_SECS: i64 = 120;
+const MAX_ATTEMPTS: i64 = 20;
+
+/// Deliver what is due now; returns how many were sent.
+pub async fn deliver_due(
+    db: &Db,
+    mailer: &dyn Mailer,
+    from: &Mailbox,
+    clock: &dyn Clock,
+) -> Result<usize, sqlx::Error> {
+    let now = clock.unix_now();
+    let due = sqlx::query(
+        "SELECT id, kind, recipient, subject, body, attempts FROM outbound_emails \
+         WHERE next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1) ORDER BY created_at, id LIMIT 50",
+    )
+    .bind(now)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut sent = 0;
+    for row in due {
+        let id: String = row.get("id");
+        let claimed = sqlx::query(
+            "UPDATE outbound_emails SET leased_until = $1, attempts = attempts + 1 \
+             WHERE id = $2 AND (leased_until IS NULL OR leased_until < $3)",
+        )
+        .bind(now + LEASE_SECS)
+        .bind(&id)
+        .bind(now)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            continue; // another replica has it
+        }
+        let kind: String = row.get("kind");
+        let attempts: i64 = row.get::<i64, _>("attempts") + 1;
+        let to: String = row.get("recipient");
+        let message = to
+            .parse::<Mailbox>()
+            .map_err(|e| e.to_string())
+            .and_then(|to| {
+                Message::builder()
+                    .from(from.clone())
+                    .to(to)
+                    .subject(row.get::<String, _>("subject"))
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(row.get::<String, _>("body"))
+                    .map_err(|e| e.to_string())
+            });
+        let result = match message {
+            Ok(m) => mailer.send(m).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                sqlx::query("DELETE FROM outbound_emails WHERE id = $1")
+                    .bind(&id)
+                    .execute(&db.pool)
+                    .await?;
+                sent += 1;
+            }
+            Err(e) if attempts >= MAX_ATTEMPTS => {
+                tracing::error!(%id, %kind, attempts, error = %e, "giving up on an email");
+                sqlx::query("DELETE FROM outbound_emails WHERE id = $1")
+                    .bind(&id)
+                    .execute(&db.pool)
+                    .await?;
+            }
+            Err(e) => {
+                // Exponential backoff: 30 s, 1 min, 2 min, … capped at 1 h.
+                let delay = (30i64 << (attempts - 1).min(7)).min(3600);
+                tracing::warn!(%id, %kind, attempts, error = %e, "email delivery failed; will retry");
+                sqlx::query("UPDATE outbound_emails SET leased_until = NULL, next_attempt_at = $1 WHERE id = $2")
+                    .bind(now + delay)
+                    .bind(&id)
+                    .execute(&db.pool)
+                    .await?;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Run delivery until `shutdown` flips to true: immediately when woken
+/// through `wake`, and every few seconds otherwise (for retries and for
+/// mail queued by other replicas).
+pub async fn delivery_loop(
+    db: Db,
+    mailer: Arc<dyn Mailer>,
+    from: Mailbox,
+    clock: Arc<dyn Clock>,
+    wake: Arc<tokio::sync::Notify>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = deliver_due(&db, mailer.as_ref(), &from, clock.as_ref()).await {
+            tracing::warn!(error = %e, "email delivery pass failed");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

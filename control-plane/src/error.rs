@@ -1,0 +1,132 @@
+//! The one error type of the HTTP API, mapped to API.md's shape:
+//! `{"error": {"type", "code", "message", "details"?}}`.
+//!
+//! Handlers return `Result<_, ApiError>` and use `?`; database and other
+//! internal failures become a 500 whose body never carries their text (the
+//! cause is logged, without request data).
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422: the request is well-formed but a field is not acceptable.
+    #[error("{message}")]
+    Validation { message: String, details: Value },
+    /// 400: malformed request (bad JSON, wrong content type, …).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 401: no valid credential.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 409: conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 429 with `Retry-After`.
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    /// 500: the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::Validation {
+            details: json!({ "field": field, "reason": message }),
+            message,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// (type, code) as API.md names them.
+    pub fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Validation { .. } => ("invalid_request_error", "validation_error"),
+            ApiError::BadRequest(_) => ("invalid_request_error", "bad_request"),
+            ApiError::NotFound => ("invalid_request_error", "not_found"),
+            ApiError::Unauthorized(_) => ("authentication_error", "unauthorized"),
+            ApiError::Forbidden(_) => ("permission_error", "forbidden"),
+            ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
+            ApiError::PayloadTooLarge => ("invalid_request_error", "payload_too_large"),
+            ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
+            ApiError::Internal(_) => ("api_error", "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (kind, code) = self.kind();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
+                "Something went wrong on our side. Please try again.".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut error = json!({ "type": kind, "code": code, "message": message });
+        match &self {
+            ApiError::Validation { details, .. } => error["details"] = details.clone(),
+            ApiError::RateLimited { retry_after_secs } => {
+                error["action"] = json!({ "type": "wait", "retry_after": retry_after_secs, "label": "Try again later" });
+            }
+            _ => {}
+        }
+        let mut resp = (self.status(), axum::Json(json!({ "error": error }))).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(retry_after_secs));
+        }
+        resp
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match r {
+            J::JsonDataError(e) => ApiError::Validation {
+                message: "The request body has a field of the wrong type or a missing field."
+                    .into(),
+                details: json!({ "reason": e.body_text() }),
+            },
+            J::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,72 @@
+//! The router: every route, and the layers around them (request tracing
+//! without client addresses or query strings, body limit, timeout).
+
+pub mod extract;
+pub mod json;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::{accounts, keys, teams, AppState};
+
+/// The whole API as a `Router`, separate from serving it (tests drive it
+/// with `oneshot`, no socket).
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.cfg.json_body_limit;
+    let timeout = Duration::from_secs(state.cfg.request_timeout_secs);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/auth/signup", post(accounts::signup))
+        .route("/v1/auth/verify", post(accounts::verify))
+        .route("/v1/auth/login", post(accounts::login))
+        .route("/v1/auth/logout", post(accounts::sessions::logout))
+        .route("/v1/auth/logout-all", post(accounts::sessions::logout_all))
+        .route("/v1/auth/password", post(accounts::change_password))
+        .route("/v1/auth/password-reset", post(accounts::request_reset))
+        .route("/v1/auth/password-reset/confirm", post(accounts::confirm_reset))
+        .route("/v1/auth/resend-verification", post(accounts::resend_verification))
+        .route("/v1/me", get(accounts::me).patch(accounts::update_me))
+        .route("/v1/sessions", get(accounts::sessions::list))
+        .route("/v1/sessions/{id}", delete(accounts::sessions::revoke))
+        .route("/v1/keys", post(keys::legacy_create))
+        .route("/v1/whoami", get(keys::whoami))
+        .route("/v1/teams", get(teams::list).post(teams::create))
+        .route("/v1/teams/{team_id}", get(teams::get))
+        .route("/v1/teams/{team_id}/members", get(teams::members))
+        .route("/v1/teams/{team_id}/members/{user_id}", patch(teams::change_role).delete(teams::remove_member))
+        .route("/v1/teams/{team_id}/leave", post(teams::leave))
+        .route("/v1/teams/{team_id}/invitations", post(teams::invite))
+        .route("/v1/teams/{team_id}/keys", get(keys::list).post(keys::create))
+        .route("/v1/teams/{team_id}/keys/{key_id}", delete(keys::revoke))
+        .route("/v1/invitations/accept", post(teams::accept))
+        .route("/verify-email", get(accounts::verify_page).post(accounts::verify_form))
+        .route("/reset-password", get(accounts::reset_page).post(accounts::reset_form))
+        .route("/accept-invite", get(accept_invite_page))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(
+            // Method and path only: no query string (it can hold one-time
+            // tokens) and no client address.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn accept_invite_page() -> impl IntoResponse {
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
+         <title>Team invitation · imgcdn</title></head><body><main><h1>Team invitation</h1>\
+         <p>Sign in with the address this invitation was sent to, then accept it from your dashboard \
+         (API: <code>POST /v1/invitations/accept</code> with the token from this link).</p></main></body></html>",
+    )
+}

@@ -1,0 +1,129 @@
+//! The imgcdn control plane: accounts, sessions, API keys, teams and email
+//! (and, as they land, uploads, moderation, retention and edge sync).
+//!
+//! - [`config`]: [`Config`], defaults + TOML + environment, validated.
+//! - [`db`]: SQLite (embedded default) or PostgreSQL through one `AnyPool`.
+//! - [`accounts`]: sign-up, verification, sign-in, sessions, passwords, consent.
+//! - [`keys`]: API keys and the legacy `POST /v1/keys`.
+//! - [`teams`]: teams, roles, invitations; [`teams::require_role`] guards
+//!   every team-scoped route.
+//! - [`email`]: the outbox and its delivery loop (SMTP or `.eml` files).
+//! - [`ratelimit`]: in-memory limits keyed by a daily-rotating secret.
+//! - [`http`]: the router ([`app`]), extractors, errors ([`error`]).
+//!
+//! ```no_run
+//! # async fn run() {
+//! let cfg = imgcdn_control_plane::Config::default();
+//! imgcdn_control_plane::serve(cfg, std::future::pending()).await.unwrap();
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod ratelimit;
+pub mod secrets;
+pub mod teams;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use imgcdn_shared::clock::{self, Clock};
+use tokio::sync::Notify;
+
+pub use config::Config;
+pub use db::Db;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub cfg: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub passwords: accounts::password::Passwords,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+    /// Wakes the email delivery loop after mail was queued.
+    pub mail_wake: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> AppState {
+        AppState {
+            passwords: accounts::password::Passwords::new(&cfg.passwords),
+            limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),
+            db,
+            cfg: Arc::new(cfg),
+            clock,
+            mail_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The HTTP API (see [`http::router`]).
+pub fn app(state: AppState) -> axum::Router {
+    http::router(state)
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigErrors),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("email: {0}")]
+    Email(String),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Validate, connect, migrate, start the email loop and serve until
+/// `shutdown` completes; then stop accepting and finish in-flight requests.
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    cfg.validate()?;
+    let db = Db::connect(&cfg.database_url).await?;
+    let mailer = email::mailer(&cfg.email).map_err(StartError::Email)?;
+    let from = cfg
+        .email
+        .from
+        .parse()
+        .map_err(|e| StartError::Email(format!("from: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: cfg.listen.clone(),
+            source,
+        })?;
+    let state = AppState::new(db.clone(), cfg, clock::system());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let delivery = tokio::spawn(email::delivery_loop(
+        db,
+        mailer,
+        from,
+        state.clock.clone(),
+        state.mail_wake.clone(),
+        stop_rx,
+    ));
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = delivery.await;
+    result.map_err(|source| StartError::Listen {
+        addr: "serve".into(),
+        source,
+    })
+}

@@ -1,0 +1,421 @@
+//! Test harness: the real router over a real database (a SQLite file, or a
+//! fresh PostgreSQL database per test), a manual clock, and the file
+//! outbox read back as the user would read their mail.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use imgcdn_control_plane::{app, config::Config, email, AppState, Db};
+use imgcdn_shared::clock::ManualClock;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// 2026-01-01T00:00:00Z
+pub const T0: i64 = 1_767_225_600;
+
+pub struct TestApp {
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub outbox: PathBuf,
+    seen: std::sync::Mutex<Vec<(PathBuf, Mail)>>,
+    _dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+/// Both backends: every scenario runs on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let t = TestApp::sqlite().await;
+                ($body)(t).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(t) = TestApp::postgres().await {
+                    ($body)(t).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.email.outbox_dir = dir.join("outbox");
+    cfg.cookie_secure = true;
+    cfg.client_ip_header = Some("x-forwarded-for".into());
+    cfg.country_header = Some("cf-ipcountry".into());
+    // Cheap hashing keeps tests fast; production defaults are tested in unit tests.
+    cfg.passwords.argon2_memory_kib = 64;
+    cfg.passwords.argon2_iterations = 1;
+    cfg
+}
+
+impl TestApp {
+    pub async fn sqlite() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        cfg.database_url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self::with(cfg, dir, None).await
+    }
+
+    /// A fresh database on the local PostgreSQL, or `None` (with a visible
+    /// message) when no server answers. In CI a missing server is an error.
+    pub async fn postgres() -> Option<TestApp> {
+        use sqlx::Connection;
+        let admin = match sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var_os("CI").is_some() {
+                    panic!("PostgreSQL is required in CI ({PG_ADMIN_URL}): {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL tests need a server at {PG_ADMIN_URL} ({e})");
+                return None;
+            }
+        };
+        let mut admin = admin;
+        let name = format!(
+            "imgcdn_t_{}",
+            imgcdn_control_plane::secrets::random_alnum(12).to_ascii_lowercase()
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        cfg.database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Some(Self::with(cfg, dir, Some(name)).await)
+    }
+
+    pub async fn with(cfg: Config, dir: tempfile::TempDir, pg_db: Option<String>) -> TestApp {
+        cfg.validate().unwrap();
+        let db = Db::connect(&cfg.database_url).await.unwrap();
+        let clock = ManualClock::at(T0);
+        let outbox = cfg.email.outbox_dir.clone();
+        std::fs::create_dir_all(&outbox).unwrap();
+        let state = AppState::new(db, cfg, clock.clone());
+        TestApp {
+            state,
+            clock,
+            outbox,
+            seen: Default::default(),
+            _dir: dir,
+            pg_db,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg_db.is_some()
+    }
+
+    /// Send a request through the router.
+    pub async fn call(&self, req: Req) -> Resp {
+        let mut b = Request::builder().method(req.method).uri(&req.path);
+        if let Some(c) = &req.cookie {
+            b = b.header("cookie", format!("imgcdn_session={c}"));
+        }
+        if let Some(c) = &req.csrf {
+            b = b.header("x-csrf-token", c);
+        }
+        if let Some(k) = &req.bearer {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        for (k, v) in &req.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        let body = match req.body {
+            ReqBody::Empty => Body::empty(),
+            ReqBody::Json(v) => {
+                b = b.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            ReqBody::Raw(ct, bytes) => {
+                b = b.header("content-type", ct);
+                Body::from(bytes)
+            }
+        };
+        let resp = app(self.state.clone())
+            .oneshot(b.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            json,
+            text: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    /// Deliver queued mail through the real file transport and return every
+    /// mail delivered so far, in delivery order, as read back from the
+    /// `.eml` files.
+    pub async fn deliver(&self) -> Vec<Mail> {
+        let mailer = email::mailer(&self.state.cfg.email).unwrap();
+        let from = self.state.cfg.email.from.parse().unwrap();
+        email::deliver_due(&self.state.db, mailer.as_ref(), &from, self.clock.as_ref())
+            .await
+            .unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        let mut new: Vec<(std::time::SystemTime, String, std::path::PathBuf)> =
+            std::fs::read_dir(&self.outbox)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "eml") && !seen.iter().any(|(q, _)| q == p)
+                })
+                .map(|p| {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    (std::fs::metadata(&p).unwrap().modified().unwrap(), text, p)
+                })
+                .collect();
+        // Within one delivery pass, order by the queue order lettre cannot
+        // record: our mail ids are not in the file, so fall back to mtime.
+        new.sort_by_key(|(t, _, _)| *t);
+        for (_, text, p) in new {
+            seen.push((p, Mail::parse(&text)));
+        }
+        seen.iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Mail sent to `to` so far, oldest first.
+    pub async fn mail_to(&self, to: &str) -> Vec<Mail> {
+        self.deliver()
+            .await
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .collect()
+    }
+
+    /// Sign up and verify; returns the email's owner signed in.
+    pub async fn user(&self, email: &str, password: &str) -> User {
+        let r = self.call(Req::post("/v1/auth/signup", serde_json::json!({"email": email, "name": email.split('@').next().unwrap(), "password": password}))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let token = self
+            .mail_to(email)
+            .await
+            .last()
+            .unwrap()
+            .token("/verify-email")
+            .unwrap();
+        let r = self
+            .call(Req::post(
+                "/v1/auth/verify",
+                serde_json::json!({"token": token}),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        self.login(email, password).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> User {
+        let r = self
+            .call(
+                Req::post(
+                    "/v1/auth/login",
+                    serde_json::json!({"email": email, "password": password}),
+                )
+                .header("x-forwarded-for", "203.0.113.9")
+                .header("user-agent", "test-agent/1.0"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let cookie = r.session_cookie().expect("session cookie");
+        User {
+            cookie,
+            csrf: r.json["csrf_token"].as_str().unwrap().to_string(),
+            id: r.json["user"]["id"].as_str().unwrap().to_string(),
+            team: r.json["user"]["personal_team_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            email: email.to_string(),
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_db.take() {
+            // Best effort, on its own thread and runtime: never block on the
+            // test's pool (its connections belong to the test's runtime).
+            // FORCE ends those connections server-side.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct User {
+    pub cookie: String,
+    pub csrf: String,
+    pub id: String,
+    pub team: String,
+    pub email: String,
+}
+
+pub enum ReqBody {
+    Empty,
+    Json(Value),
+    Raw(&'static str, Vec<u8>),
+}
+
+pub struct Req {
+    pub method: &'static str,
+    pub path: String,
+    pub body: ReqBody,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+    pub bearer: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Req {
+    pub fn new(method: &'static str, path: &str) -> Req {
+        Req {
+            method,
+            path: path.to_string(),
+            body: ReqBody::Empty,
+            cookie: None,
+            csrf: None,
+            bearer: None,
+            headers: vec![],
+        }
+    }
+    pub fn get(path: &str) -> Req {
+        Req::new("GET", path)
+    }
+    pub fn post(path: &str, body: Value) -> Req {
+        Req::new("POST", path).json(body)
+    }
+    pub fn json(mut self, v: Value) -> Req {
+        self.body = ReqBody::Json(v);
+        self
+    }
+    pub fn raw(mut self, ct: &'static str, bytes: Vec<u8>) -> Req {
+        self.body = ReqBody::Raw(ct, bytes);
+        self
+    }
+    /// Cookie and CSRF token of a signed-in user.
+    pub fn signed_in(mut self, u: &User) -> Req {
+        self.cookie = Some(u.cookie.clone());
+        self.csrf = Some(u.csrf.clone());
+        self
+    }
+    pub fn cookie_only(mut self, u: &User) -> Req {
+        self.cookie = Some(u.cookie.clone());
+        self
+    }
+    pub fn key(mut self, k: &str) -> Req {
+        self.bearer = Some(k.to_string());
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn set_cookie(&self) -> Option<String> {
+        self.headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+    pub fn session_cookie(&self) -> Option<String> {
+        let c = self.set_cookie()?;
+        let v = c.split(';').next()?.strip_prefix("imgcdn_session=")?;
+        (!v.is_empty()).then(|| v.to_string())
+    }
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+#[derive(Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl Mail {
+    fn parse(raw: &str) -> Mail {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let header = |name: &str| {
+            head.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+                .map(|l| l[name.len() + 1..].trim().to_string())
+                .unwrap_or_default()
+        };
+        // Undo quoted-printable soft line breaks if the mailer used them.
+        let body = if header("content-transfer-encoding").eq_ignore_ascii_case("quoted-printable") {
+            body.replace("=\r\n", "").replace("=3D", "=")
+        } else {
+            body.to_string()
+        };
+        Mail {
+            to: header("to"),
+            subject: header("subject"),
+            body,
+        }
+    }
+
+    /// The token of the first link to `path` in the body.
+    pub fn token(&self, path: &str) -> Option<String> {
+        let i = self.body.find(&format!("{path}?token="))?;
+        let rest = &self.body[i + path.len() + 7..];
+        Some(
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect(),
+        )
+    }
+}
