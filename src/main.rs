@@ -2,17 +2,18 @@
 //!
 //! - `imgcdn dev`: everything on this machine with embedded defaults.
 //! - `imgcdn edge --config FILE`: an edge proxy.
-//! - `imgcdn control-plane --config FILE`: the control plane (not built yet).
+//! - `imgcdn control-plane --config FILE`: the control plane.
 //! - `imgcdn put FILE`: publish an image into a local fs store by hand.
 #![forbid(unsafe_code)]
 
 mod logging;
 mod put;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use imgcdn_control_plane::{Config as CpConfig, ControlPlane};
 use imgcdn_edge::{Edge, EdgeConfig};
 use imgcdn_shared::storage::StoreConfig;
 use pingora_core::server::UnixShutdownSignalWatch;
@@ -28,11 +29,14 @@ struct Cli {
 enum Command {
     /// Run everything locally with embedded defaults under --data-dir.
     Dev {
-        /// Where the store, the edge's disk cache and (later) the database live.
+        /// Where the database, the store, the edge's disk cache and the mail outbox live.
         #[arg(long, default_value = "./data", env = "IMGCDN_DATA_DIR")]
         data_dir: PathBuf,
         #[command(flatten)]
         listen: ListenArgs,
+        /// Control-plane listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        api_listen: String,
     },
     /// Run an edge proxy.
     Edge {
@@ -47,8 +51,16 @@ enum Command {
     },
     /// Run the control plane.
     ControlPlane {
-        #[arg(long)]
+        /// TOML config (see config/control-plane.toml); IMGCDN_* environment
+        /// variables override it (e.g. IMGCDN_DATABASE_URL, IMGCDN_SMTP_PASSWORD).
+        #[arg(long, env = "IMGCDN_CONTROL_PLANE_CONFIG")]
         config: Option<PathBuf>,
+        /// Listen address; overrides the config.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Validate the configuration and exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Publish an image file into the local fs store (for `imgcdn dev`).
     Put(put::PutArgs),
@@ -79,21 +91,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
     match cli.command {
-        Command::Dev { data_dir, listen } => {
-            let mut cfg = EdgeConfig {
-                store: StoreConfig::fs(data_dir.join("store").to_string_lossy()),
-                ..EdgeConfig::default()
-            };
-            cfg.disk.path = data_dir.join("edge-cache");
-            listen.apply(&mut cfg);
-            if let Err(e) = std::fs::create_dir_all(data_dir.join("store")) {
-                eprintln!("cannot create {}: {e}", data_dir.display());
-                return ExitCode::FAILURE;
-            }
-            println!("imgcdn dev: data in {}", data_dir.display());
-            println!("  control plane: not part of this build yet; publish images with `imgcdn put FILE --data-dir {}`", data_dir.display());
-            run_edge(cfg)
-        }
+        Command::Dev {
+            data_dir,
+            listen,
+            api_listen,
+        } => dev(data_dir, listen, api_listen),
         Command::Edge {
             config,
             listen,
@@ -124,11 +126,152 @@ fn main() -> ExitCode {
             }
             run_edge(cfg)
         }
-        Command::ControlPlane { .. } => {
-            eprintln!("imgcdn control-plane: the control plane is not implemented in this build yet; nothing was started");
-            ExitCode::from(2)
+        Command::ControlPlane {
+            config,
+            listen,
+            check,
+        } => {
+            let mut cfg = match control_plane_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Err(e) = cfg.validate() {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            if check {
+                println!("configuration is valid");
+                return ExitCode::SUCCESS;
+            }
+            run_control_plane(cfg)
         }
         Command::Put(args) => put::run(args),
+    }
+}
+
+/// The edge and the control plane together, with embedded defaults.
+fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
+    let mut edge = EdgeConfig {
+        store: StoreConfig::fs(data_dir.join("store").to_string_lossy()),
+        ..EdgeConfig::default()
+    };
+    edge.disk.path = data_dir.join("edge-cache");
+    listen.apply(&mut edge);
+    if let Err(e) = std::fs::create_dir_all(data_dir.join("store")) {
+        eprintln!("cannot create {}: {e}", data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let mut cp = match control_plane_config(None) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    cp.public_base_url = format!("http://{api_listen}");
+    cp.listen = api_listen;
+    cp.database_url = format!("sqlite://{}", data_dir.join("imgcdn.db").display());
+    cp.email.transport = "file".into();
+    cp.email.outbox_dir = data_dir.join("outbox");
+    // Plain HTTP on localhost: a Secure cookie would never be sent back.
+    cp.cookie_secure = false;
+    println!("imgcdn dev: data in {}", data_dir.display());
+    let (api, stop) = match start_control_plane_thread(cp) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    println!(
+        "  control plane: {api}  (mail is written to {})",
+        data_dir.join("outbox").display()
+    );
+    let code = run_edge(edge);
+    stop();
+    code
+}
+
+/// Defaults, the optional TOML file, then `IMGCDN_*` environment overrides.
+fn control_plane_config(path: Option<&Path>) -> Result<CpConfig, ExitCode> {
+    let text = match path.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "{}: {e}",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            );
+            return Err(ExitCode::from(2));
+        }
+    };
+    CpConfig::load(text.as_deref(), |k| std::env::var(k).ok()).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn run_control_plane(cfg: CpConfig) -> ExitCode {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async {
+        let cp = match ControlPlane::bind(cfg).await {
+            Ok(cp) => cp,
+            Err(e) => {
+                eprintln!("imgcdn control-plane: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!("  control plane: http://{}", cp.local_addr());
+        match cp.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("imgcdn control-plane: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Start the control plane on its own thread and runtime (the edge runs on
+/// pingora's). Returns its URL and a function that stops it and waits.
+fn start_control_plane_thread(cfg: CpConfig) -> Result<(String, impl FnOnce()), ExitCode> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        rt.block_on(async move {
+            match ControlPlane::bind(cfg).await {
+                Ok(cp) => {
+                    let _ = ready_tx.send(Ok(cp.local_addr()));
+                    let stopped = async {
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(e) = cp.run(stopped).await {
+                        eprintln!("imgcdn control-plane: {e}");
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            }
+        });
+    });
+    match ready_rx.recv() {
+        Ok(Ok(addr)) => Ok((format!("http://{addr}"), move || {
+            let _ = stop_tx.send(());
+            let _ = handle.join();
+        })),
+        Ok(Err(e)) => {
+            eprintln!("imgcdn control-plane: {e}");
+            Err(ExitCode::from(2))
+        }
+        Err(_) => Err(ExitCode::FAILURE),
     }
 }
 
@@ -141,10 +284,10 @@ fn run_edge(cfg: EdgeConfig) -> ExitCode {
         }
     };
     for a in &cfg.listen {
-        println!("  edge:        http://{a}/{{shard}}/{{id}}.{{ext}}");
+        println!("  edge:          http://{a}/{{shard}}/{{id}}.{{ext}}");
     }
     println!(
-        "  edge admin:  http://{}/metrics  /healthz  /readyz",
+        "  edge admin:    http://{}/metrics  /healthz  /readyz",
         cfg.admin_listen
     );
     edge.run(Box::new(UnixShutdownSignalWatch));

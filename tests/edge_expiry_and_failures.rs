@@ -226,16 +226,6 @@ fn a_broken_config_reports_every_problem_and_starts_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 }
 
-#[test]
-fn the_control_plane_does_not_pretend_to_run() {
-    let out = std::process::Command::new(BIN)
-        .arg("control-plane")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
-}
-
 #[tokio::test]
 async fn dev_serves_an_image_put_into_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();

@@ -102,30 +102,46 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 impl FromRequestParts<AppState> for KeyAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(|| {
+    /// The key was already resolved and checked by [`key_abilities`].
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+        parts.extensions.get::<KeyAuth>().cloned().ok_or_else(|| {
             ApiError::Unauthorized("Send an API key as Authorization: Bearer img_live_….".into())
-        })?;
-        let key = lookup_key(state, token)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("This API key is not valid.".into()))?;
-        let allowed = if is_safe(&parts.method) {
-            key.can_read
-        } else {
-            key.can_write
-        };
-        if !allowed {
-            let need = if is_safe(&parts.method) {
-                "read"
-            } else {
-                "write"
-            };
-            return Err(ApiError::Forbidden(format!(
-                "This API key does not have the {need} ability."
-            )));
-        }
-        Ok(key)
+        })
     }
+}
+
+/// Middleware for every route: a request carrying a bearer key has it
+/// resolved and checked against the method before routing, so a key
+/// outside its abilities gets 403 before any body is read, on any route.
+pub async fn key_abilities(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(token) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return next.run(req).await;
+    };
+    let key = match lookup_key(&state, token.trim()).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return ApiError::Unauthorized("This API key is not valid.".into()).into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    let safe = is_safe(req.method());
+    if !(if safe { key.can_read } else { key.can_write }) {
+        let need = if safe { "read" } else { "write" };
+        return ApiError::Forbidden(format!("This API key does not have the {need} ability."))
+            .into_response();
+    }
+    req.extensions_mut().insert(key);
+    next.run(req).await
 }
 
 async fn lookup_key(state: &AppState, token: &str) -> Result<Option<KeyAuth>, ApiError> {

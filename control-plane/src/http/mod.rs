@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/reset-password", get(accounts::reset_page).post(accounts::reset_form))
         .route("/accept-invite", get(accept_invite_page))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::key_abilities))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(

@@ -1,0 +1,356 @@
+//! End-to-end: a newcomer signs up, verifies through the mail outbox, logs
+//! in, creates and uses an API key and invites a teammate — all over HTTP
+//! against the real `imgcdn control-plane` process, on SQLite and on
+//! PostgreSQL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::BIN;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct ControlPlaneProcess {
+    child: Child,
+    base: String,
+    outbox: PathBuf,
+}
+
+impl Drop for ControlPlaneProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, database_url: &str) -> ControlPlaneProcess {
+    let outbox = dir.join("outbox");
+    let cfg = dir.join("control-plane.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = {database_url:?}\ncookie_secure = false\n\
+             [email]\ntransport = \"file\"\noutbox_dir = {:?}\n\
+             [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n",
+            outbox.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // The process prints the address it bound (port 0 → a free port).
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("control plane exited before listening")
+            .unwrap();
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("control plane: ")
+            .and_then(|u| u.split_whitespace().next())
+        {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    ControlPlaneProcess {
+        child,
+        base,
+        outbox,
+    }
+}
+
+/// Wait for a mail to `to` in the outbox whose body links to `path`; return the token.
+fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for f in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+            let text = common::decode_quoted_printable(
+                &std::fs::read_to_string(f.path()).unwrap_or_default(),
+            );
+            if text.contains(&format!("To: {to}")) {
+                if let Some(i) = text.find(&format!("{path}?token=")) {
+                    let rest = &text[i + path.len() + 7..];
+                    return rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                        .collect();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no mail to {to} with a {path} link in {}", outbox.display());
+}
+
+struct Session {
+    cookie: String,
+    csrf: String,
+    user: Value,
+}
+
+async fn login(c: &reqwest::Client, base: &str, email: &str, password: &str) -> Session {
+    let r = c
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body: Value = r.json().await.unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_string(),
+        user: body["user"].clone(),
+    }
+}
+
+async fn sign_up_and_verify(
+    c: &reqwest::Client,
+    cp: &ControlPlaneProcess,
+    email: &str,
+    password: &str,
+) -> Session {
+    let r = c
+        .post(format!("{}/v1/auth/signup", cp.base))
+        .json(&json!({"email": email, "name": "New Person", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let token = mailed_token(&cp.outbox, email, "/verify-email");
+    // The link opens a page; its form posts the token.
+    let page = c
+        .get(format!("{}/verify-email?token={token}", cp.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&token));
+    let r = c
+        .post(format!("{}/verify-email", cp.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "token {token}: {}",
+        r.text().await.unwrap()
+    );
+    let s = login(c, &cp.base, email, password).await;
+    assert_eq!(s.user["email_verified"], true);
+    s
+}
+
+async fn newcomer_journey(database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(dir.path(), database_url);
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = cp.base.clone();
+
+    let ada = sign_up_and_verify(&c, &cp, "ada@example.com", "tulip-Orbit-94").await;
+    let me: Value = c
+        .get(format!("{base}/v1/me"))
+        .header("cookie", &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "ada@example.com");
+    // The sign-in address (the socket peer, here loopback) is on the session.
+    let sessions: Value = c
+        .get(format!("{base}/v1/sessions"))
+        .header("cookie", &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions["data"][0]["ip_address"], "127.0.0.1");
+
+    // A key for her personal team, used as a bearer token.
+    let team = ada.user["personal_team_id"].as_str().unwrap();
+    let r = c
+        .post(format!("{base}/v1/teams/{team}/keys"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .json(&json!({"name": "laptop", "abilities": ["read", "write"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let who: Value = c
+        .get(format!("{base}/v1/whoami"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["type"], "api_key");
+    assert_eq!(who["team_id"], team);
+
+    // A shared team, and a teammate invited by email.
+    let r = c
+        .post(format!("{base}/v1/teams"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .json(&json!({"name": "Studio"}))
+        .send()
+        .await
+        .unwrap();
+    let studio = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(format!("{base}/v1/teams/{studio}/invitations"))
+        .header("cookie", &ada.cookie)
+        .header("x-csrf-token", &ada.csrf)
+        .json(&json!({"email": "bo@example.com", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invite = mailed_token(&cp.outbox, "bo@example.com", "/accept-invite");
+    let bo = sign_up_and_verify(&c, &cp, "bo@example.com", "Secret-maple-51").await;
+    let r = c
+        .post(format!("{base}/v1/invitations/accept"))
+        .header("cookie", &bo.cookie)
+        .header("x-csrf-token", &bo.csrf)
+        .json(&json!({"token": invite}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let members: Value = c
+        .get(format!("{base}/v1/teams/{studio}/members"))
+        .header("cookie", &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut emails: Vec<&str> = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, ["ada@example.com", "bo@example.com"]);
+    // Bo cannot see Ada's personal team.
+    let r = c
+        .get(format!("{base}/v1/teams/{team}/keys"))
+        .header("cookie", &bo.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_newcomer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    newcomer_journey(&format!(
+        "sqlite://{}",
+        dir.path().join("imgcdn.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_newcomer_on_postgres() {
+    let name = format!("imgcdn_e2e_{}", std::process::id());
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                sql,
+            ])
+            .output()
+    };
+    match psql(&format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+    )) {
+        Ok(o) if o.status.success() => {}
+        other => {
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL is required in CI: {other:?}");
+            }
+            eprintln!("SKIPPED: PostgreSQL end-to-end test needs psql and a server at 127.0.0.1:5432 ({other:?})");
+            return;
+        }
+    }
+    newcomer_journey(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
+    let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+#[test]
+fn a_broken_control_plane_config_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cp.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"nowhere\"\ndatabase_url = \"mysql://x\"\n[email]\ntransport = \"pigeon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["listen", "database_url", "email.transport"] {
+        assert!(err.contains(needle), "{needle} not reported:\n{err}");
+    }
+    let out = Command::new(BIN)
+        .args(["control-plane", "--check", "--config"])
+        .arg(&cfg)
+        .env("IMGCDN_SMTP_PORT", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMGCDN_SMTP_PORT"));
+}
