@@ -130,3 +130,54 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn body(e: ApiError) -> (StatusCode, Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_500_never_carries_its_cause() {
+        let (status, json) = body(ApiError::Internal(
+            "database: password authentication failed for user x at 10.0.0.5".into(),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(json["error"]["type"], "api_error");
+        let text = json.to_string();
+        assert!(
+            !text.contains("database") && !text.contains("10.0.0.5"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_have_the_api_shape() {
+        let (status, json) = body(ApiError::validation(
+            "email",
+            "Enter a valid email address.",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["error"]["code"], "validation_error");
+        assert_eq!(json["error"]["type"], "invalid_request_error");
+        assert_eq!(json["error"]["details"]["field"], "email");
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 42,
+        }
+        .into_response();
+        assert_eq!(resp.headers()["retry-after"], "42");
+        let (_, json) = body(ApiError::RateLimited {
+            retry_after_secs: 42,
+        })
+        .await;
+        assert_eq!(json["error"]["action"]["retry_after"], 42);
+    }
+}
