@@ -425,7 +425,8 @@ def start_edge(run: Path, ds: Dataset, sc: dict, args) -> Server:
     return Server("edge", port, port, [p], [p], admin=admin)
 
 
-def nginx_conf(run: Path, name: str, root: Path, port: int, h2_port: int, workers: int) -> Path:
+def nginx_conf(run: Path, name: str, root: Path, port: int, h2_port: int, workers: int,
+               nopush: str = "on") -> Path:
     prefix = run / name
     prefix.mkdir(exist_ok=True)
     for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -444,7 +445,7 @@ events {{ worker_connections 16384; use epoll; multi_accept on; }}
 http {{
     access_log off;
     sendfile on;
-    tcp_nopush on;
+    tcp_nopush {nopush};
     tcp_nodelay on;
     open_file_cache max=200000 inactive=300s;
     open_file_cache_valid 300s;
@@ -476,7 +477,7 @@ http {{
 
 def start_nginx(run: Path, name: str, ds: Dataset, args) -> tuple[subprocess.Popen, int, int]:
     port, h2_port = free_port(), free_port()
-    conf = nginx_conf(run, name, ds.www, port, h2_port, args.server_threads)
+    conf = nginx_conf(run, name, ds.www, port, h2_port, args.server_threads, args.nginx_nopush)
     logfile = run / f"{name}.log"
     p = start(["nginx", "-e", str(run / name / "error.log"), "-c", str(conf)], args.server_cpus,
               logfile)
@@ -850,6 +851,16 @@ def tool_versions() -> dict:
             "imgcdn": out(["git", "-C", str(REPO), "describe", "--always", "--dirty"])}
 
 
+def edge_version(binary: Path) -> str:
+    """Which build was measured: the tree's commit, and the binary's path and mtime."""
+    tree = tool_versions()["imgcdn"]
+    try:
+        built = datetime.datetime.fromtimestamp(binary.stat().st_mtime, datetime.timezone.utc)
+        return f"tree {tree}; binary {binary} built {built.isoformat(timespec='seconds')}"
+    except OSError:
+        return f"tree {tree}; binary {binary}"
+
+
 def busy_compilers() -> int:
     n = 0
     for d in os.listdir("/proc"):
@@ -860,6 +871,19 @@ def busy_compilers() -> int:
             except OSError:
                 pass
     return n
+
+
+def cpu_share_note(report: dict) -> str:
+    """How much of its CPU each server got while driven: well below 1 with a
+    client-side CPU below 1 means other work on the machine held the core."""
+    utils = [r["server_cpu_util"] for sc in report["scenarios"] for e in sc["results"]
+             for runs in e["runs"].values() for r in runs]
+    if not utils:
+        return "n/a"
+    utils.sort()
+    return (f"median {statistics.median(utils):.2f} of one core per measured round "
+            f"(min {utils[0]:.2f}, max {utils[-1]:.2f}); rounds far below 1.0 were slowed by "
+            f"other work on the machine, so compare CPU µs/req as well as req/s")
 
 
 def fmt_ratio(x) -> str:
@@ -875,6 +899,7 @@ def markdown(report: dict) -> str:
         f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_mib']} MiB, Linux {m['kernel']}",
         f"- CPU placement: {report['pinning']}",
         f"- load: {report['load_note']}",
+        f"- server CPU share: {cpu_share_note(report)}",
         f"- data: {report['data_note']}",
         f"- tools: {', '.join(f'{k} {v}' for k, v in report['versions'].items() if v)}",
         "",
@@ -975,6 +1000,9 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=1,
                     help="edge threads = nginx worker_processes (default 1: one CPU each)")
     ap.add_argument("--client-threads", type=int, default=1)
+    ap.add_argument("--nginx-nopush", choices=["on", "off"], default="on",
+                    help="nginx tcp_nopush (on: its usual tuning, highest req/s; off: no "
+                         "~40 ms TCP_CORK stalls in its p99, ~13%% fewer req/s)")
     ap.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "imgcdn")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--out", help="results name under benches/results (default latest|quick)")
@@ -1020,11 +1048,12 @@ def main() -> None:
         f"with 2 cores, one each keeps the client from stealing the server's CPU and makes "
         f"server CPU time per request comparable"
     )
+    data_note += f"; nginx tcp_nopush {args.nginx_nopush}"
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if q else "full",
         "machine": machine(),
-        "versions": tool_versions(),
+        "versions": {**tool_versions(), "imgcdn": edge_version(args.binary)},
         "pinning": pinning,
         "data_note": data_note,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
