@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use imgcdn_shared::storage::StoreConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +39,118 @@ pub struct Config {
     pub reset_link_ttl_secs: i64,
     /// Seconds a team invitation stays valid.
     pub invite_ttl_secs: i64,
+    /// Public base URL of the edges: image `url`s are built from it.
+    pub edge_base_url: String,
+    /// Base URL of viewer pages (`page_url`); empty = `public_base_url`.
+    pub viewer_base_url: String,
+    /// Where images live. The edge reads only `public`.
+    pub stores: StoresConfig,
+    pub uploads: UploadConfig,
+    pub plans: PlansConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoresConfig {
+    /// Published objects and manifests (what edges serve).
+    pub public: StoreConfig,
+    /// Deleted and expired images, kept `recovery_days`, operator only.
+    pub recovery: StoreConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Refuse images with more pixels than this (decompression bombs).
+    pub max_pixels: u64,
+    /// Days deleted images stay in the recovery store.
+    pub recovery_days: i64,
+    /// Anonymous uploads per client per hour and per day.
+    pub anonymous_per_hour: u32,
+    pub anonymous_per_day: u32,
+}
+
+/// One plan's limits. `None` = no limit / kept until deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub max_images: Option<u64>,
+    pub max_file_bytes: u64,
+    pub max_svg_bytes: u64,
+    pub retention_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlansConfig {
+    pub anonymous: Plan,
+    pub free: Plan,
+    pub pro: Plan,
+    pub unlimited: Plan,
+}
+
+const MB: u64 = 1_000_000;
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        StoresConfig {
+            public: StoreConfig::fs("./data/store"),
+            recovery: StoreConfig::fs("./data/recovery"),
+        }
+    }
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            max_pixels: 100_000_000,
+            recovery_days: 30,
+            anonymous_per_hour: 20,
+            anonymous_per_day: 100,
+        }
+    }
+}
+
+impl Default for PlansConfig {
+    fn default() -> Self {
+        let signed_in = |max_images| Plan {
+            max_images,
+            max_file_bytes: 70 * MB,
+            max_svg_bytes: 10 * MB,
+            retention_days: None,
+        };
+        PlansConfig {
+            anonymous: Plan {
+                max_images: None,
+                max_file_bytes: 20 * MB,
+                max_svg_bytes: 10 * MB,
+                retention_days: Some(30),
+            },
+            free: signed_in(Some(5_000)),
+            pro: signed_in(Some(50_000)),
+            unlimited: signed_in(None),
+        }
+    }
+}
+
+impl PlansConfig {
+    pub fn get(&self, name: &str) -> &Plan {
+        match name {
+            "anonymous" => &self.anonymous,
+            "pro" => &self.pro,
+            "unlimited" => &self.unlimited,
+            _ => &self.free,
+        }
+    }
+
+    /// The largest body any plan may upload (the route's hard cap).
+    pub fn largest_file(&self) -> u64 {
+        [&self.anonymous, &self.free, &self.pro, &self.unlimited]
+            .iter()
+            .map(|p| p.max_file_bytes)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +219,11 @@ impl Default for Config {
             verify_link_ttl_secs: 48 * 3600,
             reset_link_ttl_secs: 3600,
             invite_ttl_secs: 7 * 24 * 3600,
+            edge_base_url: "http://127.0.0.1:8080".into(),
+            viewer_base_url: String::new(),
+            stores: StoresConfig::default(),
+            uploads: UploadConfig::default(),
+            plans: PlansConfig::default(),
         }
     }
 }
@@ -174,6 +292,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("IMGCDN_SMTP_TLS", "email.smtp_tls"),
     ("IMGCDN_SMTP_USERNAME", "email.smtp_username"),
     ("IMGCDN_SMTP_PASSWORD", "email.smtp_password"),
+    ("IMGCDN_EDGE_BASE_URL", "edge_base_url"),
 ];
 
 impl Config {
@@ -274,6 +393,45 @@ impl Config {
             if v < 60 {
                 p.push(format!("{name}: at least 60"));
             }
+        }
+        for (name, url) in [
+            ("edge_base_url", &self.edge_base_url),
+            ("viewer_base_url", &self.viewer_base_url),
+        ] {
+            if !(url.is_empty() && name == "viewer_base_url")
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                p.push(format!("{name}: must be an http(s) URL"));
+            }
+        }
+        p.extend(self.stores.public.problems("stores.public"));
+        p.extend(self.stores.recovery.problems("stores.recovery"));
+        if self.stores.public == self.stores.recovery {
+            p.push(
+                "stores.recovery: must not be the public store (edges would serve deleted images)"
+                    .to_string(),
+            );
+        }
+        if self.uploads.max_pixels == 0 || self.uploads.recovery_days < 1 {
+            p.push("uploads: max_pixels and recovery_days must be positive".to_string());
+        }
+        for (name, plan) in [
+            ("anonymous", &self.plans.anonymous),
+            ("free", &self.plans.free),
+            ("pro", &self.plans.pro),
+            ("unlimited", &self.plans.unlimited),
+        ] {
+            if plan.max_file_bytes == 0
+                || plan.max_svg_bytes == 0
+                || plan.retention_days.is_some_and(|d| d < 1)
+            {
+                p.push(format!(
+                    "plans.{name}: sizes must be positive and retention_days at least 1"
+                ));
+            }
+        }
+        if self.plans.anonymous.retention_days.is_none_or(|d| d > 730) {
+            p.push("plans.anonymous.retention_days: anonymous uploads are kept at most 2 years (730 days)".to_string());
         }
         if self.json_body_limit < 1024 {
             p.push("json_body_limit: at least 1024".to_string());

@@ -11,11 +11,14 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// Embedded migrations: (version, name, sql).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../migrations/0001_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../migrations/0001_accounts.sql"),
+    ),
+    (2, "images", include_str!("../migrations/0002_images.sql")),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -35,6 +35,18 @@ pub enum ApiError {
     /// 429 with `Retry-After`.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// 413: a file over the plan's size limit (cut off while streaming).
+    #[error("{message}")]
+    FileTooLarge { message: String, anonymous: bool },
+    /// 403: a plan limit (stored images) is reached.
+    #[error("{message}")]
+    QuotaExceeded { message: String, usage: Value },
+    /// 422: the image exists but its processing failed.
+    #[error("This image could not be processed.")]
+    MediaFailed,
+    /// 500 while storing an upload: the cause is logged, never sent.
+    #[error("We could not store the image. Please try again.")]
+    UploadFailed(String),
     /// 500: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,7 +71,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            ApiError::MediaFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UploadFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -74,6 +89,10 @@ impl ApiError {
             ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
             ApiError::PayloadTooLarge => ("invalid_request_error", "payload_too_large"),
             ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
+            ApiError::FileTooLarge { .. } => ("invalid_request_error", "file_too_large"),
+            ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
+            ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
+            ApiError::UploadFailed(_) => ("processing_error", "upload_failed"),
             ApiError::Internal(_) => ("api_error", "internal_error"),
         }
     }
@@ -83,9 +102,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (kind, code) = self.kind();
         let message = match &self {
-            ApiError::Internal(cause) => {
+            ApiError::Internal(cause) | ApiError::UploadFailed(cause) => {
                 tracing::error!(%cause, "request failed");
-                "Something went wrong on our side. Please try again.".to_string()
+                match &self {
+                    ApiError::UploadFailed(_) => self.to_string(),
+                    _ => "Something went wrong on our side. Please try again.".to_string(),
+                }
             }
             other => other.to_string(),
         };
@@ -94,6 +116,16 @@ impl IntoResponse for ApiError {
             ApiError::Validation { details, .. } => error["details"] = details.clone(),
             ApiError::RateLimited { retry_after_secs } => {
                 error["action"] = json!({ "type": "wait", "retry_after": retry_after_secs, "label": "Try again later" });
+            }
+            ApiError::FileTooLarge {
+                anonymous: true, ..
+            } => {
+                error["action"] =
+                    json!({ "type": "signup", "label": "Sign up for larger uploads" });
+            }
+            ApiError::QuotaExceeded { usage, .. } => {
+                error["usage"] = usage.clone();
+                error["action"] = json!({ "type": "upgrade", "label": "Upgrade your plan" });
             }
             _ => {}
         }

@@ -5,6 +5,7 @@
 //! - [`db`]: SQLite (embedded default) or PostgreSQL through one `AnyPool`.
 //! - [`accounts`]: sign-up, verification, sign-in, sessions, passwords, consent.
 //! - [`keys`]: API keys and the legacy `POST /v1/keys`.
+//! - [`images`]: uploads, the Images API, plans and quotas, the viewer page.
 //! - [`teams`]: teams, roles, invitations; [`teams::require_role`] guards
 //!   every team-scoped route.
 //! - [`email`]: the outbox and its delivery loop (SMTP or `.eml` files).
@@ -25,6 +26,7 @@ pub mod db;
 pub mod email;
 pub mod error;
 pub mod http;
+pub mod images;
 pub mod keys;
 pub mod ratelimit;
 pub mod secrets;
@@ -50,18 +52,25 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::RateLimiter>,
     /// Wakes the email delivery loop after mail was queued.
     pub mail_wake: Arc<Notify>,
+    /// The public and recovery object stores.
+    pub stores: Arc<images::store::Stores>,
 }
 
 impl AppState {
-    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> AppState {
-        AppState {
+    /// Fails only if a store cannot be opened (its configuration is bad).
+    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, opendal::Error> {
+        Ok(AppState {
+            stores: Arc::new(images::store::Stores::open(
+                &cfg.stores.public,
+                &cfg.stores.recovery,
+            )?),
             passwords: accounts::password::Passwords::new(&cfg.passwords),
             limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),
             db,
             cfg: Arc::new(cfg),
             clock,
             mail_wake: Arc::new(Notify::new()),
-        }
+        })
     }
 }
 
@@ -79,6 +88,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error("email: {0}")]
     Email(String),
+    #[error("store: {0}")]
+    Store(#[from] opendal::Error),
     #[error("listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -112,7 +123,7 @@ impl ControlPlane {
                 addr: cfg.listen.clone(),
                 source,
             })?;
-        let state = AppState::new(db, cfg, clock::system());
+        let state = AppState::new(db, cfg, clock::system())?;
         Ok(ControlPlane {
             listener,
             state,

@@ -15,6 +15,7 @@ pub mod format;
 pub mod id;
 pub mod manifest;
 pub mod storage;
+pub mod testing;
 pub mod url;
 
 pub use format::Format;

@@ -14,12 +14,15 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::{accounts, keys, teams, AppState};
+use crate::{accounts, images, keys, teams, AppState};
 
 /// The whole API as a `Router`, separate from serving it (tests drive it
 /// with `oneshot`, no socket).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.cfg.json_body_limit;
+    // The multipart form around the largest file any plan allows; each
+    // plan's own limit is enforced while the file streams.
+    let upload_limit = state.cfg.plans.largest_file() as usize + 1024 * 1024;
     let timeout = Duration::from_secs(state.cfg.request_timeout_secs);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -46,6 +49,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/teams/{team_id}/keys", get(keys::list).post(keys::create))
         .route("/v1/teams/{team_id}/keys/{key_id}", delete(keys::revoke))
         .route("/v1/invitations/accept", post(teams::accept))
+        .route("/v1/images", get(images::routes::list).post(images::routes::create).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/v1/upload", post(images::routes::legacy_upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/v1/images/batch", delete(images::routes::delete_batch))
+        .route("/v1/images/{id}", get(images::routes::get).patch(images::routes::patch).delete(images::routes::delete))
+        .route("/v1/usage", get(images::routes::usage))
+        .route("/{id}", get(images::routes::viewer))
         .route("/verify-email", get(accounts::verify_page).post(accounts::verify_form))
         .route("/reset-password", get(accounts::reset_page).post(accounts::reset_form))
         .route("/accept-invite", get(accept_invite_page))

@@ -51,12 +51,20 @@ macro_rules! on_both_databases {
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut cfg = Config::default();
     cfg.email.outbox_dir = dir.join("outbox");
+    cfg.stores.public =
+        imgcdn_shared::storage::StoreConfig::fs(dir.join("store").to_string_lossy());
+    cfg.stores.recovery =
+        imgcdn_shared::storage::StoreConfig::fs(dir.join("recovery").to_string_lossy());
     cfg.cookie_secure = true;
     cfg.client_ip_header = Some("x-forwarded-for".into());
     cfg.country_header = Some("cf-ipcountry".into());
     // Cheap hashing keeps tests fast; production defaults are tested in unit tests.
     cfg.passwords.argon2_memory_kib = 64;
     cfg.passwords.argon2_iterations = 1;
+    cfg.edge_base_url = "https://cdn.test".into();
+    // A small plan to reach its quota in a test.
+    cfg.plans.pro.max_images = Some(3);
+    cfg.viewer_base_url = "https://img.test".into();
     cfg
 }
 
@@ -104,7 +112,7 @@ impl TestApp {
         let clock = ManualClock::at(T0);
         let outbox = cfg.email.outbox_dir.clone();
         std::fs::create_dir_all(&outbox).unwrap();
-        let state = AppState::new(db, cfg, clock.clone());
+        let state = AppState::new(db, cfg, clock.clone()).unwrap();
         TestApp {
             state,
             clock,
@@ -141,6 +149,10 @@ impl TestApp {
                 Body::from(serde_json::to_vec(&v).unwrap())
             }
             ReqBody::Raw(ct, bytes) => {
+                b = b.header("content-type", ct);
+                Body::from(bytes)
+            }
+            ReqBody::Owned(ct, bytes) => {
                 b = b.header("content-type", ct);
                 Body::from(bytes)
             }
@@ -200,6 +212,30 @@ impl TestApp {
             .into_iter()
             .filter(|m| m.to.contains(to))
             .collect()
+    }
+
+    /// A key with read and write for `u`'s personal team.
+    pub async fn key_for(&self, u: &User) -> String {
+        let r = self
+            .call(
+                Req::post(
+                    &format!("/v1/teams/{}/keys", u.team),
+                    serde_json::json!({"name": "test"}),
+                )
+                .signed_in(u),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["key"].as_str().unwrap().to_string()
+    }
+
+    /// The public store's root directory.
+    pub fn public_store(&self) -> PathBuf {
+        PathBuf::from(&self.state.cfg.stores.public.options["root"])
+    }
+
+    pub fn recovery_store(&self) -> PathBuf {
+        PathBuf::from(&self.state.cfg.stores.recovery.options["root"])
     }
 
     /// Sign up and verify; returns the email's owner signed in.
@@ -298,6 +334,7 @@ pub enum ReqBody {
     Empty,
     Json(Value),
     Raw(&'static str, Vec<u8>),
+    Owned(String, Vec<u8>),
 }
 
 pub struct Req {
@@ -350,6 +387,26 @@ impl Req {
         self.bearer = Some(k.to_string());
         self
     }
+    /// A multipart/form-data body: `(name, filename, bytes)` parts.
+    pub fn multipart(mut self, parts: &[(&str, Option<&str>, &[u8])]) -> Req {
+        let boundary = "----imgcdn-test-boundary-7d1f";
+        let mut body = Vec::new();
+        for (name, filename, bytes) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match filename {
+                Some(f) => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+            }
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.body = ReqBody::Owned(format!("multipart/form-data; boundary={boundary}"), body);
+        self
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Req {
         self.headers.push((k.to_string(), v.to_string()));
         self

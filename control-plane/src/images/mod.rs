@@ -1,0 +1,13 @@
+//! Images: upload, inspection, storage, the Images API and plans.
+//!
+//! - [`inspect`]: what a file really is (format, size, bombs, metadata).
+//! - [`store`]: the public and recovery stores (publish, unpublish).
+//! - [`object`]: the Image object of API.md.
+//! - [`routes`]: `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, the viewer page.
+//! - [`ttl`]: `ttl` parsing.
+
+pub mod inspect;
+pub mod object;
+pub mod routes;
+pub mod store;
+pub mod ttl;

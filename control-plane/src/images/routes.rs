@@ -1,0 +1,817 @@
+//! `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, and the viewer page.
+//!
+//! An upload is read field by field; the file is counted while it streams
+//! and the request is cut off as soon as it passes the plan's limit, so an
+//! oversized body is never buffered whole. The write path is: a row in
+//! `processing`, the bytes and then the manifest in the public store, the
+//! row `ready`. A crash in between leaves a `processing` row and perhaps
+//! an object without manifest: nothing servable, counted once.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use imgcdn_shared::{ImageId, Manifest};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::inspect::{self, InspectError, Limits};
+use super::object::{ImageRow, COLUMNS};
+use super::ttl;
+use crate::config::Plan;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{cookie, ClientMeta, KeyAuth, Principal, SessionAuth, SESSION_COOKIE};
+use crate::http::json::ApiJson;
+use crate::AppState;
+
+const MAX_CAPTION: usize = 1000;
+const MAX_LABELS: usize = 50;
+const MAX_METADATA_BYTES: usize = 8 * 1024;
+const DAY: i64 = 86_400;
+/// Whatever a surface advertises, anonymous uploads never outlive this.
+const ANONYMOUS_CEILING_SECS: i64 = 730 * DAY;
+
+/// Who is uploading, decided before the body is read.
+pub enum Uploader {
+    Anonymous,
+    Team {
+        team_id: String,
+        user_id: Option<String>,
+        plan: String,
+    },
+}
+
+impl FromRequestParts<AppState> for Uploader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (team_id, user_id) = if let Some(key) = parts.extensions.get::<KeyAuth>() {
+            (key.team_id.clone(), None)
+        } else if cookie(parts, SESSION_COOKIE).is_some() {
+            let s = SessionAuth::from_request_parts(parts, state).await?;
+            (personal_team(state, &s.user_id).await?, Some(s.user_id))
+        } else {
+            return Ok(Uploader::Anonymous);
+        };
+        let plan: String = sqlx::query("SELECT plan FROM teams WHERE id = $1")
+            .bind(&team_id)
+            .fetch_one(&state.db.pool)
+            .await?
+            .get(0);
+        Ok(Uploader::Team {
+            team_id,
+            user_id,
+            plan,
+        })
+    }
+}
+
+async fn personal_team(state: &AppState, user_id: &str) -> ApiResult<String> {
+    Ok(
+        sqlx::query("SELECT personal_team_id FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&state.db.pool)
+            .await?
+            .get(0),
+    )
+}
+
+/// The team a credential acts for: a key's team, or the user's personal team.
+async fn caller_team(state: &AppState, who: &Principal) -> ApiResult<String> {
+    match who {
+        Principal::Key(k) => Ok(k.team_id.clone()),
+        Principal::Session(s) => personal_team(state, &s.user_id).await,
+    }
+}
+
+/// What the multipart form said.
+#[derive(Default)]
+struct UploadForm {
+    file: Option<Vec<u8>>,
+    filename: Option<String>,
+    caption: Option<String>,
+    public: Option<bool>,
+    ttl: Option<i64>,
+    labels: Map<String, Value>,
+    metadata: Map<String, Value>,
+}
+
+fn parse_bool(field: &str, v: &str) -> ApiResult<bool> {
+    match v.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::validation(field, "Use true or false.")),
+    }
+}
+
+/// Labels: a JSON object of up to 50 string values.
+pub fn check_labels(v: Value) -> ApiResult<Map<String, Value>> {
+    let Value::Object(map) = v else {
+        return Err(ApiError::validation(
+            "labels",
+            "Labels are a JSON object of strings.",
+        ));
+    };
+    if map.len() > MAX_LABELS {
+        return Err(ApiError::validation(
+            "labels",
+            format!("At most {MAX_LABELS} labels."),
+        ));
+    }
+    for (k, v) in &map {
+        let ok = !k.is_empty() && k.len() <= 64 && v.as_str().is_some_and(|s| s.len() <= 256);
+        if !ok {
+            return Err(ApiError::validation(
+                "labels",
+                "Label keys are 1–64 characters and values strings of at most 256.",
+            ));
+        }
+    }
+    Ok(map)
+}
+
+/// Metadata: a JSON object of at most 8 KiB.
+pub fn check_metadata(v: Value) -> ApiResult<Map<String, Value>> {
+    let Value::Object(map) = v else {
+        return Err(ApiError::validation(
+            "metadata",
+            "Metadata is a JSON object.",
+        ));
+    };
+    if serde_json::to_vec(&map).map_or(0, |b| b.len()) > MAX_METADATA_BYTES {
+        return Err(ApiError::validation(
+            "metadata",
+            "Metadata is at most 8 KiB of JSON.",
+        ));
+    }
+    Ok(map)
+}
+
+fn check_caption(c: &str) -> ApiResult<String> {
+    if c.chars().count() > MAX_CAPTION {
+        return Err(ApiError::validation(
+            "caption",
+            format!("A caption is at most {MAX_CAPTION} characters."),
+        ));
+    }
+    Ok(c.to_string())
+}
+
+fn json_field(field: &str, text: &str) -> ApiResult<Value> {
+    serde_json::from_str(text)
+        .map_err(|_| ApiError::validation(field, format!("{field} must be JSON.")))
+}
+
+fn too_large(plan: &Plan, anonymous: bool, limit: u64) -> ApiError {
+    let _ = plan;
+    ApiError::FileTooLarge {
+        message: format!(
+            "The file is larger than {} MB, the limit of your plan.",
+            limit / 1_000_000
+        ),
+        anonymous,
+    }
+}
+
+async fn read_form(mut form: Multipart, plan: &Plan, anonymous: bool) -> ApiResult<UploadForm> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::BadRequest(format!("Malformed multipart body: {e}"))
+    };
+    let mut out = UploadForm::default();
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            out.filename = field.file_name().map(|f| f.chars().take(255).collect());
+            let mut buf = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                if (buf.len() + chunk.len()) as u64 > plan.max_file_bytes {
+                    // Stop reading here: the rest of the body is never buffered.
+                    return Err(too_large(plan, anonymous, plan.max_file_bytes));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            out.file = Some(buf);
+            continue;
+        }
+        let text = field.text().await.map_err(bad)?;
+        if text.len() > 64 * 1024 {
+            return Err(ApiError::validation(&name, "This field is too long."));
+        }
+        match name.as_str() {
+            "caption" => out.caption = Some(check_caption(&text)?),
+            "public" => out.public = Some(parse_bool("public", &text)?),
+            "ttl" => out.ttl = Some(ttl::parse(&text).map_err(|m| ApiError::validation("ttl", m))?),
+            "labels" => out.labels = check_labels(json_field("labels", &text)?)?,
+            "metadata" => out.metadata = check_metadata(json_field("metadata", &text)?)?,
+            _ => {} // unknown fields are ignored
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /v1/images` (multipart; JSON `{url}` import is not enabled yet).
+pub async fn create(
+    State(state): State<AppState>,
+    uploader: Uploader,
+    client: ClientMeta,
+    req: Request,
+) -> ApiResult<Response> {
+    let row = upload(&state, &uploader, &client, req, "api").await?;
+    Ok((StatusCode::CREATED, Json(row.json(&state.cfg))).into_response())
+}
+
+/// Legacy `POST /v1/upload`: the same upload, the older response shape.
+pub async fn legacy_upload(
+    State(state): State<AppState>,
+    uploader: Uploader,
+    client: ClientMeta,
+    req: Request,
+) -> ApiResult<Response> {
+    let anonymous = matches!(uploader, Uploader::Anonymous);
+    let row = upload(&state, &uploader, &client, req, "legacy_upload").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(row.legacy_json(&state.cfg, anonymous)),
+    )
+        .into_response())
+}
+
+async fn upload(
+    state: &AppState,
+    uploader: &Uploader,
+    client: &ClientMeta,
+    req: Request,
+    source: &str,
+) -> ApiResult<ImageRow> {
+    let anonymous = matches!(uploader, Uploader::Anonymous);
+    let plan = match uploader {
+        Uploader::Anonymous => state.cfg.plans.anonymous.clone(),
+        Uploader::Team { plan, .. } => state.cfg.plans.get(plan).clone(),
+    };
+    // Limits and quota before reading the body.
+    if anonymous {
+        let ip = client.ip.as_deref().unwrap_or("unknown");
+        let up = &state.cfg.uploads;
+        let limited = |s| ApiError::RateLimited {
+            retry_after_secs: s,
+        };
+        state
+            .limiter
+            .hit("anon-upload-hour", ip, up.anonymous_per_hour, 3600)
+            .map_err(limited)?;
+        state
+            .limiter
+            .hit("anon-upload-day", ip, up.anonymous_per_day, DAY)
+            .map_err(limited)?;
+    }
+    if let Uploader::Team { team_id, .. } = uploader {
+        if let Some(max) = plan.max_images {
+            let used = live_images(state, team_id).await?;
+            if used >= max as i64 {
+                return Err(ApiError::QuotaExceeded {
+                    message: format!(
+                        "Your plan stores at most {max} images. Delete some or upgrade."
+                    ),
+                    usage: json!({ "images": { "used": used, "limit": max } }),
+                });
+            }
+        }
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let form = if content_type.starts_with("multipart/form-data") {
+        let mp = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        read_form(mp, &plan, anonymous).await?
+    } else if content_type.starts_with("application/json") {
+        return Err(ApiError::validation("url", "Importing by URL is not enabled on this server yet; upload the file as multipart/form-data."));
+    } else {
+        return Err(ApiError::BadRequest(
+            "Send the image as multipart/form-data with a `file` field.".into(),
+        ));
+    };
+    let file = form
+        .file
+        .ok_or_else(|| ApiError::validation("file", "Attach the image as the `file` field."))?;
+    if file.is_empty() {
+        return Err(ApiError::validation("file", "The file is empty."));
+    }
+    let limits = Limits {
+        max_pixels: state.cfg.uploads.max_pixels,
+        max_svg_bytes: plan.max_svg_bytes as usize,
+    };
+    let inspected = tokio::task::spawn_blocking(move || inspect::inspect(file, &limits))
+        .await
+        .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
+        .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
+    if inspected.format == imgcdn_shared::Format::Svg
+        && inspected.bytes.len() as u64 > plan.max_svg_bytes
+    {
+        return Err(too_large(&plan, anonymous, plan.max_svg_bytes));
+    }
+
+    let now = state.clock.unix_now();
+    let expires_at = expiry(now, anonymous, form.ttl, &plan);
+    let public = form.public.unwrap_or(true);
+    let id = ImageId::generate();
+    let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
+    let manifest = Manifest {
+        content_type: inspected.format.content_type().to_string(),
+        bytes: inspected.bytes.len() as u64,
+        sha256: sha256.clone(),
+        width: inspected.width,
+        height: inspected.height,
+        expires_at: expires_at
+            .map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
+        transformable: inspected.format.transformable(),
+    };
+    let (team_id, user_id) = match uploader {
+        Uploader::Anonymous => (None, None),
+        Uploader::Team {
+            team_id, user_id, ..
+        } => (Some(team_id.clone()), user_id.clone()),
+    };
+    sqlx::query(
+        "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
+         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'processing', $16, NULL, $17, NULL)",
+    )
+    .bind(id.as_str())
+    .bind(team_id)
+    .bind(user_id)
+    .bind(source)
+    .bind(inspected.format.extension())
+    .bind(inspected.format.content_type())
+    .bind(i64::from(inspected.width))
+    .bind(i64::from(inspected.height))
+    .bind(inspected.bytes.len() as i64)
+    .bind(&sha256)
+    .bind(form.filename)
+    .bind(form.caption)
+    .bind(i64::from(public))
+    .bind(Value::Object(form.labels).to_string())
+    .bind(Value::Object(form.metadata).to_string())
+    .bind(now)
+    .bind(expires_at)
+    .execute(&state.db.pool)
+    .await?;
+    if let Err(e) = state.stores.publish(&id, inspected.bytes, &manifest).await {
+        let _ = sqlx::query("UPDATE images SET status = 'failed' WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&state.db.pool)
+            .await;
+        return Err(ApiError::UploadFailed(format!("publish {id}: {e}")));
+    }
+    sqlx::query("UPDATE images SET status = 'ready', published_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&state.db.pool)
+        .await?;
+    fetch(state, id.as_str()).await?.ok_or(ApiError::NotFound)
+}
+
+/// When an upload expires: anonymous uploads always (their window, shortened
+/// by a ttl, never past the 2-year ceiling); others by ttl or plan retention.
+pub fn expiry(now: i64, anonymous: bool, ttl: Option<i64>, plan: &Plan) -> Option<i64> {
+    let window = plan.retention_days.map(|d| d * DAY);
+    if anonymous {
+        let window = window
+            .unwrap_or(ANONYMOUS_CEILING_SECS)
+            .min(ANONYMOUS_CEILING_SECS);
+        return Some(now + ttl.map_or(window, |t| t.min(window)));
+    }
+    match (ttl, window) {
+        (Some(t), Some(w)) => Some(now + t.min(w)),
+        (Some(t), None) => Some(now + t),
+        (None, Some(w)) => Some(now + w),
+        (None, None) => None,
+    }
+}
+
+async fn live_images(state: &AppState, team_id: &str) -> ApiResult<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'")
+        .bind(team_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0))
+}
+
+async fn fetch(state: &AppState, id: &str) -> ApiResult<Option<ImageRow>> {
+    Ok(
+        sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .map(|r| ImageRow::from_row(&r)),
+    )
+}
+
+/// A live image of the caller's team, or 404 (also for other teams' images).
+async fn owned(state: &AppState, team: &str, id: &str) -> ApiResult<ImageRow> {
+    match fetch(state, id).await? {
+        Some(row) if row.team_id.as_deref() == Some(team) && row.deleted_at.is_none() => Ok(row),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// `GET /v1/images/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let team = caller_team(&state, &who).await?;
+    let row = owned(&state, &team, &id).await?;
+    if row.status == "failed" {
+        return Err(ApiError::MediaFailed);
+    }
+    Ok(Json(row.json(&state.cfg)))
+}
+
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(c: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::validation("cursor", "This cursor is not one we gave out.");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((t.parse().map_err(|_| bad())?, id.to_string()))
+}
+
+/// `GET /v1/images?limit=&cursor=&label[k]=v` or `?ids=a,b,c`.
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let team = caller_team(&state, &who).await?;
+    if let Some(ids) = q.get("ids") {
+        let ids: Vec<&str> = ids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if ids.len() > 50 {
+            return Err(ApiError::validation("ids", "At most 50 ids at a time."));
+        }
+        let mut data = Vec::new();
+        for id in ids {
+            if let Ok(row) = owned(&state, &team, id).await {
+                if row.status == "ready" {
+                    data.push(row.json(&state.cfg));
+                }
+            }
+        }
+        return Ok(Json(
+            json!({ "object": "list", "data": data, "pagination": { "next_cursor": null, "has_more": false } }),
+        ));
+    }
+    let limit: usize = match q.get("limit") {
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::validation("limit", "limit is 1 to 100."))?,
+        None => 20,
+    };
+    let labels: Vec<(String, String)> = q
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("label[")
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    let mut after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+    let mut data = Vec::new();
+    let mut has_more = false;
+    let mut last: Option<(i64, String)> = None;
+    // Label filters are applied here, not in SQL (portable): read pages until the page is full.
+    'pages: loop {
+        let rows = match &after {
+            Some((t, id)) => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
+                 AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT 200"
+            ))
+            .bind(&team)
+            .bind(*t)
+            .bind(id)
+            .fetch_all(&state.db.pool)
+            .await?,
+            None => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
+                 ORDER BY created_at DESC, id DESC LIMIT 200"
+            ))
+            .bind(&team)
+            .fetch_all(&state.db.pool)
+            .await?,
+        };
+        let n = rows.len();
+        for r in rows {
+            let row = ImageRow::from_row(&r);
+            after = Some((row.created_at, row.id.clone()));
+            if !labels
+                .iter()
+                .all(|(k, v)| row.labels.get(k).and_then(Value::as_str) == Some(v))
+            {
+                continue;
+            }
+            if data.len() == limit {
+                has_more = true;
+                break 'pages;
+            }
+            last = Some((row.created_at, row.id.clone()));
+            data.push(row.json(&state.cfg));
+        }
+        if n < 200 {
+            break;
+        }
+    }
+    let next = if has_more {
+        last.map(|(t, id)| encode_cursor(t, &id))
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({ "object": "list", "data": data, "pagination": { "next_cursor": next, "has_more": has_more } }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    caption: Option<Option<String>>,
+    public: Option<bool>,
+    labels: Option<Value>,
+    metadata: Option<Value>,
+    ttl: Option<Value>,
+}
+
+/// `PATCH /v1/images/{id}`: caption, public, labels, metadata, ttl.
+pub async fn patch(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> ApiResult<Json<Value>> {
+    let team = caller_team(&state, &who).await?;
+    let row = owned(&state, &team, &id).await?;
+    let caption = match body.caption {
+        Some(Some(c)) => Some(check_caption(&c)?),
+        Some(None) => None,
+        None => row.caption.clone(),
+    };
+    let labels = body
+        .labels
+        .map(check_labels)
+        .transpose()?
+        .unwrap_or(row.labels.clone());
+    let metadata = body
+        .metadata
+        .map(check_metadata)
+        .transpose()?
+        .unwrap_or(row.metadata.clone());
+    let now = state.clock.unix_now();
+    let expires_at = match body.ttl {
+        None => row.expires_at,
+        Some(Value::Number(n)) => {
+            Some(now + ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?)
+        }
+        Some(Value::String(s)) => {
+            Some(now + ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?)
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "ttl",
+                "ttl is seconds or a string like 7d.",
+            ))
+        }
+    };
+    let public = body.public.unwrap_or(row.public);
+    sqlx::query("UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6")
+        .bind(caption)
+        .bind(Value::Object(labels).to_string())
+        .bind(Value::Object(metadata).to_string())
+        .bind(i64::from(public))
+        .bind(expires_at)
+        .bind(&id)
+        .execute(&state.db.pool)
+        .await?;
+    if expires_at != row.expires_at && row.status == "ready" {
+        // The edge enforces expiry from the manifest: keep it in step.
+        let manifest = Manifest {
+            content_type: row.content_type.clone(),
+            bytes: row.bytes as u64,
+            sha256: row.sha256.clone(),
+            width: row.width as u32,
+            height: row.height as u32,
+            expires_at: expires_at
+                .map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
+            transformable: row.format().transformable(),
+        };
+        state
+            .stores
+            .rewrite_manifest(&row.image_id(), &manifest)
+            .await
+            .map_err(|e| ApiError::Internal(format!("manifest: {e}")))?;
+    }
+    let row = fetch(&state, &id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(row.json(&state.cfg)))
+}
+
+/// Take an image off public serving and into the recovery store.
+async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> ApiResult<()> {
+    let now = state.clock.unix_now();
+    // Mark first: if the store step fails, a retry finds the row and tries again.
+    sqlx::query("UPDATE images SET deleted_at = COALESCE(deleted_at, $1) WHERE id = $2")
+        .bind(now)
+        .bind(&row.id)
+        .execute(&state.db.pool)
+        .await?;
+    let reap_at = now + state.cfg.uploads.recovery_days * DAY;
+    state
+        .stores
+        .unpublish(&row.image_id(), reason, now, reap_at)
+        .await
+        .map_err(|e| ApiError::Internal(format!("unpublish {}: {e}", row.id)))
+}
+
+/// `DELETE /v1/images/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let team = caller_team(&state, &who).await?;
+    let row = owned(&state, &team, &id).await?;
+    remove(&state, &row, "deleted").await?;
+    Ok(Json(
+        json!({ "id": id, "object": "image", "deleted": true }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    ids: Vec<String>,
+}
+
+/// `DELETE /v1/images/batch` `{ids}` (≤ 100; deleting twice is not an error).
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> ApiResult<Json<Value>> {
+    if body.ids.is_empty() || body.ids.len() > 100 {
+        return Err(ApiError::validation("ids", "Send 1 to 100 ids."));
+    }
+    let team = caller_team(&state, &who).await?;
+    let (mut data, mut errors) = (Vec::new(), Vec::new());
+    for id in &body.ids {
+        match fetch(&state, id).await? {
+            Some(row) if row.team_id.as_deref() == Some(team.as_str()) => {
+                remove(&state, &row, "deleted").await?;
+                data.push(json!({ "id": id, "object": "image", "deleted": true }));
+            }
+            _ => errors.push(json!({ "id": id, "error": { "type": "invalid_request_error", "code": "not_found", "message": "not found" } })),
+        }
+    }
+    Ok(Json(
+        json!({ "object": "batch_result", "data": data, "errors": errors }),
+    ))
+}
+
+/// `GET /v1/usage`
+pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    let team = caller_team(&state, &who).await?;
+    let plan_name: String = sqlx::query("SELECT plan FROM teams WHERE id = $1")
+        .bind(&team)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
+    let plan = state.cfg.plans.get(&plan_name);
+    let row = sqlx::query(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'",
+    )
+    .bind(&team)
+    .fetch_one(&state.db.pool)
+    .await?;
+    let (images, bytes): (i64, i64) = (row.get(0), row.get(1));
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1")
+        .bind(&team)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0);
+    Ok(Json(json!({
+        "object": "usage",
+        "plan": plan_name,
+        "limits": {
+            "images": { "used": images, "limit": plan.max_images },
+            "storage": { "used_bytes": bytes },
+            "max_file_bytes": plan.max_file_bytes,
+            "max_svg_bytes": plan.max_svg_bytes,
+            "retention_days": plan.retention_days,
+        },
+        "totals": { "uploaded": total, "stored": images },
+    })))
+}
+
+/// `GET /{id}`: the viewer page. Private images are 404 for anyone but
+/// members of the owning team.
+pub async fn viewer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Html("<!doctype html><title>Not found</title><h1>Not found</h1>".to_string()),
+        )
+            .into_response()
+    };
+    if id.parse::<ImageId>().is_err() {
+        return not_found();
+    }
+    let row = match fetch(&state, &id).await {
+        Ok(Some(r))
+            if r.deleted_at.is_none()
+                && r.status == "ready"
+                && r.expires_at.is_none_or(|e| e > state.clock.unix_now()) =>
+        {
+            r
+        }
+        Ok(_) => return not_found(),
+        Err(e) => return e.into_response(),
+    };
+    if !row.public {
+        let token = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == SESSION_COOKIE)
+            .map(|(_, v)| v.to_string());
+        let session = match token {
+            Some(t) => crate::accounts::sessions::lookup(&state, &t)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let member = match (session, &row.team_id) {
+            (Some(s), Some(team)) => {
+                crate::teams::require_role(&state, team, &s.user_id, crate::teams::Role::Member)
+                    .await
+                    .is_ok()
+            }
+            _ => false,
+        };
+        if !member {
+            return not_found();
+        }
+    }
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let caption = row.caption.clone().unwrap_or_default();
+    let url = row.url(&state.cfg);
+    let robots = if row.public {
+        ""
+    } else {
+        "<meta name=\"robots\" content=\"noindex\">"
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\">{robots}<title>{title}</title>\
+         <meta property=\"og:type\" content=\"website\"><meta property=\"og:title\" content=\"{title}\">\
+         <meta property=\"og:image\" content=\"{url}\"><meta property=\"og:image:width\" content=\"{w}\">\
+         <meta property=\"og:image:height\" content=\"{h}\"><meta property=\"og:url\" content=\"{page}\">\
+         <meta name=\"twitter:card\" content=\"summary_large_image\"></head>\
+         <body><main><figure><img src=\"{url}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\"><figcaption>{cap}</figcaption></figure></main></body></html>",
+        title = esc(if caption.is_empty() { "Image" } else { &caption }),
+        url = esc(&url),
+        page = esc(&row.page_url(&state.cfg)),
+        w = row.width,
+        h = row.height,
+        cap = esc(&caption),
+    ))
+    .into_response()
+}
