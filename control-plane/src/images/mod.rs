@@ -1,11 +1,13 @@
-//! Images: upload, inspection, storage, the Images API and plans.
+//! Images: upload, import, inspection, storage, the Images API and plans.
 //!
 //! - [`inspect`]: what a file really is (format, size, bombs, metadata).
+//! - [`fetch`]: importing by URL, public addresses only.
 //! - [`store`]: the public and recovery stores (publish, unpublish).
 //! - [`object`]: the Image object of API.md.
 //! - [`routes`]: `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, the viewer page.
 //! - [`ttl`]: `ttl` parsing.
 
+pub mod fetch;
 pub mod inspect;
 pub mod object;
 pub mod routes;
