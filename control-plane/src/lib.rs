@@ -25,6 +25,7 @@ pub mod db;
 pub mod email;
 pub mod error;
 pub mod http;
+pub mod images;
 pub mod keys;
 pub mod ratelimit;
 pub mod secrets;
