@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 403: a plan limit (stored images) is reached.
     #[error("{message}")]
     QuotaExceeded { message: String, usage: Value },
+    /// 422: importing by URL failed (blocked address, timeout, HTTP error…).
+    #[error("We could not fetch that URL: {0}")]
+    FetchFailed(String),
     /// 422: the image exists but its processing failed.
     #[error("This image could not be processed.")]
     MediaFailed,
@@ -73,7 +76,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
-            ApiError::MediaFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MediaFailed | ApiError::FetchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UploadFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +95,7 @@ impl ApiError {
             ApiError::FileTooLarge { .. } => ("invalid_request_error", "file_too_large"),
             ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
             ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
+            ApiError::FetchFailed(_) => ("processing_error", "fetch_failed"),
             ApiError::UploadFailed(_) => ("processing_error", "upload_failed"),
             ApiError::Internal(_) => ("api_error", "internal_error"),
         }

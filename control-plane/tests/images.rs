@@ -556,3 +556,99 @@ on_both_databases!(
         );
     }
 );
+
+/// A local HTTP server that answers every request with `body`.
+async fn serve_bytes(body: Vec<u8>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn import_scenario(t: TestApp, allowed: std::net::SocketAddr, image: Vec<u8>) {
+    let u = t.user("imp@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    let r = t
+        .call(
+            Req::post(
+                "/v1/images",
+                json!({"url": format!("http://{allowed}/photos/cat.png"), "caption": "Imported"}),
+            )
+            .key(&key),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["caption"], "Imported");
+    assert_eq!(r.json["filename"], "cat.png");
+    let id = r.json["id"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(t.public_store().join(format!("objects/{id}"))).unwrap(),
+        image
+    );
+
+    // Not public, and not on the test allow-list: refused, nothing stored.
+    let other = serve_bytes(image.clone()).await;
+    for url in [
+        format!("http://{other}/x.png"),
+        format!("http://localhost:{}/x.png", other.port()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/x.png".to_string(),
+        "http://[::1]/x.png".to_string(),
+        "file:///etc/passwd".to_string(),
+    ] {
+        let r = t
+            .call(Req::post("/v1/images", json!({"url": url})).key(&key))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            r.text
+        );
+        assert!(matches!(r.code(), "fetch_failed"), "{url}: {}", r.text);
+    }
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 1);
+
+    // The legacy route answers in its own shape.
+    let r = t
+        .call(Req::post(
+            "/v1/import",
+            json!({"url": format!("http://{allowed}/b.png")}),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(r.json["src"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://cdn.test/"));
+    assert_eq!(r.json["upgrade"]["type"], "signup");
+}
+
+#[tokio::test]
+async fn import_by_url_fetches_public_addresses_only_sqlite() {
+    let image = png(24, 24, 42);
+    let allowed = serve_bytes(image.clone()).await;
+    let t = TestApp::sqlite_with(|c| c.uploads.import_allow = vec![allowed]).await;
+    import_scenario(t, allowed, image).await;
+}
+
+#[tokio::test]
+async fn import_by_url_fetches_public_addresses_only_postgres() {
+    let image = png(24, 24, 43);
+    let allowed = serve_bytes(image.clone()).await;
+    if let Some(t) = TestApp::postgres_with(|c| c.uploads.import_allow = vec![allowed]).await {
+        import_scenario(t, allowed, image).await;
+    }
+}

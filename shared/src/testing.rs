@@ -11,20 +11,6 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
         let crc = crc32(&out[start..]);
         out.extend_from_slice(&crc.to_be_bytes());
     }
-    fn crc32(data: &[u8]) -> u32 {
-        let mut c = 0xffff_ffffu32;
-        for &b in data {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
     fn adler(data: &[u8]) -> u32 {
         let (mut a, mut b) = (1u32, 0u32);
         for &d in data {
@@ -64,4 +50,39 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
     chunk(&mut out, b"IDAT", &z);
     chunk(&mut out, b"IEND", &[]);
     out
+}
+
+/// [`png`] with a `tEXt` chunk (`key`, `value`) after the header: metadata
+/// an upload must strip.
+pub fn png_with_text(w: u32, h: u32, seed: u8, key: &str, value: &str) -> Vec<u8> {
+    let plain = png(w, h, seed);
+    // Signature (8) + IHDR chunk (4 + 4 + 13 + 4).
+    let at = 8 + 25;
+    let mut data = key.as_bytes().to_vec();
+    data.push(0);
+    data.extend_from_slice(value.as_bytes());
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    let mut typed = b"tEXt".to_vec();
+    typed.extend_from_slice(&data);
+    chunk.extend_from_slice(&typed);
+    chunk.extend_from_slice(&crc32(&typed).to_be_bytes());
+    let mut out = plain[..at].to_vec();
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&plain[at..]);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
 }

@@ -24,6 +24,7 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+#[allow(unused_imports)]
 pub use imgcdn_shared::testing::png;
 
 /// An fs store laid out as the control plane writes it.

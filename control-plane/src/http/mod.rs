@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/invitations/accept", post(teams::accept))
         .route("/v1/images", get(images::routes::list).post(images::routes::create).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/v1/upload", post(images::routes::legacy_upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/v1/import", post(images::routes::legacy_import))
         .route("/v1/images/batch", delete(images::routes::delete_batch))
         .route("/v1/images/{id}", get(images::routes::get).patch(images::routes::patch).delete(images::routes::delete))
         .route("/v1/usage", get(images::routes::usage))

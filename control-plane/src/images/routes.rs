@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use super::fetch;
 use super::inspect::{self, InspectError, Limits};
 use super::object::{ImageRow, COLUMNS};
 use super::ttl;
@@ -215,7 +216,72 @@ async fn read_form(mut form: Multipart, plan: &Plan, anonymous: bool) -> ApiResu
     Ok(out)
 }
 
-/// `POST /v1/images` (multipart; JSON `{url}` import is not enabled yet).
+#[derive(Deserialize)]
+pub struct ImportBody {
+    url: String,
+    caption: Option<String>,
+    public: Option<bool>,
+    ttl: Option<Value>,
+    labels: Option<Value>,
+    metadata: Option<Value>,
+}
+
+/// Fetch `body.url` (public addresses only, the plan's size limit, 30 s)
+/// and turn the request into the same form a multipart upload gives.
+async fn import_form(
+    state: &AppState,
+    body: ImportBody,
+    plan: &Plan,
+    anonymous: bool,
+) -> ApiResult<UploadForm> {
+    let ttl = match body.ttl {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            Some(ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?)
+        }
+        Some(Value::String(s)) => Some(ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "ttl",
+                "ttl is seconds or a string like 7d.",
+            ))
+        }
+    };
+    let mut form = UploadForm {
+        caption: body.caption.as_deref().map(check_caption).transpose()?,
+        public: body.public,
+        ttl,
+        labels: body
+            .labels
+            .map(check_labels)
+            .transpose()?
+            .unwrap_or_default(),
+        metadata: body
+            .metadata
+            .map(check_metadata)
+            .transpose()?
+            .unwrap_or_default(),
+        ..UploadForm::default()
+    };
+    let mut policy = fetch::FetchPolicy::new(plan.max_file_bytes);
+    policy.allow = state.cfg.uploads.import_allow.clone();
+    match fetch::fetch_public(&body.url, &policy).await {
+        Ok(f) => {
+            form.filename = f
+                .final_url
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(|n| n.chars().take(255).collect());
+            form.file = Some(f.bytes);
+            Ok(form)
+        }
+        Err(fetch::FetchError::TooLarge { limit }) => Err(too_large(plan, anonymous, limit)),
+        Err(e) => Err(ApiError::FetchFailed(e.to_string())),
+    }
+}
+
+/// `POST /v1/images`: multipart upload, or JSON `{url}` to import.
 pub async fn create(
     State(state): State<AppState>,
     uploader: Uploader,
@@ -224,6 +290,16 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let row = upload(&state, &uploader, &client, req, "api").await?;
     Ok((StatusCode::CREATED, Json(row.json(&state.cfg))).into_response())
+}
+
+/// Legacy `POST /v1/import` `{url}`: an import with the older response shape.
+pub async fn legacy_import(
+    State(state): State<AppState>,
+    uploader: Uploader,
+    client: ClientMeta,
+    req: Request,
+) -> ApiResult<Response> {
+    legacy_upload(State(state), uploader, client, req).await
 }
 
 /// Legacy `POST /v1/upload`: the same upload, the older response shape.
@@ -295,7 +371,8 @@ async fn upload(
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         read_form(mp, &plan, anonymous).await?
     } else if content_type.starts_with("application/json") {
-        return Err(ApiError::validation("url", "Importing by URL is not enabled on this server yet; upload the file as multipart/form-data."));
+        let ApiJson(body) = ApiJson::<ImportBody>::from_request(req, state).await?;
+        import_form(state, body, &plan, anonymous).await?
     } else {
         return Err(ApiError::BadRequest(
             "Send the image as multipart/form-data with a `file` field.".into(),

@@ -70,8 +70,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    pub async fn sqlite_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(dir.path());
+        adjust(&mut cfg);
         cfg.database_url = format!("sqlite://{}", dir.path().join("test.db").display());
         Self::with(cfg, dir, None).await
     }
@@ -79,6 +84,10 @@ impl TestApp {
     /// A fresh database on the local PostgreSQL, or `None` (with a visible
     /// message) when no server answers. In CI a missing server is an error.
     pub async fn postgres() -> Option<TestApp> {
+        Self::postgres_with(|_| {}).await
+    }
+
+    pub async fn postgres_with(adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
         use sqlx::Connection;
         let admin = match sqlx::PgConnection::connect(PG_ADMIN_URL).await {
             Ok(c) => c,
@@ -102,6 +111,7 @@ impl TestApp {
         admin.close().await.ok();
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(dir.path());
+        adjust(&mut cfg);
         cfg.database_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
         Some(Self::with(cfg, dir, Some(name)).await)
     }

@@ -64,6 +64,7 @@ pub enum DiskRead {
 pub struct DiskTier {
     root: PathBuf,
     index: Cache<ImageId, DiskEntry>,
+    max_bytes: u64,
 }
 
 struct UntilExpiry {
@@ -104,6 +105,7 @@ impl DiskTier {
         let tier = DiskTier {
             root: root.to_path_buf(),
             index,
+            max_bytes,
         };
         tier.scan(clock.unix_now())?;
         Ok(tier)
@@ -194,8 +196,10 @@ impl DiskTier {
         })
         .map_err(io::Error::other)?;
         let total = MAGIC.len() + 4 + header.len() + obj.body.len() + 4;
-        if u32::try_from(total).is_err() {
-            return Ok(()); // Too large to index; it stays an origin read.
+        if u32::try_from(total).is_err() || total as u64 > self.max_bytes {
+            // Can never be indexed (and so never evicted): writing it would
+            // leave a file nobody deletes. It stays an origin read.
+            return Ok(());
         }
         let mut buf = Vec::with_capacity(total);
         buf.extend_from_slice(MAGIC);
@@ -428,6 +432,25 @@ mod tests {
         assert_eq!(&o.body[..], b"two");
         tier.remove(&id("abcdefgh"));
         assert!(files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_budget_leaves_no_file() {
+        for budget in [0, 100] {
+            let dir = tempfile::tempdir().unwrap();
+            let tier = DiskTier::open(dir.path(), budget, ManualClock::at(0), || {}).unwrap();
+            for i in 0..20 {
+                tier.put(id(&format!("{i:0>8}")), &object(&[1u8; 4000], None))
+                    .unwrap();
+            }
+            tier.usage();
+            assert!(
+                files(dir.path())
+                    .iter()
+                    .all(|p| p.starts_with(dir.path().join("tmp"))),
+                "budget {budget}: files left behind"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,159 @@
+//! The whole path with real processes: an image uploaded through the
+//! control plane (anonymously and with a key) is fetched from an edge at
+//! the returned `url`, byte-identical to the stored (metadata-stripped)
+//! bytes; once deleted, a fresh edge answers 404.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use imgcdn_shared::testing::png_with_text;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+struct Cp(Child);
+
+impl Drop for Cp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `imgcdn control-plane` publishing into `dir/store`, building CDN
+/// URLs on `edge_base`; returns the process and its base URL.
+fn start_control_plane(dir: &Path, edge_base: &str) -> (Cp, String) {
+    let cfg = dir.join("cp.toml");
+    let root = |p: &str| dir.join(p).display().to_string();
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{db}\"\ncookie_secure = false\nedge_base_url = {edge_base:?}\n\
+             [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
+             [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n",
+            db = root("cp.db"),
+            outbox = root("outbox"),
+            store = root("store"),
+            recovery = root("recovery"),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("control plane exited").unwrap();
+        if let Some(url) = line.trim().strip_prefix("control plane: ") {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Cp(child), base)
+}
+
+fn multipart(file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "imgcdn-e2e-boundary";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n").into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(c: &reqwest::Client, base: &str, key: Option<&str>, file: &[u8]) -> Value {
+    let (ct, body) = multipart(file);
+    let mut req = c
+        .post(format!("{base}/v1/images"))
+        .header("content-type", ct)
+        .body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn uploaded_images_are_served_by_the_edge_until_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = EdgeOpts::new(dir.path());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let (_cp, api) = start_control_plane(dir.path(), &edge.base);
+    let c = client();
+
+    // Anonymous: a PNG carrying a text chunk, which the upload strips.
+    let original = png_with_text(64, 48, 7, "Comment", "shot at 51.5N 0.1W");
+    let img = upload(&c, &api, None, &original).await;
+    assert!(img["expires_at"].is_string(), "anonymous uploads expire");
+    let url = img["url"].as_str().unwrap();
+    assert!(url.starts_with(&edge.base), "{url}");
+    let id = img["id"].as_str().unwrap();
+    let stored = std::fs::read(dir.path().join(format!("store/objects/{id}"))).unwrap();
+    assert_ne!(stored, original, "the text chunk must be stripped");
+    assert!(!stored.windows(4).any(|w| w == b"tEXt"));
+    let r = c.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), stored);
+
+    // With a key (the legacy one-call account + key).
+    let r = c
+        .post(format!("{api}/v1/keys"))
+        .json(&serde_json::json!({"email": "e2e@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let img = upload(
+        &c,
+        &api,
+        Some(&key),
+        &png_with_text(32, 32, 8, "GPS", "secret place"),
+    )
+    .await;
+    let (id, url) = (
+        img["id"].as_str().unwrap().to_string(),
+        img["url"].as_str().unwrap().to_string(),
+    );
+    let stored = std::fs::read(dir.path().join(format!("store/objects/{id}"))).unwrap();
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), stored);
+
+    // Deleted through the API: a fresh edge (empty caches) answers 404.
+    let r = c
+        .delete(format!("{api}/v1/images/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(edge);
+    opts.disk = dir.path().join("fresh-edge-cache");
+    let fresh = EdgeProcess::start(dir.path(), &opts);
+    let path = url.strip_prefix(&opts_base(&url)).unwrap().to_string();
+    let r = c.get(format!("{}{path}", fresh.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        dir.path()
+            .join(format!("recovery/recovery/{id}/object"))
+            .exists(),
+        "deleted bytes go to recovery"
+    );
+}
+
+/// `http://host:port` of a URL.
+fn opts_base(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    format!("http://{}", rest.split('/').next().unwrap())
+}
