@@ -41,6 +41,12 @@ pub enum ApiError {
     /// 403: a plan limit (stored images) is reached.
     #[error("{message}")]
     QuotaExceeded { message: String, usage: Value },
+    /// 409: the Idempotency-Key was used for a different request.
+    #[error("This Idempotency-Key was already used for a different request.")]
+    IdempotencyConflict,
+    /// 409: the first request with this Idempotency-Key is still running.
+    #[error("A request with this Idempotency-Key is still being processed.")]
+    IdempotencyInProgress,
     /// 422: importing by URL failed (blocked address, timeout, HTTP error…).
     #[error("We could not fetch that URL: {0}")]
     FetchFailed(String),
@@ -71,7 +77,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::IdempotencyConflict
+            | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +104,8 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
             ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
             ApiError::FetchFailed(_) => ("processing_error", "fetch_failed"),
+            ApiError::IdempotencyConflict => ("idempotency_error", "idempotency_key_conflict"),
+            ApiError::IdempotencyInProgress => ("idempotency_error", "idempotency_key_in_progress"),
             ApiError::UploadFailed(_) => ("processing_error", "upload_failed"),
             ApiError::Internal(_) => ("api_error", "internal_error"),
         }

@@ -652,3 +652,103 @@ async fn import_by_url_fetches_public_addresses_only_postgres() {
         import_scenario(t, allowed, image).await;
     }
 }
+
+on_both_databases!(
+    an_idempotency_key_makes_a_retry_safe,
+    |t: TestApp| async move {
+        let u = t.user("idem@example.com", PW).await;
+        let key = t.key_for(&u).await;
+        let image = png(16, 16, 1);
+        let first = t
+            .call(
+                upload(&image)
+                    .key(&key)
+                    .header("idempotency-key", "retry-1"),
+            )
+            .await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+        let again = t
+            .call(
+                upload(&image)
+                    .key(&key)
+                    .header("idempotency-key", "retry-1"),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::CREATED);
+        assert_eq!(again.json, first.json, "the retry gets the original answer");
+        assert_eq!(
+            t.count("SELECT COUNT(*) FROM images").await,
+            1,
+            "and creates nothing"
+        );
+
+        let other = t
+            .call(
+                upload(&png(16, 16, 2))
+                    .key(&key)
+                    .header("idempotency-key", "retry-1"),
+            )
+            .await;
+        assert_eq!(other.status, StatusCode::CONFLICT);
+        assert_eq!(other.code(), "idempotency_key_conflict");
+        assert_eq!(other.json["error"]["type"], "idempotency_error");
+
+        // A request that failed frees its key.
+        let bad = t
+            .call(
+                upload(b"not an image")
+                    .key(&key)
+                    .header("idempotency-key", "retry-2"),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let ok = t
+            .call(
+                upload(&png(16, 16, 3))
+                    .key(&key)
+                    .header("idempotency-key", "retry-2"),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::CREATED);
+
+        // The first request still running: same key, same request, not finished.
+        sqlx::query("UPDATE idempotency_keys SET state = 'in_progress' WHERE idem_key = 'retry-1'")
+            .execute(&t.state.db.pool)
+            .await
+            .unwrap();
+        let busy = t
+            .call(
+                upload(&image)
+                    .key(&key)
+                    .header("idempotency-key", "retry-1"),
+            )
+            .await;
+        assert_eq!(busy.status, StatusCode::CONFLICT);
+        assert_eq!(busy.code(), "idempotency_key_in_progress");
+
+        // Keys are per team: another team may use the same key.
+        let v = t.user("idem2@example.com", PW).await;
+        let key2 = t.key_for(&v).await;
+        assert_eq!(
+            t.call(
+                upload(&image)
+                    .key(&key2)
+                    .header("idempotency-key", "retry-1")
+            )
+            .await
+            .status,
+            StatusCode::CREATED
+        );
+        // And a day later the key is forgotten.
+        t.clock.advance(86_401);
+        let later = t
+            .call(
+                upload(&png(16, 16, 9))
+                    .key(&key)
+                    .header("idempotency-key", "retry-1"),
+            )
+            .await;
+        assert_eq!(later.status, StatusCode::CREATED);
+        assert_ne!(later.json["id"], first.json["id"]);
+    }
+);

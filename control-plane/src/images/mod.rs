@@ -2,12 +2,14 @@
 //!
 //! - [`inspect`]: what a file really is (format, size, bombs, metadata).
 //! - [`fetch`]: importing by URL, public addresses only.
+//! - [`idempotency`]: `Idempotency-Key` on image creation.
 //! - [`store`]: the public and recovery stores (publish, unpublish).
 //! - [`object`]: the Image object of API.md.
 //! - [`routes`]: `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, the viewer page.
 //! - [`ttl`]: `ttl` parsing.
 
 pub mod fetch;
+pub mod idempotency;
 pub mod inspect;
 pub mod object;
 pub mod routes;

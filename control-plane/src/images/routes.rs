@@ -21,10 +21,10 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::fetch;
 use super::inspect::{self, InspectError, Limits};
 use super::object::{ImageRow, COLUMNS};
 use super::ttl;
+use super::{fetch, idempotency};
 use crate::config::Plan;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{cookie, ClientMeta, KeyAuth, Principal, SessionAuth, SESSION_COOKIE};
@@ -226,14 +226,9 @@ pub struct ImportBody {
     metadata: Option<Value>,
 }
 
-/// Fetch `body.url` (public addresses only, the plan's size limit, 30 s)
-/// and turn the request into the same form a multipart upload gives.
-async fn import_form(
-    state: &AppState,
-    body: ImportBody,
-    plan: &Plan,
-    anonymous: bool,
-) -> ApiResult<UploadForm> {
+/// The fields of an import request (the URL is fetched later, after the
+/// idempotency check).
+fn import_fields(body: ImportBody) -> ApiResult<(String, UploadForm)> {
     let ttl = match body.ttl {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => {
@@ -247,7 +242,7 @@ async fn import_form(
             ))
         }
     };
-    let mut form = UploadForm {
+    let form = UploadForm {
         caption: body.caption.as_deref().map(check_caption).transpose()?,
         public: body.public,
         ttl,
@@ -263,9 +258,20 @@ async fn import_form(
             .unwrap_or_default(),
         ..UploadForm::default()
     };
+    Ok((body.url, form))
+}
+
+/// Fetch `url` (public addresses only, the plan's size limit, 30 s) into `form`.
+async fn fetch_into(
+    state: &AppState,
+    url: &str,
+    form: &mut UploadForm,
+    plan: &Plan,
+    anonymous: bool,
+) -> ApiResult<()> {
     let mut policy = fetch::FetchPolicy::new(plan.max_file_bytes);
     policy.allow = state.cfg.uploads.import_allow.clone();
-    match fetch::fetch_public(&body.url, &policy).await {
+    match fetch::fetch_public(url, &policy).await {
         Ok(f) => {
             form.filename = f
                 .final_url
@@ -274,11 +280,22 @@ async fn import_form(
                 .filter(|n| !n.is_empty())
                 .map(|n| n.chars().take(255).collect());
             form.file = Some(f.bytes);
-            Ok(form)
+            Ok(())
         }
         Err(fetch::FetchError::TooLarge { limit }) => Err(too_large(plan, anonymous, limit)),
         Err(e) => Err(ApiError::FetchFailed(e.to_string())),
     }
+}
+
+/// What the request asked for, hashed for `Idempotency-Key` comparison.
+fn request_hash(url: Option<&str>, form: &UploadForm) -> String {
+    let fields = json!({
+        "url": url,
+        "file": form.file.as_ref().map(|f| hex::encode(Sha256::digest(f))),
+        "filename": form.filename, "caption": form.caption, "public": form.public, "ttl": form.ttl,
+        "labels": form.labels, "metadata": form.metadata,
+    });
+    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
 }
 
 /// `POST /v1/images`: multipart upload, or JSON `{url}` to import.
@@ -288,8 +305,10 @@ pub async fn create(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    let row = upload(&state, &uploader, &client, req, "api").await?;
-    Ok((StatusCode::CREATED, Json(row.json(&state.cfg))).into_response())
+    create_with(&state, uploader, &client, req, "api", |row, cfg, _| {
+        row.json(cfg)
+    })
+    .await
 }
 
 /// Legacy `POST /v1/import` `{url}`: an import with the older response shape.
@@ -299,7 +318,15 @@ pub async fn legacy_import(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    legacy_upload(State(state), uploader, client, req).await
+    create_with(
+        &state,
+        uploader,
+        &client,
+        req,
+        "legacy_import",
+        ImageRow::legacy_json,
+    )
+    .await
 }
 
 /// Legacy `POST /v1/upload`: the same upload, the older response shape.
@@ -309,28 +336,85 @@ pub async fn legacy_upload(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    let anonymous = matches!(uploader, Uploader::Anonymous);
-    let row = upload(&state, &uploader, &client, req, "legacy_upload").await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(row.legacy_json(&state.cfg, anonymous)),
+    create_with(
+        &state,
+        uploader,
+        &client,
+        req,
+        "legacy_upload",
+        ImageRow::legacy_json,
     )
-        .into_response())
+    .await
 }
 
-async fn upload(
+type Shape = fn(&ImageRow, &crate::config::Config, bool) -> Value;
+
+/// Create an image and answer 201 with `shape`; with an `Idempotency-Key`,
+/// a retry of the same request gets the same answer and creates nothing.
+async fn create_with(
+    state: &AppState,
+    uploader: Uploader,
+    client: &ClientMeta,
+    req: Request,
+    source: &str,
+    shape: Shape,
+) -> ApiResult<Response> {
+    let key = match req.headers().get("idempotency-key") {
+        Some(v) => Some(idempotency::parse_key(v.to_str().unwrap_or("\u{0}"))?),
+        None => None,
+    };
+    let anonymous = matches!(uploader, Uploader::Anonymous);
+    let scope = match &uploader {
+        Uploader::Anonymous => "anonymous".to_string(),
+        Uploader::Team { team_id, .. } => team_id.clone(),
+    };
+    let (plan, url, form) = receive(state, &uploader, client, req).await?;
+    if let Some(key) = &key {
+        if let idempotency::Claim::Replay { status, body } =
+            idempotency::claim(state, &scope, key, &request_hash(url.as_deref(), &form)).await?
+        {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+            return Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+    }
+    let result = async {
+        let mut form = form;
+        if let Some(url) = &url {
+            fetch_into(state, url, &mut form, &plan, anonymous).await?;
+        }
+        store(state, &uploader, form, &plan, source).await
+    }
+    .await;
+    match result {
+        Ok(row) => {
+            let body = shape(&row, &state.cfg, anonymous);
+            if let Some(key) = &key {
+                idempotency::finish(state, &scope, key, 201, &body.to_string()).await?;
+            }
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        Err(e) => {
+            if let Some(key) = &key {
+                idempotency::release(state, &scope, key).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Check rate limits and quota, then read the request: (plan, URL to
+/// import if it is an import, form fields and file).
+async fn receive(
     state: &AppState,
     uploader: &Uploader,
     client: &ClientMeta,
     req: Request,
-    source: &str,
-) -> ApiResult<ImageRow> {
+) -> ApiResult<(Plan, Option<String>, UploadForm)> {
     let anonymous = matches!(uploader, Uploader::Anonymous);
     let plan = match uploader {
         Uploader::Anonymous => state.cfg.plans.anonymous.clone(),
         Uploader::Team { plan, .. } => state.cfg.plans.get(plan).clone(),
     };
-    // Limits and quota before reading the body.
     if anonymous {
         let ip = client.ip.as_deref().unwrap_or("unknown");
         let up = &state.cfg.uploads;
@@ -365,19 +449,33 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let form = if content_type.starts_with("multipart/form-data") {
+    if content_type.starts_with("multipart/form-data") {
         let mp = Multipart::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        read_form(mp, &plan, anonymous).await?
+        let form = read_form(mp, &plan, anonymous).await?;
+        Ok((plan, None, form))
     } else if content_type.starts_with("application/json") {
         let ApiJson(body) = ApiJson::<ImportBody>::from_request(req, state).await?;
-        import_form(state, body, &plan, anonymous).await?
+        let (url, form) = import_fields(body)?;
+        Ok((plan, Some(url), form))
     } else {
-        return Err(ApiError::BadRequest(
-            "Send the image as multipart/form-data with a `file` field.".into(),
-        ));
-    };
+        Err(ApiError::BadRequest(
+            "Send the image as multipart/form-data with a `file` field, or JSON {\"url\": …}."
+                .into(),
+        ))
+    }
+}
+
+/// Inspect, then write: a `processing` row, bytes and manifest, `ready`.
+async fn store(
+    state: &AppState,
+    uploader: &Uploader,
+    form: UploadForm,
+    plan: &Plan,
+    source: &str,
+) -> ApiResult<ImageRow> {
+    let anonymous = matches!(uploader, Uploader::Anonymous);
     let file = form
         .file
         .ok_or_else(|| ApiError::validation("file", "Attach the image as the `file` field."))?;
@@ -395,11 +493,11 @@ async fn upload(
     if inspected.format == imgcdn_shared::Format::Svg
         && inspected.bytes.len() as u64 > plan.max_svg_bytes
     {
-        return Err(too_large(&plan, anonymous, plan.max_svg_bytes));
+        return Err(too_large(plan, anonymous, plan.max_svg_bytes));
     }
 
     let now = state.clock.unix_now();
-    let expires_at = expiry(now, anonymous, form.ttl, &plan);
+    let expires_at = expiry(now, anonymous, form.ttl, plan);
     let public = form.public.unwrap_or(true);
     let id = ImageId::generate();
     let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
