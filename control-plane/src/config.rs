@@ -402,9 +402,9 @@ impl Config {
             ("edge_base_url", &self.edge_base_url),
             ("viewer_base_url", &self.viewer_base_url),
         ] {
-            if !(url.is_empty() && name == "viewer_base_url")
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
+            let optional_and_unset = url.is_empty() && name == "viewer_base_url";
+            let is_http = url.starts_with("http://") || url.starts_with("https://");
+            if !(optional_and_unset || is_http) {
                 p.push(format!("{name}: must be an http(s) URL"));
             }
         }
