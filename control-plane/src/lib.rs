@@ -160,6 +160,11 @@ impl ControlPlane {
             state.mail_wake.clone(),
             stop_rx,
         ));
+        let sweeper = tokio::spawn(images::sweep::sweep_loop(
+            state.clone(),
+            std::time::Duration::from_secs(60),
+            stop_tx.subscribe(),
+        ));
         let addr = listener.local_addr().ok();
         let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
@@ -167,6 +172,7 @@ impl ControlPlane {
             .await;
         let _ = stop_tx.send(true);
         let _ = delivery.await;
+        let _ = sweeper.await;
         result.map_err(|source| StartError::Listen {
             addr: addr.map(|a| a.to_string()).unwrap_or_default(),
             source,

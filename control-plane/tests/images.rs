@@ -752,3 +752,112 @@ on_both_databases!(
         assert_ne!(later.json["id"], first.json["id"]);
     }
 );
+
+on_both_databases!(
+    the_sweep_finishes_or_undoes_interrupted_writes_and_retires_expired_images,
+    |t: TestApp| async move {
+        use imgcdn_control_plane::images::sweep;
+        let u = t.user("sweep@example.com", PW).await;
+        let key = t.key_for(&u).await;
+        let ids: Vec<String> = {
+            let mut v = Vec::new();
+            for i in 0..4u8 {
+                v.push(
+                    t.call(upload(&png(8, 8, i)).key(&key)).await.json["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            v
+        };
+        let store = t.public_store();
+        // 0: crashed after the bytes, before the manifest.
+        std::fs::remove_file(store.join(format!("manifests/{}.json", ids[0]))).unwrap();
+        sqlx::query("UPDATE images SET status = 'processing' WHERE id = $1")
+            .bind(&ids[0])
+            .execute(&t.state.db.pool)
+            .await
+            .unwrap();
+        // 1: crashed after the manifest, before the row said ready.
+        sqlx::query("UPDATE images SET status = 'processing' WHERE id = $1")
+            .bind(&ids[1])
+            .execute(&t.state.db.pool)
+            .await
+            .unwrap();
+        // 2: a delete interrupted after the row was marked.
+        sqlx::query("UPDATE images SET deleted_at = $1 WHERE id = $2")
+            .bind(T0)
+            .bind(&ids[2])
+            .execute(&t.state.db.pool)
+            .await
+            .unwrap();
+        // 3: expires.
+        sqlx::query("UPDATE images SET expires_at = $1 WHERE id = $2")
+            .bind(T0 + 600)
+            .bind(&ids[3])
+            .execute(&t.state.db.pool)
+            .await
+            .unwrap();
+
+        // Too early: an upload may still be running; nothing is touched but the interrupted delete.
+        let s = sweep::run_once(&t.state).await.unwrap();
+        assert_eq!(
+            s,
+            sweep::Swept {
+                redeleted: 1,
+                ..Default::default()
+            }
+        );
+        assert!(store.join(format!("objects/{}", ids[0])).exists());
+
+        t.clock.advance(sweep::STALE_SECS + 1);
+        let s = sweep::run_once(&t.state).await.unwrap();
+        assert_eq!(
+            s,
+            sweep::Swept {
+                completed: 1,
+                failed: 1,
+                redeleted: 0,
+                expired: 1
+            }
+        );
+        assert!(
+            !store.join(format!("objects/{}", ids[0])).exists(),
+            "orphan bytes removed"
+        );
+        assert_eq!(
+            t.count(&format!(
+                "SELECT COUNT(*) FROM images WHERE id = '{}' AND status = 'failed'",
+                ids[0]
+            ))
+            .await,
+            1
+        );
+        assert_eq!(
+            t.call(Req::get(&format!("/v1/images/{}", ids[1])).key(&key))
+                .await
+                .json["status"],
+            "ready"
+        );
+        assert!(!store.join(format!("manifests/{}.json", ids[2])).exists());
+        assert!(
+            !store.join(format!("manifests/{}.json", ids[3])).exists(),
+            "expired image left public"
+        );
+        assert!(t
+            .recovery_store()
+            .join(format!("recovery/{}/record.json", ids[3]))
+            .exists());
+        // Quota counts what is live: the failed and the removed ones are not.
+        assert_eq!(
+            t.call(Req::get("/v1/usage").key(&key)).await.json["limits"]["images"]["used"],
+            1
+        );
+        // A second pass has nothing to do.
+        assert_eq!(
+            sweep::run_once(&t.state).await.unwrap(),
+            sweep::Swept::default()
+        );
+    }
+);

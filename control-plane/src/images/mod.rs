@@ -6,6 +6,7 @@
 //! - [`store`]: the public and recovery stores (publish, unpublish).
 //! - [`object`]: the Image object of API.md.
 //! - [`routes`]: `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, the viewer page.
+//! - [`sweep`]: interrupted uploads and deletes, expired images.
 //! - [`ttl`]: `ttl` parsing.
 
 pub mod fetch;
@@ -14,4 +15,5 @@ pub mod inspect;
 pub mod object;
 pub mod routes;
 pub mod store;
+pub mod sweep;
 pub mod ttl;
