@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod json;
+pub mod openapi;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.cfg.request_timeout_secs);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/v1/auth/signup", post(accounts::signup))
         .route("/v1/auth/verify", post(accounts::verify))
         .route("/v1/auth/login", post(accounts::login))
