@@ -39,9 +39,7 @@ fn id(n: u32) -> ImageId {
 }
 
 fn object(size: usize, seed: u8) -> CachedObject {
-    let body: Vec<u8> = (0..size)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect();
+    let body: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
     let manifest = Manifest {
         content_type: "image/png".into(),
         bytes: body.len() as u64,
@@ -50,11 +48,9 @@ fn object(size: usize, seed: u8) -> CachedObject {
         height: 64,
         expires_at: None,
         transformable: true,
+        object: None,
     };
-    CachedObject::new(
-        body.into(),
-        ObjectMeta::new(manifest).expect("valid manifest"),
-    )
+    CachedObject::new(body.into(), ObjectMeta::new(manifest).expect("valid manifest"))
 }
 
 fn url_parse(c: &mut Criterion) {
@@ -63,18 +59,10 @@ fn url_parse(c: &mut Criterion) {
     let wrong_shard = format!("/000/{}.png", id(7));
     let hostile = "/abc/../../etc/passwd";
     let mut g = c.benchmark_group("url");
-    g.bench_function("parse_ok", |b| {
-        b.iter(|| ImagePath::parse(black_box(good.as_bytes())))
-    });
-    g.bench_function("parse_ok_with_query", |b| {
-        b.iter(|| ImagePath::parse(black_box(with_query.as_bytes())))
-    });
-    g.bench_function("parse_wrong_shard", |b| {
-        b.iter(|| ImagePath::parse(black_box(wrong_shard.as_bytes())))
-    });
-    g.bench_function("parse_hostile", |b| {
-        b.iter(|| ImagePath::parse(black_box(hostile.as_bytes())))
-    });
+    g.bench_function("parse_ok", |b| b.iter(|| ImagePath::parse(black_box(good.as_bytes()))));
+    g.bench_function("parse_ok_with_query", |b| b.iter(|| ImagePath::parse(black_box(with_query.as_bytes()))));
+    g.bench_function("parse_wrong_shard", |b| b.iter(|| ImagePath::parse(black_box(wrong_shard.as_bytes()))));
+    g.bench_function("parse_hostile", |b| b.iter(|| ImagePath::parse(black_box(hostile.as_bytes()))));
     g.finish();
 }
 
@@ -92,16 +80,13 @@ fn memory_get(c: &mut Criterion) {
             black_box(tier.get(black_box(&id(i))))
         })
     });
-    g.bench_function("get_miss", |b| {
-        b.iter(|| black_box(tier.get(black_box(&id(1_000_000)))))
-    });
+    g.bench_function("get_miss", |b| b.iter(|| black_box(tier.get(black_box(&id(1_000_000))))));
     g.finish();
 }
 
 fn disk_get(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), || {})
-        .expect("open disk tier");
+    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), || {}).expect("open disk tier");
     let mut g = c.benchmark_group("disk");
     for (k, size) in [(1u32, 2 * 1024usize), (2, 35 * 1024), (3, 512 * 1024)] {
         tier.put(id(k), &object(size, k as u8)).expect("put");
@@ -114,18 +99,14 @@ fn disk_get(c: &mut Criterion) {
         });
     }
     g.throughput(Throughput::Elements(1));
-    g.bench_function("get_miss", |b| {
-        b.iter(|| black_box(matches!(tier.get(&id(999)), DiskRead::Miss)))
-    });
+    g.bench_function("get_miss", |b| b.iter(|| black_box(matches!(tier.get(&id(999)), DiskRead::Miss))));
     g.finish();
 }
 
 /// A parsed pingora request header, obtained the way the server gets one:
 /// by reading the request bytes through a `ServerSession`.
 fn session(raw: &str) -> ServerSession {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let stream = std::io::Cursor::new(raw.as_bytes().to_vec());
     let mut s = ServerSession::new_http1(Box::new(stream));
     assert!(rt.block_on(s.read_request()).expect("request parses"));
@@ -136,25 +117,13 @@ fn response_object(c: &mut Criterion) {
     let obj = object(35 * 1024, 1);
     let etag = obj.meta.etag.to_str().expect("ascii").to_string();
     let get = session("GET /x HTTP/1.1\r\nHost: cdn\r\nAccept: image/*\r\n\r\n");
-    let cond = session(&format!(
-        "GET /x HTTP/1.1\r\nHost: cdn\r\nIf-None-Match: {etag}\r\n\r\n"
-    ));
+    let cond = session(&format!("GET /x HTTP/1.1\r\nHost: cdn\r\nIf-None-Match: {etag}\r\n\r\n"));
     let range = session("GET /x HTTP/1.1\r\nHost: cdn\r\nRange: bytes=0-1023\r\n\r\n");
     let mut g = c.benchmark_group("response");
-    for (name, s) in [
-        ("object_200", &get),
-        ("object_304", &cond),
-        ("object_206", &range),
-    ] {
+    for (name, s) in [("object_200", &get), ("object_304", &cond), ("object_206", &range)] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                response::object(
-                    black_box(s.req_header()),
-                    black_box(&obj),
-                    Tier::Memory,
-                    1_700_000_000,
-                    31_536_000,
-                )
+                response::object(black_box(s.req_header()), black_box(&obj), Tier::Memory, 1_700_000_000, 31_536_000)
             })
         });
     }

@@ -17,11 +17,7 @@ use tracing_subscriber::EnvFilter;
 /// Install the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(RedactingStderr)
-        .with_ansi(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr).with_ansi(false).init();
 }
 
 struct RedactingStderr;
@@ -57,9 +53,7 @@ pub fn redact(line: &str) -> String {
         |c| c.is_ascii_digit() || c == '.',
         |tok| {
             let t = tok.trim_matches('.');
-            t.parse::<Ipv4Addr>()
-                .is_ok()
-                .then(|| tok.replacen(t, MASK, 1))
+            t.parse::<Ipv4Addr>().is_ok().then(|| tok.replacen(t, MASK, 1))
         },
     );
     replace_runs(
@@ -68,18 +62,12 @@ pub fn redact(line: &str) -> String {
         |tok| {
             let punct = |c: char| c == ':' || c == '.';
             // Punctuation around an address ("from ::1:" …) may belong to the text.
-            [
-                tok,
-                tok.trim_end_matches(punct),
-                tok.trim_start_matches('.'),
-                tok.trim_matches(punct),
-            ]
-            .into_iter()
-            .find(|t| {
-                t.matches(':').count() >= 2
-                    && (t.parse::<Ipv6Addr>().is_ok() || t.parse::<SocketAddr>().is_ok())
-            })
-            .map(|t| tok.replacen(t, MASK, 1))
+            [tok, tok.trim_end_matches(punct), tok.trim_start_matches('.'), tok.trim_matches(punct)]
+                .into_iter()
+                .find(|t| {
+                    t.matches(':').count() >= 2 && (t.parse::<Ipv6Addr>().is_ok() || t.parse::<SocketAddr>().is_ok())
+                })
+                .map(|t| tok.replacen(t, MASK, 1))
         },
     )
 }
@@ -87,11 +75,7 @@ pub fn redact(line: &str) -> String {
 /// Apply `f` to every maximal run of chars matching `class` that stands on
 /// its own: a run glued to identifier characters (`core::server`, `h2::frame`)
 /// is part of a word, not an address.
-fn replace_runs(
-    s: &str,
-    class: impl Fn(char) -> bool,
-    f: impl Fn(&str) -> Option<String>,
-) -> String {
+fn replace_runs(s: &str, class: impl Fn(char) -> bool, f: impl Fn(&str) -> Option<String>) -> String {
     let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(s.len());
     let mut start = None;

@@ -91,16 +91,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
     match cli.command {
-        Command::Dev {
-            data_dir,
-            listen,
-            api_listen,
-        } => dev(data_dir, listen, api_listen),
-        Command::Edge {
-            config,
-            listen,
-            check,
-        } => {
+        Command::Dev { data_dir, listen, api_listen } => dev(data_dir, listen, api_listen),
+        Command::Edge { config, listen, check } => {
             let mut cfg = match config {
                 Some(path) => match EdgeConfig::from_file(&path) {
                     Ok(c) => c,
@@ -126,11 +118,7 @@ fn main() -> ExitCode {
             }
             run_edge(cfg)
         }
-        Command::ControlPlane {
-            config,
-            listen,
-            check,
-        } => {
+        Command::ControlPlane { config, listen, check } => {
             let mut cfg = match control_plane_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -154,10 +142,8 @@ fn main() -> ExitCode {
 
 /// The edge and the control plane together, with embedded defaults.
 fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
-    let mut edge = EdgeConfig {
-        store: StoreConfig::fs(data_dir.join("store").to_string_lossy()),
-        ..EdgeConfig::default()
-    };
+    let mut edge =
+        EdgeConfig { store: StoreConfig::fs(data_dir.join("store").to_string_lossy()), ..EdgeConfig::default() };
     edge.disk.path = data_dir.join("edge-cache");
     listen.apply(&mut edge);
     if let Err(e) = std::fs::create_dir_all(data_dir.join("store")) {
@@ -180,10 +166,7 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    println!(
-        "  control plane: {api}  (mail is written to {})",
-        data_dir.join("outbox").display()
-    );
+    println!("  control plane: {api}  (mail is written to {})", data_dir.join("outbox").display());
     let code = run_edge(edge);
     stop();
     code
@@ -194,10 +177,7 @@ fn control_plane_config(path: Option<&Path>) -> Result<CpConfig, ExitCode> {
     let text = match path.map(std::fs::read_to_string).transpose() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "{}: {e}",
-                path.map(|p| p.display().to_string()).unwrap_or_default()
-            );
+            eprintln!("{}: {e}", path.map(|p| p.display().to_string()).unwrap_or_default());
             return Err(ExitCode::from(2));
         }
     };
@@ -209,8 +189,8 @@ fn control_plane_config(path: Option<&Path>) -> Result<CpConfig, ExitCode> {
 
 /// SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -286,10 +266,7 @@ fn run_edge(cfg: EdgeConfig) -> ExitCode {
     for a in &cfg.listen {
         println!("  edge:          http://{a}/{{shard}}/{{id}}.{{ext}}");
     }
-    println!(
-        "  edge admin:    http://{}/metrics  /healthz  /readyz",
-        cfg.admin_listen
-    );
+    println!("  edge admin:    http://{}/metrics  /healthz  /readyz", cfg.admin_listen);
     edge.run(Box::new(UnixShutdownSignalWatch));
     ExitCode::SUCCESS
 }

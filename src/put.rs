@@ -70,28 +70,20 @@ pub fn run(args: PutArgs) -> ExitCode {
         sha256: hex::encode(Sha256::digest(&bytes)),
         width: size.width as u32,
         height: size.height as u32,
-        expires_at: args
-            .ttl
-            .map(|s| time::OffsetDateTime::now_utc() + time::Duration::seconds(s as i64)),
+        expires_at: args.ttl.map(|s| time::OffsetDateTime::now_utc() + time::Duration::seconds(s as i64)),
         transformable: format.transformable(),
+        object: None,
     };
     let id = ImageId::generate();
     let store = StoreConfig::fs(args.data_dir.join("store").to_string_lossy());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let result = rt.block_on(async {
         let op = store.operator()?;
         publish(&op, &id, bytes, &manifest).await
     });
     match result {
         Ok(()) => {
-            println!(
-                "{}{}",
-                args.base_url.trim_end_matches('/'),
-                ImagePath::new(id, format)
-            );
+            println!("{}{}", args.base_url.trim_end_matches('/'), ImagePath::new(id, format));
             ExitCode::SUCCESS
         }
         Err(e) => {

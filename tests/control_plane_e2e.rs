@@ -51,24 +51,13 @@ fn start(dir: &Path, database_url: &str) -> ControlPlaneProcess {
     // The process prints the address it bound (port 0 → a free port).
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
-        let line = lines
-            .next()
-            .expect("control plane exited before listening")
-            .unwrap();
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("control plane: ")
-            .and_then(|u| u.split_whitespace().next())
-        {
+        let line = lines.next().expect("control plane exited before listening").unwrap();
+        if let Some(url) = line.trim().strip_prefix("control plane: ").and_then(|u| u.split_whitespace().next()) {
             break url.to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    ControlPlaneProcess {
-        child,
-        base,
-        outbox,
-    }
+    ControlPlaneProcess { child, base, outbox }
 }
 
 /// Wait for a mail to `to` in the outbox whose body links to `path`; return the token.
@@ -76,16 +65,11 @@ fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         for f in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-            let text = common::decode_quoted_printable(
-                &std::fs::read_to_string(f.path()).unwrap_or_default(),
-            );
+            let text = common::decode_quoted_printable(&std::fs::read_to_string(f.path()).unwrap_or_default());
             if text.contains(&format!("To: {to}")) {
                 if let Some(i) = text.find(&format!("{path}?token=")) {
                     let rest = &text[i + path.len() + 7..];
-                    return rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                        .collect();
+                    return rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
                 }
             }
         }
@@ -108,27 +92,12 @@ async fn login(c: &reqwest::Client, base: &str, email: &str, password: &str) -> 
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let body: Value = r.json().await.unwrap();
-    Session {
-        cookie,
-        csrf: body["csrf_token"].as_str().unwrap().to_string(),
-        user: body["user"].clone(),
-    }
+    Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_string(), user: body["user"].clone() }
 }
 
-async fn sign_up_and_verify(
-    c: &reqwest::Client,
-    cp: &ControlPlaneProcess,
-    email: &str,
-    password: &str,
-) -> Session {
+async fn sign_up_and_verify(c: &reqwest::Client, cp: &ControlPlaneProcess, email: &str, password: &str) -> Session {
     let r = c
         .post(format!("{}/v1/auth/signup", cp.base))
         .json(&json!({"email": email, "name": "New Person", "password": password}))
@@ -138,28 +107,11 @@ async fn sign_up_and_verify(
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let token = mailed_token(&cp.outbox, email, "/verify-email");
     // The link opens a page; its form posts the token.
-    let page = c
-        .get(format!("{}/verify-email?token={token}", cp.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = c.get(format!("{}/verify-email?token={token}", cp.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&token));
-    let r = c
-        .post(format!("{}/verify-email", cp.base))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(format!("{}/verify-email", cp.base)).form(&[("token", token.as_str())]).send().await.unwrap();
     let status = r.status();
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "token {token}: {}",
-        r.text().await.unwrap()
-    );
+    assert_eq!(status, StatusCode::OK, "token {token}: {}", r.text().await.unwrap());
     let s = login(c, &cp.base, email, password).await;
     assert_eq!(s.user["email_verified"], true);
     s
@@ -172,26 +124,12 @@ async fn newcomer_journey(database_url: &str) {
     let base = cp.base.clone();
 
     let ada = sign_up_and_verify(&c, &cp, "ada@example.com", "tulip-Orbit-94").await;
-    let me: Value = c
-        .get(format!("{base}/v1/me"))
-        .header("cookie", &ada.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value =
+        c.get(format!("{base}/v1/me")).header("cookie", &ada.cookie).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["email"], "ada@example.com");
     // The sign-in address (the socket peer, here loopback) is on the session.
-    let sessions: Value = c
-        .get(format!("{base}/v1/sessions"))
-        .header("cookie", &ada.cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value =
+        c.get(format!("{base}/v1/sessions")).header("cookie", &ada.cookie).send().await.unwrap().json().await.unwrap();
     assert_eq!(sessions["data"][0]["ip_address"], "127.0.0.1");
 
     // A key for her personal team, used as a bearer token.
@@ -205,19 +143,8 @@ async fn newcomer_journey(database_url: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let who: Value = c
-        .get(format!("{base}/v1/whoami"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let who: Value = c.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(who["type"], "api_key");
     assert_eq!(who["team_id"], team);
 
@@ -230,10 +157,7 @@ async fn newcomer_journey(database_url: &str) {
         .send()
         .await
         .unwrap();
-    let studio = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let studio = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let r = c
         .post(format!("{base}/v1/teams/{studio}/invitations"))
         .header("cookie", &ada.cookie)
@@ -263,32 +187,19 @@ async fn newcomer_journey(database_url: &str) {
         .json()
         .await
         .unwrap();
-    let mut emails: Vec<&str> = members["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["email"].as_str().unwrap())
-        .collect();
+    let mut emails: Vec<&str> =
+        members["data"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap()).collect();
     emails.sort();
     assert_eq!(emails, ["ada@example.com", "bo@example.com"]);
     // Bo cannot see Ada's personal team.
-    let r = c
-        .get(format!("{base}/v1/teams/{team}/keys"))
-        .header("cookie", &bo.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{base}/v1/teams/{team}/keys")).header("cookie", &bo.cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_newcomer_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    newcomer_journey(&format!(
-        "sqlite://{}",
-        dir.path().join("imgcdn.db").display()
-    ))
-    .await;
+    newcomer_journey(&format!("sqlite://{}", dir.path().join("imgcdn.db").display())).await;
 }
 
 #[tokio::test]
@@ -296,18 +207,7 @@ async fn a_newcomer_on_postgres() {
     let name = format!("imgcdn_e2e_{}", std::process::id());
     let psql = |sql: &str| {
         Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                sql,
-            ])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-qc", sql])
             .output()
     };
     // Two commands: DROP/CREATE DATABASE cannot share a transaction.
@@ -330,16 +230,9 @@ async fn a_newcomer_on_postgres() {
 fn a_broken_control_plane_config_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cp.toml");
-    std::fs::write(
-        &cfg,
-        "listen = \"nowhere\"\ndatabase_url = \"mysql://x\"\n[email]\ntransport = \"pigeon\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["control-plane", "--config"])
-        .arg(&cfg)
-        .output()
+    std::fs::write(&cfg, "listen = \"nowhere\"\ndatabase_url = \"mysql://x\"\n[email]\ntransport = \"pigeon\"\n")
         .unwrap();
+    let out = Command::new(BIN).args(["control-plane", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in ["listen", "database_url", "email.transport"] {
@@ -363,19 +256,8 @@ fn the_example_configs_are_valid() {
         .arg(root.join("config/control-plane.toml"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(BIN)
-        .args(["edge", "--check", "--config"])
-        .arg(root.join("config/edge.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        Command::new(BIN).args(["edge", "--check", "--config"]).arg(root.join("config/edge.toml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -10,28 +10,19 @@ use reqwest::StatusCode;
 use time::OffsetDateTime;
 
 fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
 #[tokio::test]
 async fn an_already_expired_image_is_404_though_its_bytes_are_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path().join("store"));
-    let path = store.publish(
-        &png(8, 8, 1),
-        Some(OffsetDateTime::now_utc() - time::Duration::seconds(1)),
-    );
+    let path = store.publish(&png(8, 8, 1), Some(OffsetDateTime::now_utc() - time::Duration::seconds(1)));
     let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
     let r = client().get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(store.object_path(&path.id).exists());
-    assert_eq!(
-        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
-        0.0
-    );
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 0.0);
 }
 
 #[tokio::test]
@@ -50,18 +41,11 @@ async fn an_image_stops_being_served_at_expiry_and_leaves_both_caches() {
         .trim_end_matches(", immutable")
         .parse()
         .unwrap();
-    assert!(
-        (0..=3).contains(&max_age),
-        "max-age {max_age} goes past expiry"
-    );
+    assert!((0..=3).contains(&max_age), "max-age {max_age} goes past expiry");
     // Wait for the disk copy, then for expiry.
     let disk = opts.disk.clone();
     let id = path.id.to_string();
-    let on_disk = || {
-        files_under(&disk)
-            .iter()
-            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(&id))
-    };
+    let on_disk = || files_under(&disk).iter().any(|p| p.file_name().unwrap().to_string_lossy().starts_with(&id));
     for _ in 0..100 {
         if on_disk() {
             break;
@@ -69,26 +53,14 @@ async fn an_image_stops_being_served_at_expiry_and_leaves_both_caches() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(on_disk(), "never written to disk");
-    assert_eq!(
-        header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"),
-        "HIT-MEMORY"
-    );
+    assert_eq!(header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"), "HIT-MEMORY");
 
     let wait = expires - OffsetDateTime::now_utc() + time::Duration::milliseconds(1100);
-    tokio::time::sleep(Duration::from_millis(
-        wait.whole_milliseconds().max(0) as u64
-    ))
-    .await;
+    tokio::time::sleep(Duration::from_millis(wait.whole_milliseconds().max(0) as u64)).await;
     let r = c.get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(
-        store.object_path(&path.id).exists(),
-        "the test relies on the bytes still being stored"
-    );
-    assert_eq!(
-        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
-        0.0
-    );
+    assert!(store.object_path(&path.id).exists(), "the test relies on the bytes still being stored");
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 0.0);
     assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"disk\"}"), 0.0);
     assert!(!on_disk(), "expired entry left on disk");
 }
@@ -110,16 +82,10 @@ async fn with_storage_down_cached_images_are_served_and_misses_get_502() {
     let mut opts = EdgeOpts::new(dir.path());
     let edge = EdgeProcess::start(dir.path(), &opts);
     let c = client();
-    assert_eq!(
-        c.get(edge.url(&path)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(c.get(edge.url(&path)).send().await.unwrap().status(), StatusCode::OK);
     // Let the disk write land, then restart against a store that refuses connections.
     for _ in 0..100 {
-        if !files_under(&opts.disk)
-            .iter()
-            .all(|p| p.starts_with(opts.disk.join("tmp")))
-        {
+        if !files_under(&opts.disk).iter().all(|p| p.starts_with(opts.disk.join("tmp"))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -135,15 +101,8 @@ async fn with_storage_down_cached_images_are_served_and_misses_get_502() {
     let other = ImagePath::new(ImageId::generate(), Format::Png);
     let r = c.get(format!("{}{other}", edge.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(
-        r.text().await.unwrap(),
-        "bad gateway\n",
-        "internal detail leaked"
-    );
-    assert_eq!(
-        edge.metric("imgcdn_edge_origin_errors_total{kind=\"unavailable\"}"),
-        1.0
-    );
+    assert_eq!(r.text().await.unwrap(), "bad gateway\n", "internal detail leaked");
+    assert_eq!(edge.metric("imgcdn_edge_origin_errors_total{kind=\"unavailable\"}"), 1.0);
 }
 
 #[tokio::test]
@@ -164,17 +123,10 @@ async fn a_storage_that_never_answers_gives_504_within_the_timeout() {
     opts.origin_timeout_ms = 300;
     let edge = EdgeProcess::start(dir.path(), &opts);
     let other = ImagePath::new(ImageId::generate(), Format::Png);
-    let r = client()
-        .get(format!("{}{other}", edge.base))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{}{other}", edge.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(r.text().await.unwrap(), "gateway timeout\n");
-    assert_eq!(
-        edge.metric("imgcdn_edge_origin_errors_total{kind=\"timeout\"}"),
-        1.0
-    );
+    assert_eq!(edge.metric("imgcdn_edge_origin_errors_total{kind=\"timeout\"}"), 1.0);
     drop(edge);
     drop(hold);
 }
@@ -199,29 +151,15 @@ fn a_broken_config_reports_every_problem_and_starts_nothing() {
         "listen = [\"not-an-address\"]\nadmin_listen = \"also bad\"\nthreads = 0\n[store]\nscheme = \"s3\"\n[origin]\ntimeout_ms = 0\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["edge", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["edge", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "listen[0]",
-        "admin_listen",
-        "threads",
-        "store.bucket",
-        "origin.timeout_ms",
-    ] {
+    for needle in ["listen[0]", "admin_listen", "threads", "store.bucket", "origin.timeout_ms"] {
         assert!(err.contains(needle), "{needle} not reported in:\n{err}");
     }
 
     std::fs::write(&cfg, "listen = [\"127.0.0.1:1\"]\n[stor]\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["edge", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["edge", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 }
@@ -235,33 +173,17 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
     std::fs::write(&file, &image).unwrap();
     let (public, admin) = (free_addr(), free_addr());
     let out = std::process::Command::new(BIN)
-        .args([
-            "put",
-            "--base-url",
-            &format!("http://{public}"),
-            "--data-dir",
-        ])
+        .args(["put", "--base-url", &format!("http://{public}"), "--data-dir"])
         .arg(&data)
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(url.ends_with(".png"), "{url}");
 
     let mut child = std::process::Command::new(BIN)
-        .args([
-            "dev",
-            "--listen",
-            &public.to_string(),
-            "--admin-listen",
-            &admin.to_string(),
-            "--data-dir",
-        ])
+        .args(["dev", "--listen", &public.to_string(), "--admin-listen", &admin.to_string(), "--data-dir"])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

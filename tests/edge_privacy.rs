@@ -17,9 +17,7 @@ const VISITOR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 async fn connect_as_visitor(base: &str) -> TcpStream {
     let target: SocketAddr = base.strip_prefix("http://").unwrap().parse().unwrap();
     let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(IpAddr::V4(VISITOR), 0))
-        .unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(VISITOR), 0)).unwrap();
     socket.connect(target).await.unwrap()
 }
 
@@ -44,11 +42,7 @@ async fn no_visitor_address_reaches_logs_metrics_or_files() {
     opts.rust_log = "trace".into();
     let edge = EdgeProcess::start(dir.path(), &opts);
 
-    let visitor = reqwest::Client::builder()
-        .no_proxy()
-        .local_address(IpAddr::V4(VISITOR))
-        .build()
-        .unwrap();
+    let visitor = reqwest::Client::builder().no_proxy().local_address(IpAddr::V4(VISITOR)).build().unwrap();
     let h2 = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -57,117 +51,50 @@ async fn no_visitor_address_reaches_logs_metrics_or_files() {
         .unwrap();
     // Normal traffic over h1 and h2c: miss, hits, 304, range, HEAD, 404, 405.
     for _ in 0..3 {
-        visitor
-            .get(edge.url(&small))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        visitor.get(edge.url(&small)).send().await.unwrap().bytes().await.unwrap();
     }
-    h2.get(edge.url(&small))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    h2.get(edge.url(&small)).send().await.unwrap().bytes().await.unwrap();
     h2.head(edge.url(&big)).send().await.unwrap();
-    visitor
-        .get(edge.url(&small))
-        .header("if-none-match", "*")
-        .send()
-        .await
-        .unwrap();
-    visitor
-        .get(edge.url(&small))
-        .header("range", "bytes=0-3")
-        .send()
-        .await
-        .unwrap();
-    visitor
-        .get(format!("{}/abc/defghijk.png", edge.base))
-        .send()
-        .await
-        .unwrap();
-    visitor
-        .post(edge.url(&small))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    visitor.get(edge.url(&small)).header("if-none-match", "*").send().await.unwrap();
+    visitor.get(edge.url(&small)).header("range", "bytes=0-3").send().await.unwrap();
+    visitor.get(format!("{}/abc/defghijk.png", edge.base)).send().await.unwrap();
+    visitor.post(edge.url(&small)).body("x").send().await.unwrap();
 
     // Bad and aborted traffic.
     send_raw(&edge.base, b"NOT HTTP AT ALL\r\n\r\n", true).await;
-    send_raw(
-        &edge.base,
-        b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
-        true,
-    )
-    .await;
+    send_raw(&edge.base, b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", true).await;
     send_raw(&edge.base, b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ", false).await;
     send_raw(&edge.base, b"", false).await;
-    send_raw(
-        &edge.base,
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00garbage-frames",
-        true,
-    )
-    .await;
-    send_raw(
-        &edge.base,
-        &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5],
-        true,
-    )
-    .await; // a TLS hello on plain HTTP
+    send_raw(&edge.base, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00garbage-frames", true).await;
+    send_raw(&edge.base, &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5], true).await; // a TLS hello on plain HTTP
     let mut s = connect_as_visitor(&edge.base).await;
-    s.write_all(format!("GET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(format!("GET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 1024];
     let _ = s.read(&mut buf).await;
     drop(s); // aborted mid-body
     let mut s = connect_as_visitor(&edge.base).await;
-    s.write_all(format!("GET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(format!("GET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
     let _ = s.shutdown().await; // half-closed before reading anything
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let metrics = edge.metrics();
-    assert!(
-        metrics.contains("imgcdn_edge_requests_total"),
-        "metrics missing:\n{metrics}"
-    );
+    assert!(metrics.contains("imgcdn_edge_requests_total"), "metrics missing:\n{metrics}");
     let log_path = edge.log_path.clone();
     assert!(edge.stop().success());
     let log = std::fs::read_to_string(&log_path).unwrap();
     if std::env::var_os("SHOW_EDGE_LOG").is_some() {
         eprintln!("{log}");
     }
-    assert!(
-        log.contains("Server starting"),
-        "the log was not captured:\n{log}"
-    );
+    assert!(log.contains("Server starting"), "the log was not captured:\n{log}");
 
     let needle = VISITOR.to_string();
     for (i, line) in log.lines().enumerate() {
-        assert!(
-            !line.contains(&needle),
-            "log line {i} holds the visitor address: {line}"
-        );
+        assert!(!line.contains(&needle), "log line {i} holds the visitor address: {line}");
     }
-    assert!(
-        !metrics.contains(&needle),
-        "metrics hold the visitor address"
-    );
+    assert!(!metrics.contains(&needle), "metrics hold the visitor address");
     for f in files_under(dir.path()) {
         let bytes = std::fs::read(&f).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            !text.contains(&needle),
-            "{} holds the visitor address",
-            f.display()
-        );
+        assert!(!text.contains(&needle), "{} holds the visitor address", f.display());
     }
 }

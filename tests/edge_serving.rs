@@ -9,10 +9,7 @@ use imgcdn_shared::{Format, ImageId, ImagePath};
 use reqwest::StatusCode;
 
 fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -60,10 +57,7 @@ async fn objects_too_large_for_memory_are_served_from_disk() {
     opts.memory_max_object_bytes = 1000;
     let edge = EdgeProcess::start(dir.path(), &opts);
     let c = client();
-    assert_eq!(
-        header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"),
-        "MISS"
-    );
+    assert_eq!(header(&c.get(edge.url(&path)).send().await.unwrap(), "x-cache"), "MISS");
     // The disk write happens after the response; give it a moment.
     let mut tier = String::new();
     for _ in 0..100 {
@@ -92,59 +86,25 @@ async fn http_semantics_etag_range_head() {
     let etag = header(&r, "etag");
     assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
     assert_eq!(header(&r, "accept-ranges"), "bytes");
-    assert_eq!(
-        header(&r, "cache-control"),
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(header(&r, "cache-control"), "public, max-age=31536000, immutable");
     assert_eq!(header(&r, "content-length"), image.len().to_string());
 
-    let r = c
-        .get(&url)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&r, "etag"), etag);
     assert!(r.bytes().await.unwrap().is_empty());
-    let r = c
-        .get(&url)
-        .header("if-none-match", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("if-none-match", "\"other\"").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    let r = c
-        .get(&url)
-        .header("range", "bytes=8-15")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("range", "bytes=8-15").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(
-        header(&r, "content-range"),
-        format!("bytes 8-15/{}", image.len())
-    );
+    assert_eq!(header(&r, "content-range"), format!("bytes 8-15/{}", image.len()));
     assert_eq!(&r.bytes().await.unwrap()[..], &image[8..16]);
-    let r = c
-        .get(&url)
-        .header("range", "bytes=-4")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("range", "bytes=-4").send().await.unwrap();
     assert_eq!(&r.bytes().await.unwrap()[..], &image[image.len() - 4..]);
-    let r = c
-        .get(&url)
-        .header("range", format!("bytes={}-", image.len()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(&url).header("range", format!("bytes={}-", image.len())).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(
-        header(&r, "content-range"),
-        format!("bytes */{}", image.len())
-    );
+    assert_eq!(header(&r, "content-range"), format!("bytes */{}", image.len()));
 
     let r = c.head(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -152,11 +112,7 @@ async fn http_semantics_etag_range_head() {
     assert!(r.bytes().await.unwrap().is_empty());
 
     // The same over h2c (prior knowledge), HEAD included.
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
     let r = h2.head(&url).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), StatusCode::OK);
@@ -164,12 +120,7 @@ async fn http_semantics_etag_range_head() {
     assert!(r.bytes().await.unwrap().is_empty());
     let r = h2.get(&url).send().await.unwrap();
     assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
-    let r = h2
-        .get(&url)
-        .header("range", "bytes=0-0")
-        .send()
-        .await
-        .unwrap();
+    let r = h2.get(&url).header("range", "bytes=0-0").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(&r.bytes().await.unwrap()[..], &image[..1]);
 }
@@ -204,11 +155,7 @@ async fn bad_requests_are_refused_without_touching_storage() {
     assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
 
     // A well-formed path with the wrong extension for the stored format.
-    let r = c
-        .get(format!("{}{}", edge.base, ImagePath::new(id, Format::Jpeg)))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{}{}", edge.base, ImagePath::new(id, Format::Jpeg))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -231,25 +178,14 @@ async fn query_strings_do_not_create_cache_entries() {
     let path = store.publish(&png(8, 8, 5), None);
     let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
     let c = client();
-    let r = c
-        .get(format!("{}?utm_source=x", edge.url(&path)))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(format!("{}?utm_source=x", edge.url(&path))).send().await.unwrap();
     assert_eq!(header(&r, "x-cache"), "MISS");
     for q in ["?cachebust=1", "?cachebust=2", "?w=abc&zzz=1", ""] {
-        let r = c
-            .get(format!("{}{q}", edge.url(&path)))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(format!("{}{q}", edge.url(&path))).send().await.unwrap();
         assert_eq!(header(&r, "x-cache"), "HIT-MEMORY", "{q}");
     }
     assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 1.0);
-    assert_eq!(
-        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
-        1.0
-    );
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 1.0);
 }
 
 #[tokio::test]
@@ -281,10 +217,7 @@ async fn concurrent_misses_cause_one_origin_read() {
         assert_eq!(len, image.len());
         misses += usize::from(tier == "MISS");
     }
-    assert!(
-        misses > 1,
-        "requests did not overlap ({misses} misses); the test proves nothing"
-    );
+    assert!(misses > 1, "requests did not overlap ({misses} misses); the test proves nothing");
     assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 1.0);
 }
 
@@ -294,11 +227,7 @@ async fn unknown_ids_are_404() {
     Store::new(dir.path().join("store"));
     let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
     let id = ImageId::generate();
-    let r = client()
-        .get(format!("{}{}", edge.base, ImagePath::new(id, Format::Png)))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{}{}", edge.base, ImagePath::new(id, Format::Png))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(header(&r, "cache-control"), "no-store");
 }
@@ -318,12 +247,32 @@ async fn an_object_that_does_not_match_its_manifest_is_never_served() {
     let r = client().get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(r.text().await.unwrap(), "bad gateway\n");
-    assert_eq!(
-        edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"),
-        0.0
-    );
-    assert_eq!(
-        edge.metric("imgcdn_edge_origin_errors_total{kind=\"mismatch\"}"),
-        1.0
-    );
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}"), 0.0);
+    assert_eq!(edge.metric("imgcdn_edge_origin_errors_total{kind=\"mismatch\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn a_manifest_can_serve_bytes_stored_under_another_object_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(12, 12, 8);
+    let original = store.publish(&image, None);
+    // An alias: its own id and manifest, the original's bytes.
+    let alias = ImageId::generate();
+    let mut manifest = imgcdn_shared::Manifest::from_json(
+        &std::fs::read(store.root.join(imgcdn_shared::storage::manifest_key(&original.id))).unwrap(),
+    )
+    .unwrap();
+    manifest.object = Some(imgcdn_shared::storage::object_key(&original.id));
+    std::fs::write(store.root.join(imgcdn_shared::storage::manifest_key(&alias)), manifest.to_json()).unwrap();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let r = client().get(format!("{}{}", edge.base, ImagePath::new(alias, Format::Png))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    // Pointing at bytes that are not there is not found.
+    let broken = ImageId::generate();
+    manifest.object = Some("objects/nothinghere".into());
+    std::fs::write(store.root.join(imgcdn_shared::storage::manifest_key(&broken)), manifest.to_json()).unwrap();
+    let r = client().get(format!("{}{}", edge.base, ImagePath::new(broken, Format::Png))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -41,12 +41,8 @@ fn start_control_plane(dir: &Path, edge_base: &str) -> (Cp, String) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["control-plane", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(BIN).args(["control-plane", "--config"]).arg(&cfg).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
         let line = lines.next().expect("control plane exited").unwrap();
@@ -60,7 +56,9 @@ fn start_control_plane(dir: &Path, edge_base: &str) -> (Cp, String) {
 
 fn multipart(file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "imgcdn-e2e-boundary";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n").into_bytes();
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n")
+            .into_bytes();
     body.extend_from_slice(file);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
@@ -68,10 +66,7 @@ fn multipart(file: &[u8]) -> (String, Vec<u8>) {
 
 async fn upload(c: &reqwest::Client, base: &str, key: Option<&str>, file: &[u8]) -> Value {
     let (ct, body) = multipart(file);
-    let mut req = c
-        .post(format!("{base}/v1/images"))
-        .header("content-type", ct)
-        .body(body);
+    let mut req = c.post(format!("{base}/v1/images")).header("content-type", ct).body(body);
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
@@ -103,40 +98,19 @@ async fn uploaded_images_are_served_by_the_edge_until_deleted() {
     assert_eq!(r.bytes().await.unwrap().to_vec(), stored);
 
     // With a key (the legacy one-call account + key).
-    let r = c
-        .post(format!("{api}/v1/keys"))
-        .json(&serde_json::json!({"email": "e2e@example.com"}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        c.post(format!("{api}/v1/keys")).json(&serde_json::json!({"email": "e2e@example.com"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let img = upload(
-        &c,
-        &api,
-        Some(&key),
-        &png_with_text(32, 32, 8, "GPS", "secret place"),
-    )
-    .await;
-    let (id, url) = (
-        img["id"].as_str().unwrap().to_string(),
-        img["url"].as_str().unwrap().to_string(),
-    );
+    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let img = upload(&c, &api, Some(&key), &png_with_text(32, 32, 8, "GPS", "secret place")).await;
+    let (id, url) = (img["id"].as_str().unwrap().to_string(), img["url"].as_str().unwrap().to_string());
     let stored = std::fs::read(dir.path().join(format!("store/objects/{id}"))).unwrap();
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap().to_vec(), stored);
 
     // Deleted through the API: a fresh edge (empty caches) answers 404.
-    let r = c
-        .delete(format!("{api}/v1/images/{id}"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(format!("{api}/v1/images/{id}")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     drop(edge);
     opts.disk = dir.path().join("fresh-edge-cache");
@@ -144,12 +118,7 @@ async fn uploaded_images_are_served_by_the_edge_until_deleted() {
     let path = url.strip_prefix(&opts_base(&url)).unwrap().to_string();
     let r = c.get(format!("{}{path}", fresh.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(
-        dir.path()
-            .join(format!("recovery/recovery/{id}/object"))
-            .exists(),
-        "deleted bytes go to recovery"
-    );
+    assert!(dir.path().join(format!("recovery/recovery/{id}/object")).exists(), "deleted bytes go to recovery");
 }
 
 /// `http://host:port` of a URL.

@@ -96,10 +96,7 @@ const MB: u64 = 1_000_000;
 
 impl Default for StoresConfig {
     fn default() -> Self {
-        StoresConfig {
-            public: StoreConfig::fs("./data/store"),
-            recovery: StoreConfig::fs("./data/recovery"),
-        }
+        StoresConfig { public: StoreConfig::fs("./data/store"), recovery: StoreConfig::fs("./data/recovery") }
     }
 }
 
@@ -117,12 +114,8 @@ impl Default for UploadConfig {
 
 impl Default for PlansConfig {
     fn default() -> Self {
-        let signed_in = |max_images| Plan {
-            max_images,
-            max_file_bytes: 70 * MB,
-            max_svg_bytes: 10 * MB,
-            retention_days: None,
-        };
+        let signed_in =
+            |max_images| Plan { max_images, max_file_bytes: 70 * MB, max_svg_bytes: 10 * MB, retention_days: None };
         PlansConfig {
             anonymous: Plan {
                 max_images: None,
@@ -149,11 +142,7 @@ impl PlansConfig {
 
     /// The largest body any plan may upload (the route's hard cap).
     pub fn largest_file(&self) -> u64 {
-        [&self.anonymous, &self.free, &self.pro, &self.unlimited]
-            .iter()
-            .map(|p| p.max_file_bytes)
-            .max()
-            .unwrap_or(0)
+        [&self.anonymous, &self.free, &self.pro, &self.unlimited].iter().map(|p| p.max_file_bytes).max().unwrap_or(0)
     }
 }
 
@@ -234,22 +223,14 @@ impl Default for Config {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {
-            sliding_days: 90,
-            max_days: 180,
-        }
+        SessionConfig { sliding_days: 90, max_days: 180 }
     }
 }
 
 impl Default for PasswordConfig {
     fn default() -> Self {
         // OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
-        PasswordConfig {
-            min_length: 10,
-            max_length: 128,
-            argon2_memory_kib: 19 * 1024,
-            argon2_iterations: 2,
-        }
+        PasswordConfig { min_length: 10, max_length: 128, argon2_memory_kib: 19 * 1024, argon2_iterations: 2 }
     }
 }
 
@@ -270,11 +251,7 @@ impl Default for EmailConfig {
 
 impl Default for LegacyKeyConfig {
     fn default() -> Self {
-        LegacyKeyConfig {
-            unverified_max_keys: 3,
-            per_email_per_hour: 5,
-            per_client_per_hour: 20,
-        }
+        LegacyKeyConfig { unverified_max_keys: 3, per_email_per_hour: 5, per_client_per_hour: 20 }
     }
 }
 
@@ -302,14 +279,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 impl Config {
     /// Defaults, then the TOML `text`, then environment overrides read
     /// through `env`. Every parse problem is collected.
-    pub fn load(
-        text: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigErrors> {
+    pub fn load(text: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut value = toml::Value::try_from(Config::default()).expect("defaults serialise");
         if let Some(text) = text {
-            let file: toml::Value =
-                toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+            let file: toml::Value = toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
             merge(&mut value, file);
         }
         let mut problems = Vec::new();
@@ -317,9 +290,7 @@ impl Config {
             if let Some(raw) = env(var) {
                 let parsed = match path {
                     p if p.ends_with("port") => raw.parse::<i64>().map(toml::Value::Integer).ok(),
-                    p if p.ends_with("secure") => {
-                        raw.parse::<bool>().map(toml::Value::Boolean).ok()
-                    }
+                    p if p.ends_with("secure") => raw.parse::<bool>().map(toml::Value::Boolean).ok(),
                     _ => Some(toml::Value::String(raw.clone())),
                 };
                 match parsed {
@@ -331,18 +302,13 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
-        value
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))
+        value.try_into().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))
     }
 
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut p = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {
-            p.push(format!(
-                "listen: {:?} is not an address like 127.0.0.1:8090",
-                self.listen
-            ));
+            p.push(format!("listen: {:?} is not an address like 127.0.0.1:8090", self.listen));
         }
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
@@ -350,9 +316,7 @@ impl Config {
         {
             p.push("database_url: must start with sqlite: or postgres://".to_string());
         }
-        if !(self.public_base_url.starts_with("http://")
-            || self.public_base_url.starts_with("https://"))
-        {
+        if !(self.public_base_url.starts_with("http://") || self.public_base_url.starts_with("https://")) {
             p.push("public_base_url: must be an http(s) URL".to_string());
         }
         if self.sessions.sliding_days < 1 || self.sessions.max_days < self.sessions.sliding_days {
@@ -372,10 +336,7 @@ impl Config {
                     p.push("email.smtp_host: required for the smtp transport".to_string());
                 }
                 if !["none", "starttls", "tls"].contains(&self.email.smtp_tls.as_str()) {
-                    p.push(format!(
-                        "email.smtp_tls: {:?} is not none, starttls or tls",
-                        self.email.smtp_tls
-                    ));
+                    p.push(format!("email.smtp_tls: {:?} is not none, starttls or tls", self.email.smtp_tls));
                 }
                 if self.email.smtp_username.is_some() != self.email.smtp_password.is_some() {
                     p.push("email: smtp_username and smtp_password go together".to_string());
@@ -384,10 +345,7 @@ impl Config {
             other => p.push(format!("email.transport: {other:?} is not file or smtp")),
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            p.push(format!(
-                "email.from: {:?} is not a mailbox",
-                self.email.from
-            ));
+            p.push(format!("email.from: {:?} is not a mailbox", self.email.from));
         }
         for (name, v) in [
             ("verify_link_ttl_secs", self.verify_link_ttl_secs),
@@ -398,10 +356,7 @@ impl Config {
                 p.push(format!("{name}: at least 60"));
             }
         }
-        for (name, url) in [
-            ("edge_base_url", &self.edge_base_url),
-            ("viewer_base_url", &self.viewer_base_url),
-        ] {
+        for (name, url) in [("edge_base_url", &self.edge_base_url), ("viewer_base_url", &self.viewer_base_url)] {
             let optional_and_unset = url.is_empty() && name == "viewer_base_url";
             let is_http = url.starts_with("http://") || url.starts_with("https://");
             if !(optional_and_unset || is_http) {
@@ -411,10 +366,7 @@ impl Config {
         p.extend(self.stores.public.problems("stores.public"));
         p.extend(self.stores.recovery.problems("stores.recovery"));
         if self.stores.public == self.stores.recovery {
-            p.push(
-                "stores.recovery: must not be the public store (edges would serve deleted images)"
-                    .to_string(),
-            );
+            p.push("stores.recovery: must not be the public store (edges would serve deleted images)".to_string());
         }
         if self.uploads.max_pixels == 0 || self.uploads.recovery_days < 1 {
             p.push("uploads: max_pixels and recovery_days must be positive".to_string());
@@ -425,13 +377,8 @@ impl Config {
             ("pro", &self.plans.pro),
             ("unlimited", &self.plans.unlimited),
         ] {
-            if plan.max_file_bytes == 0
-                || plan.max_svg_bytes == 0
-                || plan.retention_days.is_some_and(|d| d < 1)
-            {
-                p.push(format!(
-                    "plans.{name}: sizes must be positive and retention_days at least 1"
-                ));
+            if plan.max_file_bytes == 0 || plan.max_svg_bytes == 0 || plan.retention_days.is_some_and(|d| d < 1) {
+                p.push(format!("plans.{name}: sizes must be positive and retention_days at least 1"));
             }
         }
         if self.plans.anonymous.retention_days.is_none_or(|d| d > 730) {
@@ -473,9 +420,7 @@ fn set_path(v: &mut toml::Value, path: &str, new: toml::Value) {
             table.insert(part.to_string(), new);
             return;
         }
-        cur = table
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
     }
 }
 
@@ -490,10 +435,9 @@ mod tests {
 
     #[test]
     fn file_then_env_override() {
-        let c = Config::load(
-            Some("listen = \"0.0.0.0:1\"\n[email]\nsmtp_port = 25\n"),
-            |k| (k == "IMGCDN_SMTP_PORT").then(|| "2525".to_string()),
-        )
+        let c = Config::load(Some("listen = \"0.0.0.0:1\"\n[email]\nsmtp_port = 25\n"), |k| {
+            (k == "IMGCDN_SMTP_PORT").then(|| "2525".to_string())
+        })
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.email.smtp_port, 2525);
@@ -503,26 +447,18 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_env_are_reported() {
         assert!(Config::load(Some("lisen = 1"), |_| None).is_err());
-        let e =
-            Config::load(None, |k| (k == "IMGCDN_SMTP_PORT").then(|| "many".into())).unwrap_err();
+        let e = Config::load(None, |k| (k == "IMGCDN_SMTP_PORT").then(|| "many".into())).unwrap_err();
         assert!(e.0[0].contains("IMGCDN_SMTP_PORT"));
     }
 
     #[test]
     fn every_problem_at_once() {
-        let mut c = Config {
-            listen: "x".into(),
-            database_url: "mysql://".into(),
-            ..Config::default()
-        };
+        let mut c = Config { listen: "x".into(), database_url: "mysql://".into(), ..Config::default() };
         c.email.transport = "pigeon".into();
         c.sessions.max_days = 1;
         let errs = c.validate().unwrap_err().0;
         for needle in ["listen", "database_url", "email.transport", "sessions"] {
-            assert!(
-                errs.iter().any(|e| e.starts_with(needle)),
-                "{needle}: {errs:?}"
-            );
+            assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle}: {errs:?}");
         }
     }
 }

@@ -12,17 +12,10 @@ use sqlx::{AnyPool, Row};
 
 /// Embedded migrations: (version, name, sql).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "accounts",
-        include_str!("../migrations/0001_accounts.sql"),
-    ),
+    (1, "accounts", include_str!("../migrations/0001_accounts.sql")),
     (2, "images", include_str!("../migrations/0002_images.sql")),
-    (
-        3,
-        "idempotency",
-        include_str!("../migrations/0003_idempotency.sql"),
-    ),
+    (3, "idempotency", include_str!("../migrations/0003_idempotency.sql")),
+    (4, "shared_objects", include_str!("../migrations/0004_shared_objects.sql")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +35,7 @@ impl Db {
     /// Connect (creating a SQLite file if needed) and run migrations.
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let pool = match backend {
             Backend::Sqlite => {
                 // Create the file, use WAL so readers don't block the writer.
@@ -61,17 +50,9 @@ impl Db {
                 // then let the Any pool use it.
                 let conn = sqlx::SqlitePool::connect_with(opts).await?;
                 conn.close().await;
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .connect(url)
-                    .await?
+                AnyPoolOptions::new().max_connections(8).connect(url).await?
             }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(16)
-                    .connect(url)
-                    .await?
-            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
         let db = Db { pool, backend };
         db.migrate().await?;
@@ -81,9 +62,7 @@ impl Db {
     async fn migrate(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock(7243101)")
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("SELECT pg_advisory_lock(7243101)").execute(&mut *conn).await?;
         }
         let result = async {
             sqlx::query(
@@ -118,9 +97,7 @@ impl Db {
         }
         .await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7243101)")
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("SELECT pg_advisory_unlock(7243101)").execute(&mut *conn).await?;
         }
         result
     }
@@ -129,26 +106,16 @@ impl Db {
 /// Split a migration file into statements (no semicolons inside our SQL's
 /// literals; comments are dropped).
 fn split_statements(sql: &str) -> Vec<String> {
-    let without_comments: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let without_comments: String =
+        sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// True when `e` is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
-            d.is_unique_violation()
-                || d.code()
-                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+            d.is_unique_violation() || d.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
     }

@@ -64,10 +64,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn validation(field: &str, message: impl Into<String>) -> ApiError {
         let message = message.into();
-        ApiError::Validation {
-            details: json!({ "field": field, "reason": message }),
-            message,
-        }
+        ApiError::Validation { details: json!({ "field": field, "reason": message }), message }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -77,9 +74,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_)
-            | ApiError::IdempotencyConflict
-            | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyConflict | ApiError::IdempotencyInProgress => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,13 +126,11 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Validation { details, .. } => error["details"] = details.clone(),
             ApiError::RateLimited { retry_after_secs } => {
-                error["action"] = json!({ "type": "wait", "retry_after": retry_after_secs, "label": "Try again later" });
-            }
-            ApiError::FileTooLarge {
-                anonymous: true, ..
-            } => {
                 error["action"] =
-                    json!({ "type": "signup", "label": "Sign up for larger uploads" });
+                    json!({ "type": "wait", "retry_after": retry_after_secs, "label": "Try again later" });
+            }
+            ApiError::FileTooLarge { anonymous: true, .. } => {
+                error["action"] = json!({ "type": "signup", "label": "Sign up for larger uploads" });
             }
             ApiError::QuotaExceeded { usage, .. } => {
                 error["usage"] = usage.clone();
@@ -145,8 +140,7 @@ impl IntoResponse for ApiError {
         }
         let mut resp = (self.status(), axum::Json(json!({ "error": error }))).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
-            resp.headers_mut()
-                .insert("retry-after", HeaderValue::from(retry_after_secs));
+            resp.headers_mut().insert("retry-after", HeaderValue::from(retry_after_secs));
         }
         resp
     }
@@ -163,13 +157,10 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         use axum::extract::rejection::JsonRejection as J;
         match r {
             J::JsonDataError(e) => ApiError::Validation {
-                message: "The request body has a field of the wrong type or a missing field."
-                    .into(),
+                message: "The request body has a field of the wrong type or a missing field.".into(),
                 details: json!({ "reason": e.body_text() }),
             },
-            J::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::PayloadTooLarge
-            }
+            J::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::BadRequest(other.body_text()),
         }
     }
@@ -191,39 +182,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_500_never_carries_its_cause() {
-        let (status, json) = body(ApiError::Internal(
-            "database: password authentication failed for user x at 10.0.0.5".into(),
-        ))
-        .await;
+        let (status, json) =
+            body(ApiError::Internal("database: password authentication failed for user x at 10.0.0.5".into())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(json["error"]["type"], "api_error");
         let text = json.to_string();
-        assert!(
-            !text.contains("database") && !text.contains("10.0.0.5"),
-            "{text}"
-        );
+        assert!(!text.contains("database") && !text.contains("10.0.0.5"), "{text}");
     }
 
     #[tokio::test]
     async fn errors_have_the_api_shape() {
-        let (status, json) = body(ApiError::validation(
-            "email",
-            "Enter a valid email address.",
-        ))
-        .await;
+        let (status, json) = body(ApiError::validation("email", "Enter a valid email address.")).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(json["error"]["code"], "validation_error");
         assert_eq!(json["error"]["type"], "invalid_request_error");
         assert_eq!(json["error"]["details"]["field"], "email");
-        let resp = ApiError::RateLimited {
-            retry_after_secs: 42,
-        }
-        .into_response();
+        let resp = ApiError::RateLimited { retry_after_secs: 42 }.into_response();
         assert_eq!(resp.headers()["retry-after"], "42");
-        let (_, json) = body(ApiError::RateLimited {
-            retry_after_secs: 42,
-        })
-        .await;
+        let (_, json) = body(ApiError::RateLimited { retry_after_secs: 42 }).await;
         assert_eq!(json["error"]["action"]["retry_after"], 42);
     }
 }

@@ -32,9 +32,7 @@ pub fn day(t: i64) -> i64 {
 }
 
 fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map(|d| d.date().to_string())
-        .unwrap_or_default()
+    time::OffsetDateTime::from_unix_timestamp(t).map(|d| d.date().to_string()).unwrap_or_default()
 }
 
 /// Create a key; returns (id, secret).
@@ -88,8 +86,7 @@ fn key_json(r: &sqlx::any::AnyRow) -> Value {
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, team_id, name, prefix, can_read, can_write, created_day, last_used_day, revoked_at";
+const KEY_COLUMNS: &str = "id, team_id, name, prefix, can_read, can_write, created_day, last_used_day, revoked_at";
 
 #[derive(Deserialize)]
 pub struct CreateKeyBody {
@@ -112,21 +109,13 @@ pub async fn create(
     require_role(&state, &team_id, &auth.user_id, Role::Admin).await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_KEY_NAME {
-        return Err(ApiError::validation(
-            "name",
-            format!("Name the key (1 to {MAX_KEY_NAME} characters)."),
-        ));
+        return Err(ApiError::validation("name", format!("Name the key (1 to {MAX_KEY_NAME} characters).")));
     }
     if body.abilities.is_empty() || body.abilities.iter().any(|a| a != "read" && a != "write") {
-        return Err(ApiError::validation(
-            "abilities",
-            "Abilities are a non-empty list of \"read\" and \"write\".",
-        ));
+        return Err(ApiError::validation("abilities", "Abilities are a non-empty list of \"read\" and \"write\"."));
     }
-    let (can_read, can_write) = (
-        body.abilities.iter().any(|a| a == "read"),
-        body.abilities.iter().any(|a| a == "write"),
-    );
+    let (can_read, can_write) =
+        (body.abilities.iter().any(|a| a == "read"), body.abilities.iter().any(|a| a == "write"));
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
     if !auth.email_verified {
@@ -138,37 +127,21 @@ pub async fn create(
             )));
         }
     }
-    let (id, secret) = insert_key(
-        &mut tx,
-        &team_id,
-        Some(&auth.user_id),
-        name,
-        can_read,
-        can_write,
-        now,
-    )
-    .await?;
-    let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (id, secret) = insert_key(&mut tx, &team_id, Some(&auth.user_id), name, can_read, can_write, now).await?;
+    let row =
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")).bind(&id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     let mut out = key_json(&row);
     out["key"] = json!(secret);
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-async fn active_keys_created_by(
-    conn: &mut AnyConnection,
-    user_id: &str,
-) -> Result<i64, sqlx::Error> {
-    Ok(
-        sqlx::query("SELECT COUNT(*) FROM api_keys WHERE created_by = $1 AND revoked_at IS NULL")
-            .bind(user_id)
-            .fetch_one(conn)
-            .await?
-            .get(0),
-    )
+async fn active_keys_created_by(conn: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM api_keys WHERE created_by = $1 AND revoked_at IS NULL")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?
+        .get(0))
 }
 
 /// `GET /v1/teams/{team_id}/keys` (any member): no secrets, ever.
@@ -178,15 +151,12 @@ pub async fn list(
     Path(team_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     require_role(&state, &team_id, &auth.user_id, Role::Member).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE team_id = $1 ORDER BY created_day DESC, id"
-    ))
-    .bind(&team_id)
-    .fetch_all(&state.db.pool)
-    .await?;
-    Ok(Json(
-        json!({ "object": "list", "data": rows.iter().map(key_json).collect::<Vec<_>>() }),
-    ))
+    let rows =
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE team_id = $1 ORDER BY created_day DESC, id"))
+            .bind(&team_id)
+            .fetch_all(&state.db.pool)
+            .await?;
+    Ok(Json(json!({ "object": "list", "data": rows.iter().map(key_json).collect::<Vec<_>>() })))
 }
 
 /// `DELETE /v1/teams/{team_id}/keys/{key_id}` (admin or owner).
@@ -196,15 +166,13 @@ pub async fn revoke(
     Path((team_id, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     require_role(&state, &team_id, &auth.user_id, Role::Admin).await?;
-    let n = sqlx::query(
-        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND team_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(state.clock.unix_now())
-    .bind(&key_id)
-    .bind(&team_id)
-    .execute(&state.db.pool)
-    .await?
-    .rows_affected();
+    let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND team_id = $3 AND revoked_at IS NULL")
+        .bind(state.clock.unix_now())
+        .bind(&key_id)
+        .bind(&team_id)
+        .execute(&state.db.pool)
+        .await?
+        .rows_affected();
     if n == 0 {
         return Err(ApiError::NotFound);
     }
@@ -243,35 +211,16 @@ pub async fn legacy_create(
     ApiJson(body): ApiJson<LegacyKeyBody>,
 ) -> ApiResult<Response> {
     let email = normalize_email(&body.email)?;
-    let name = match body
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
+    let name = match body.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(n) => crate::accounts::check_name(n)?,
-        None => email
-            .split('@')
-            .next()
-            .unwrap_or("me")
-            .chars()
-            .take(crate::accounts::MAX_NAME)
-            .collect(),
+        None => email.split('@').next().unwrap_or("me").chars().take(crate::accounts::MAX_NAME).collect(),
     };
     let limits = &state.cfg.legacy_keys;
-    let limited = |s| ApiError::RateLimited {
-        retry_after_secs: s,
-    };
+    let limited = |s| ApiError::RateLimited { retry_after_secs: s };
     if let Some(ip) = &client.ip {
-        state
-            .limiter
-            .hit("legacy-keys-client", ip, limits.per_client_per_hour, 3600)
-            .map_err(limited)?;
+        state.limiter.hit("legacy-keys-client", ip, limits.per_client_per_hour, 3600).map_err(limited)?;
     }
-    state
-        .limiter
-        .hit("legacy-keys-email", &email, limits.per_email_per_hour, 3600)
-        .map_err(limited)?;
+    state.limiter.hit("legacy-keys-email", &email, limits.per_email_per_hour, 3600).map_err(limited)?;
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
     match insert_user(&mut tx, &email, &name, None, now).await {
@@ -282,28 +231,10 @@ pub async fn legacy_create(
                 .fetch_one(&mut *tx)
                 .await?
                 .get(0);
-            let (key_id, secret) = insert_key(
-                &mut tx,
-                &team_id,
-                Some(&user_id),
-                "Default key",
-                true,
-                true,
-                now,
-            )
-            .await?;
-            let token = issue_email_token(
-                &mut tx,
-                &user_id,
-                "verify",
-                state.cfg.verify_link_ttl_secs,
-                now,
-            )
-            .await?;
-            let link = format!(
-                "{}/verify-email?token={token}",
-                state.cfg.public_base_url.trim_end_matches('/')
-            );
+            let (key_id, secret) =
+                insert_key(&mut tx, &team_id, Some(&user_id), "Default key", true, true, now).await?;
+            let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
+            let link = format!("{}/verify-email?token={token}", state.cfg.public_base_url.trim_end_matches('/'));
             enqueue(&mut tx, templates::verify_email(&email, &name, &link), now).await?;
             tx.commit().await?;
             state.mail_wake.notify_one();
@@ -321,12 +252,18 @@ pub async fn legacy_create(
             tx.rollback().await?;
             let mut tx = state.db.pool.begin().await?;
             let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
-            enqueue(&mut tx, templates::security_alert(&email, &format!("Someone asked for an API key for this address. Sign in at {login} to create keys.")), now).await?;
+            enqueue(
+                &mut tx,
+                templates::security_alert(
+                    &email,
+                    &format!("Someone asked for an API key for this address. Sign in at {login} to create keys."),
+                ),
+                now,
+            )
+            .await?;
             tx.commit().await?;
             state.mail_wake.notify_one();
-            Err(ApiError::Conflict(
-                "This email already has an account: sign in to create keys.".into(),
-            ))
+            Err(ApiError::Conflict("This email already has an account: sign in to create keys.".into()))
         }
         Err(e) => Err(e),
     }

@@ -60,10 +60,7 @@ impl AppState {
     /// Fails only if a store cannot be opened (its configuration is bad).
     pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, opendal::Error> {
         Ok(AppState {
-            stores: Arc::new(images::store::Stores::open(
-                &cfg.stores.public,
-                &cfg.stores.recovery,
-            )?),
+            stores: Arc::new(images::store::Stores::open(&cfg.stores.public, &cfg.stores.recovery)?),
             passwords: accounts::password::Passwords::new(&cfg.passwords),
             limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),
             db,
@@ -91,10 +88,7 @@ pub enum StartError {
     #[error("store: {0}")]
     Store(#[from] opendal::Error),
     #[error("listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
 }
 
 /// A control plane that is connected, migrated and bound, ready to [`run`](ControlPlane::run).
@@ -112,45 +106,23 @@ impl ControlPlane {
         cfg.validate()?;
         let db = Db::connect(&cfg.database_url).await?;
         let mailer = email::mailer(&cfg.email).map_err(StartError::Email)?;
-        let from = cfg
-            .email
-            .from
-            .parse()
-            .map_err(|e| StartError::Email(format!("from: {e}")))?;
+        let from = cfg.email.from.parse().map_err(|e| StartError::Email(format!("from: {e}")))?;
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
-            .map_err(|source| StartError::Listen {
-                addr: cfg.listen.clone(),
-                source,
-            })?;
+            .map_err(|source| StartError::Listen { addr: cfg.listen.clone(), source })?;
         let state = AppState::new(db, cfg, clock::system())?;
-        Ok(ControlPlane {
-            listener,
-            state,
-            mailer,
-            from,
-        })
+        Ok(ControlPlane { listener, state, mailer, from })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     /// Serve until `shutdown` completes; then stop accepting, finish
     /// in-flight requests and stop the email loop.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
-        let ControlPlane {
-            listener,
-            state,
-            mailer,
-            from,
-        } = self;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let ControlPlane { listener, state, mailer, from } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let delivery = tokio::spawn(email::delivery_loop(
             state.db.clone(),
@@ -167,23 +139,15 @@ impl ControlPlane {
         ));
         let addr = listener.local_addr().ok();
         let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = delivery.await;
         let _ = sweeper.await;
-        result.map_err(|source| StartError::Listen {
-            addr: addr.map(|a| a.to_string()).unwrap_or_default(),
-            source,
-        })
+        result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }
 }
 
 /// [`ControlPlane::bind`] then [`ControlPlane::run`].
-pub async fn serve(
-    cfg: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
+pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
     ControlPlane::bind(cfg).await?.run(shutdown).await
 }

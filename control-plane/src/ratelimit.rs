@@ -29,14 +29,7 @@ struct State {
 impl RateLimiter {
     pub fn new(clock: Arc<dyn Clock>) -> RateLimiter {
         let day = clock.unix_now().div_euclid(86_400);
-        RateLimiter {
-            clock,
-            state: Mutex::new(State {
-                day,
-                secret: rand::rng().random(),
-                hits: HashMap::new(),
-            }),
-        }
+        RateLimiter { clock, state: Mutex::new(State { day, secret: rand::rng().random(), hits: HashMap::new() }) }
     }
 
     /// Count one event for `subject` in `scope`; refuse it (with the seconds
@@ -62,10 +55,7 @@ impl RateLimiter {
             q.pop_front();
         }
         if q.len() >= limit as usize {
-            let retry = q
-                .front()
-                .map_or(window_secs, |&t| t + window_secs - now)
-                .max(1);
+            let retry = q.front().map_or(window_secs, |&t| t + window_secs - now).max(1);
             return Err(retry as u64);
         }
         q.push_back(now);

@@ -20,9 +20,7 @@ pub fn random_token(n: usize) -> String {
 pub fn random_alnum(len: usize) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// A new record id like `usr_3kTq…`.
@@ -34,17 +32,11 @@ pub fn new_id(prefix: &str) -> String {
 /// Used where "the latest row" must be well defined even within one second
 /// (consent records, the mail queue).
 pub fn new_sortable_id(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     // Strictly increasing within this process, even if the clock stalls.
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prev = LAST.fetch_max(nanos, std::sync::atomic::Ordering::SeqCst);
-    let n = if nanos > prev {
-        nanos
-    } else {
-        LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
-    };
+    let n = if nanos > prev { nanos } else { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 };
     format!("{prefix}_{n:016x}{}", random_alnum(8))
 }
 
@@ -68,9 +60,7 @@ mod tests {
         let a = random_token(32);
         assert_ne!(a, random_token(32));
         assert_eq!(a.len(), 43);
-        assert!(a
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert!(new_id("usr").starts_with("usr_"));
         assert_eq!(hash_token("x").len(), 64);
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));

@@ -49,12 +49,7 @@ impl Role {
 
 /// The caller's role in `team_id` if at least `min`: 404 if not a member,
 /// 403 if the role is too low.
-pub async fn require_role(
-    state: &AppState,
-    team_id: &str,
-    user_id: &str,
-    min: Role,
-) -> ApiResult<Role> {
+pub async fn require_role(state: &AppState, team_id: &str, user_id: &str, min: Role) -> ApiResult<Role> {
     let role = sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
         .bind(user_id)
@@ -63,10 +58,7 @@ pub async fn require_role(
         .and_then(|r| Role::parse(&r.get::<String, _>(0)))
         .ok_or(ApiError::NotFound)?;
     if role < min {
-        return Err(ApiError::Forbidden(format!(
-            "This needs the {} role in this team.",
-            min.as_str()
-        )));
+        return Err(ApiError::Forbidden(format!("This needs the {} role in this team.", min.as_str())));
     }
     Ok(role)
 }
@@ -104,20 +96,14 @@ pub async fn create(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-    )
-    .bind(&id)
-    .bind(&auth.user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
+        .bind(&id)
+        .bind(&auth.user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(team_json(&state, &id, Role::Owner).await?),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(team_json(&state, &id, Role::Owner).await?)).into_response())
 }
 
 /// `GET /v1/teams`: the caller's teams.
@@ -194,8 +180,7 @@ fn default_role() -> String {
 }
 
 fn parse_role(s: &str) -> ApiResult<Role> {
-    Role::parse(s)
-        .ok_or_else(|| ApiError::validation("role", "Role is one of owner, admin, member."))
+    Role::parse(s).ok_or_else(|| ApiError::validation("role", "Role is one of owner, admin, member."))
 }
 
 /// `POST /v1/teams/{id}/invitations` (admin or owner; nobody grants a role above their own).
@@ -209,9 +194,7 @@ pub async fn invite(
     let email = normalize_email(&body.email)?;
     let role = parse_role(&body.role)?;
     if role > mine {
-        return Err(ApiError::Forbidden(
-            "You cannot invite someone with a higher role than yours.".into(),
-        ));
+        return Err(ApiError::Forbidden("You cannot invite someone with a higher role than yours.".into()));
     }
     if is_personal(&state, &team_id).await? {
         return Err(ApiError::validation(
@@ -219,34 +202,27 @@ pub async fn invite(
             "A personal team cannot have other members. Create a team to invite people.",
         ));
     }
-    state
-        .limiter
-        .hit("invite", &auth.user_id, 50, 3600)
-        .map_err(|s| ApiError::RateLimited {
-            retry_after_secs: s,
-        })?;
-    let already = sqlx::query("SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.team_id = $1 AND u.email = $2")
-        .bind(&team_id)
-        .bind(&email)
-        .fetch_optional(&state.db.pool)
-        .await?;
+    state.limiter.hit("invite", &auth.user_id, 50, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+    let already = sqlx::query(
+        "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.team_id = $1 AND u.email = $2",
+    )
+    .bind(&team_id)
+    .bind(&email)
+    .fetch_optional(&state.db.pool)
+    .await?;
     if already.is_some() {
-        return Err(ApiError::Conflict(
-            "That person is already a member of this team.".into(),
-        ));
+        return Err(ApiError::Conflict("That person is already a member of this team.".into()));
     }
     let now = state.clock.unix_now();
     let token = random_token(32);
     let id = new_id("inv");
     let mut tx = state.db.pool.begin().await?;
     let (inviter, team): (String, String) = {
-        let r = sqlx::query(
-            "SELECT u.name, t.name FROM users u, teams t WHERE u.id = $1 AND t.id = $2",
-        )
-        .bind(&auth.user_id)
-        .bind(&team_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let r = sqlx::query("SELECT u.name, t.name FROM users u, teams t WHERE u.id = $1 AND t.id = $2")
+            .bind(&auth.user_id)
+            .bind(&team_id)
+            .fetch_one(&mut *tx)
+            .await?;
         (r.get(0), r.get(1))
     };
     sqlx::query(
@@ -263,16 +239,8 @@ pub async fn invite(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let link = format!(
-        "{}/accept-invite?token={token}",
-        state.cfg.public_base_url.trim_end_matches('/')
-    );
-    enqueue(
-        &mut tx,
-        templates::invitation(&email, &inviter, &team, role.as_str(), &link),
-        now,
-    )
-    .await?;
+    let link = format!("{}/accept-invite?token={token}", state.cfg.public_base_url.trim_end_matches('/'));
+    enqueue(&mut tx, templates::invitation(&email, &inviter, &team, role.as_str(), &link), now).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
     Ok((
@@ -297,12 +265,7 @@ pub async fn accept(
     auth: SessionAuth,
     ApiJson(body): ApiJson<AcceptBody>,
 ) -> ApiResult<Json<Value>> {
-    let invalid = || {
-        ApiError::validation(
-            "token",
-            "This invitation is invalid, expired or already used.",
-        )
-    };
+    let invalid = || ApiError::validation("token", "This invitation is invalid, expired or already used.");
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
     let row = sqlx::query("SELECT id, team_id, email, role FROM invitations WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2")
@@ -313,20 +276,15 @@ pub async fn accept(
         .ok_or_else(invalid)?;
     let email: String = row.get("email");
     if email != auth.email {
-        return Err(ApiError::Forbidden(
-            "This invitation was sent to another email address.".into(),
-        ));
+        return Err(ApiError::Forbidden("This invitation was sent to another email address.".into()));
     }
-    let (inv_id, team_id, role): (String, String, String) =
-        (row.get("id"), row.get("team_id"), row.get("role"));
-    let used = sqlx::query(
-        "UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND accepted_at IS NULL",
-    )
-    .bind(now)
-    .bind(&inv_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let (inv_id, team_id, role): (String, String, String) = (row.get("id"), row.get("team_id"), row.get("role"));
+    let used = sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND accepted_at IS NULL")
+        .bind(now)
+        .bind(&inv_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if used != 1 {
         return Err(invalid());
     }
@@ -336,37 +294,31 @@ pub async fn accept(
         .fetch_optional(&mut *tx)
         .await?;
     if member.is_none() {
-        sqlx::query(
-            "INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&team_id)
-        .bind(&auth.user_id)
-        .bind(&role)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&team_id)
+            .bind(&auth.user_id)
+            .bind(&role)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
     }
     // Accepting an emailed invitation also proves the address.
-    sqlx::query(
-        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2",
-    )
-    .bind(now)
-    .bind(&auth.user_id)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2")
+        .bind(now)
+        .bind(&auth.user_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     let role = require_role(&state, &team_id, &auth.user_id, Role::Member).await?;
     Ok(Json(team_json(&state, &team_id, role).await?))
 }
 
 async fn owners(state: &AppState, team_id: &str) -> ApiResult<i64> {
-    Ok(
-        sqlx::query("SELECT COUNT(*) FROM memberships WHERE team_id = $1 AND role = 'owner'")
-            .bind(team_id)
-            .fetch_one(&state.db.pool)
-            .await?
-            .get(0),
-    )
+    Ok(sqlx::query("SELECT COUNT(*) FROM memberships WHERE team_id = $1 AND role = 'owner'")
+        .bind(team_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0))
 }
 
 async fn role_of(state: &AppState, team_id: &str, user_id: &str) -> ApiResult<Role> {
@@ -395,14 +347,10 @@ pub async fn change_role(
     let new = parse_role(&body.role)?;
     let theirs = role_of(&state, &team_id, &user_id).await?;
     if theirs > mine || new > mine {
-        return Err(ApiError::Forbidden(
-            "You cannot change a role above your own.".into(),
-        ));
+        return Err(ApiError::Forbidden("You cannot change a role above your own.".into()));
     }
     if theirs == Role::Owner && new != Role::Owner && owners(&state, &team_id).await? <= 1 {
-        return Err(ApiError::Conflict(
-            "A team needs at least one owner.".into(),
-        ));
+        return Err(ApiError::Conflict("A team needs at least one owner.".into()));
     }
     sqlx::query("UPDATE memberships SET role = $1 WHERE team_id = $2 AND user_id = $3")
         .bind(new.as_str())
@@ -410,9 +358,7 @@ pub async fn change_role(
         .bind(&user_id)
         .execute(&state.db.pool)
         .await?;
-    Ok(Json(
-        json!({ "object": "team_member", "team_id": team_id, "user_id": user_id, "role": new.as_str() }),
-    ))
+    Ok(Json(json!({ "object": "team_member", "team_id": team_id, "user_id": user_id, "role": new.as_str() })))
 }
 
 /// `DELETE /v1/teams/{id}/members/{user_id}` (admin or owner).
@@ -424,9 +370,7 @@ pub async fn remove_member(
     let mine = require_role(&state, &team_id, &auth.user_id, Role::Admin).await?;
     let theirs = role_of(&state, &team_id, &user_id).await?;
     if theirs > mine {
-        return Err(ApiError::Forbidden(
-            "You cannot remove someone with a higher role.".into(),
-        ));
+        return Err(ApiError::Forbidden("You cannot remove someone with a higher role.".into()));
     }
     leave_team(&state, &team_id, &user_id, theirs).await
 }
@@ -441,21 +385,12 @@ pub async fn leave(
     leave_team(&state, &team_id, &auth.user_id, mine).await
 }
 
-async fn leave_team(
-    state: &AppState,
-    team_id: &str,
-    user_id: &str,
-    role: Role,
-) -> ApiResult<StatusCode> {
+async fn leave_team(state: &AppState, team_id: &str, user_id: &str, role: Role) -> ApiResult<StatusCode> {
     if is_personal(state, team_id).await? {
-        return Err(ApiError::Conflict(
-            "Nobody can leave a personal team.".into(),
-        ));
+        return Err(ApiError::Conflict("Nobody can leave a personal team.".into()));
     }
     if role == Role::Owner && owners(state, team_id).await? <= 1 {
-        return Err(ApiError::Conflict(
-            "A team needs at least one owner: make someone else owner first.".into(),
-        ));
+        return Err(ApiError::Conflict("A team needs at least one owner: make someone else owner first.".into()));
     }
     sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)

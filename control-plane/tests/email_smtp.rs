@@ -81,9 +81,7 @@ async fn smtp_app(port: u16) -> TestApp {
 async fn deliver(t: &TestApp) -> usize {
     let mailer = email::mailer(&t.state.cfg.email).unwrap();
     let from = t.state.cfg.email.from.parse().unwrap();
-    email::deliver_due(&t.state.db, mailer.as_ref(), &from, t.clock.as_ref())
-        .await
-        .unwrap()
+    email::deliver_due(&t.state.db, mailer.as_ref(), &from, t.clock.as_ref()).await.unwrap()
 }
 
 #[tokio::test]
@@ -105,46 +103,25 @@ async fn verification_mail_goes_out_over_smtp() {
     assert_eq!(got[0].rcpt, ["<smtp@example.com>"]);
     assert!(got[0].data.contains("Subject: Confirm your email address"));
     assert!(got[0].data.contains("/verify-email?token="));
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM outbound_emails").await,
-        0,
-        "sent mail leaves the queue"
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM outbound_emails").await, 0, "sent mail leaves the queue");
 }
 
 #[tokio::test]
 async fn an_smtp_outage_keeps_the_mail_queued_until_it_can_be_sent() {
     // A port with nobody listening (yet).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let t = smtp_app(port).await;
-    t.call(Req::post(
-        "/v1/auth/password-reset",
-        json!({"email": "nobody@example.com"}),
-    ))
-    .await;
+    t.call(Req::post("/v1/auth/password-reset", json!({"email": "nobody@example.com"}))).await;
     t.call(Req::post(
         "/v1/auth/signup",
         json!({"email": "wait@example.com", "name": "W", "password": "tulip-Orbit-94"}),
     ))
     .await;
     assert_eq!(deliver(&t).await, 0);
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM outbound_emails WHERE attempts = 1")
-            .await,
-        1
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM outbound_emails WHERE attempts = 1").await, 1);
     // Not retried before its backoff…
     assert_eq!(deliver(&t).await, 0);
-    assert_eq!(
-        t.count("SELECT COUNT(*) FROM outbound_emails WHERE attempts = 1")
-            .await,
-        1
-    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM outbound_emails WHERE attempts = 1").await, 1);
     // …and delivered once the server is back and the backoff has passed.
     let inbox = smtp_sink(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
     t.clock.advance(31);

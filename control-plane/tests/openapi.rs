@@ -25,25 +25,14 @@ async fn every_documented_operation_is_routed() {
             other => panic!("method {other}"),
         };
         let mut req = Req::new(method, &path);
-        if op
-            .body
-            .is_some_and(|(media, _)| media == "application/json")
-        {
+        if op.body.is_some_and(|(media, _)| media == "application/json") {
             req = req.json(serde_json::json!({}));
         }
         let r = t.call(req).await;
-        assert_ne!(
-            r.status,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {path} is documented but not routed"
-        );
-        let fallback = r.status == StatusCode::NOT_FOUND
-            && r.code() == "not_found"
-            && r.json["error"]["message"] == "not found";
-        assert!(
-            !fallback,
-            "{method} {path} fell through to the router's fallback"
-        );
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
+        let fallback =
+            r.status == StatusCode::NOT_FOUND && r.code() == "not_found" && r.json["error"]["message"] == "not found";
+        assert!(!fallback, "{method} {path} fell through to the router's fallback");
     }
 }
 
@@ -60,10 +49,7 @@ fn every_route_is_documented() {
     }
     assert!(routes.len() > 30, "found only {routes:?}");
     for r in routes {
-        assert!(
-            OPERATIONS.iter().any(|op| op.path == r),
-            "route {r} is not in the OpenAPI document"
-        );
+        assert!(OPERATIONS.iter().any(|op| op.path == r), "route {r} is not in the OpenAPI document");
     }
 }
 
@@ -77,16 +63,9 @@ async fn the_document_is_served_and_its_references_resolve() {
     let text = r.json.to_string();
     let schemas = r.json["components"]["schemas"].as_object().unwrap();
     for part in text.split("#/components/schemas/").skip(1) {
-        let name: String = part
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
+        let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
         assert!(schemas.contains_key(&name), "dangling $ref to {name}");
     }
     let image = &r.json["components"]["schemas"]["Image"]["required"];
-    assert_eq!(
-        image.as_array().unwrap().len(),
-        20,
-        "the Image object has 20 fields, all present"
-    );
+    assert_eq!(image.as_array().unwrap().len(), 20, "the Image object has 20 fields, all present");
 }

@@ -33,21 +33,11 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/metrics" => {
                 self.tiers.update_gauges();
-                text(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    self.tiers.metrics.render(),
-                )
+                text(StatusCode::OK, "text/plain; version=0.0.4", self.tiers.metrics.render())
             }
             "/healthz" => text(StatusCode::OK, plain, b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
-                text(StatusCode::OK, plain, b"ready\n".to_vec())
-            }
-            "/readyz" => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                plain,
-                b"starting\n".to_vec(),
-            ),
+            "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, plain, b"ready\n".to_vec()),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, plain, b"starting\n".to_vec()),
             _ => text(StatusCode::NOT_FOUND, plain, b"not found\n".to_vec()),
         }
     }

@@ -108,37 +108,25 @@ impl Default for EdgeConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig {
-            max_bytes: 256 * MIB,
-            max_object_bytes: 8 * MIB,
-        }
+        MemoryConfig { max_bytes: 256 * MIB, max_object_bytes: 8 * MIB }
     }
 }
 
 impl Default for DiskConfig {
     fn default() -> Self {
-        DiskConfig {
-            path: PathBuf::from("./data/edge-cache"),
-            max_bytes: 10 * 1024 * MIB,
-        }
+        DiskConfig { path: PathBuf::from("./data/edge-cache"), max_bytes: 10 * 1024 * MIB }
     }
 }
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        OriginConfig {
-            timeout_ms: 10_000,
-            max_concurrent: 64,
-            negative_ttl_secs: 5,
-        }
+        OriginConfig { timeout_ms: 10_000, max_concurrent: 64, negative_ttl_secs: 5 }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            max_age_secs: 365 * 24 * 3600,
-        }
+        HttpConfig { max_age_secs: 365 * 24 * 3600 }
     }
 }
 
@@ -150,8 +138,7 @@ pub struct ConfigErrors(pub Vec<String>);
 impl EdgeConfig {
     /// Read a TOML file (without validating it).
     pub fn from_file(path: &Path) -> Result<EdgeConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
         toml::from_str(&text).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))
     }
 
@@ -163,25 +150,17 @@ impl EdgeConfig {
         }
         for (i, a) in self.listen.iter().enumerate() {
             if a.parse::<SocketAddr>().is_err() {
-                p.push(format!(
-                    "listen[{i}]: {a:?} is not an address like 0.0.0.0:8080"
-                ));
+                p.push(format!("listen[{i}]: {a:?} is not an address like 0.0.0.0:8080"));
             }
         }
         if self.admin_listen.parse::<SocketAddr>().is_err() {
-            p.push(format!(
-                "admin_listen: {:?} is not an address like 127.0.0.1:9080",
-                self.admin_listen
-            ));
+            p.push(format!("admin_listen: {:?} is not an address like 127.0.0.1:9080", self.admin_listen));
         }
         if self.listen.contains(&self.admin_listen) {
             p.push("admin_listen: must differ from the public listeners".to_string());
         }
         if self.threads == 0 || self.threads > 1024 {
-            p.push(format!(
-                "threads: {} is out of range 1..=1024",
-                self.threads
-            ));
+            p.push(format!("threads: {} is out of range 1..=1024", self.threads));
         }
         if self.shutdown_timeout_secs < self.grace_period_secs {
             p.push("shutdown_timeout_secs: must be at least grace_period_secs".to_string());
@@ -204,9 +183,7 @@ impl EdgeConfig {
         }
         if let Some(tls) = &self.tls {
             if !cfg!(feature = "tls") {
-                p.push(
-                    "tls: this build has no TLS support (rebuild with --features tls)".to_string(),
-                );
+                p.push("tls: this build has no TLS support (rebuild with --features tls)".to_string());
             }
             if tls.listen.parse::<SocketAddr>().is_err() {
                 p.push(format!("tls.listen: {:?} is not an address", tls.listen));
@@ -231,10 +208,8 @@ mod tests {
 
     #[test]
     fn partial_file_keeps_defaults() {
-        let c: EdgeConfig = toml::from_str(
-            "listen = [\"0.0.0.0:80\"]\n[memory]\nmax_bytes = 1000\nmax_object_bytes = 10\n",
-        )
-        .unwrap();
+        let c: EdgeConfig =
+            toml::from_str("listen = [\"0.0.0.0:80\"]\n[memory]\nmax_bytes = 1000\nmax_object_bytes = 10\n").unwrap();
         assert_eq!(c.listen, vec!["0.0.0.0:80"]);
         assert_eq!(c.memory.max_bytes, 1000);
         assert_eq!(c.disk.max_bytes, DiskConfig::default().max_bytes);
@@ -252,30 +227,15 @@ mod tests {
             listen: vec!["nowhere".into()],
             admin_listen: "x".into(),
             threads: 0,
-            store: StoreConfig {
-                scheme: "ftp".into(),
-                options: Default::default(),
-            },
-            origin: OriginConfig {
-                timeout_ms: 0,
-                max_concurrent: 0,
-                negative_ttl_secs: 1,
-            },
+            store: StoreConfig { scheme: "ftp".into(), options: Default::default() },
+            origin: OriginConfig { timeout_ms: 0, max_concurrent: 0, negative_ttl_secs: 1 },
             ..EdgeConfig::default()
         };
         let errs = c.validate().unwrap_err().0;
-        for needle in [
-            "listen[0]",
-            "admin_listen",
-            "threads",
-            "store.scheme",
-            "origin.timeout_ms",
-            "origin.max_concurrent",
-        ] {
-            assert!(
-                errs.iter().any(|e| e.starts_with(needle)),
-                "{needle} missing from {errs:?}"
-            );
+        for needle in
+            ["listen[0]", "admin_listen", "threads", "store.scheme", "origin.timeout_ms", "origin.max_concurrent"]
+        {
+            assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle} missing from {errs:?}");
         }
     }
 }

@@ -21,9 +21,7 @@ pub struct Flight<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> Default for Flight<K, V> {
     fn default() -> Self {
-        Flight {
-            calls: Mutex::new(HashMap::new()),
-        }
+        Flight { calls: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -106,12 +104,6 @@ mod tests {
         let follower = tokio::spawn(async move { f.run(1, || async { 5 }).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         leader.abort();
-        assert_eq!(
-            tokio::time::timeout(Duration::from_secs(5), follower)
-                .await
-                .unwrap()
-                .unwrap(),
-            5
-        );
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap(), 5);
     }
 }

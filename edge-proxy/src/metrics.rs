@@ -4,8 +4,8 @@
 //! that comes from a visitor, and never an address.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Which tier answered a request.
@@ -76,79 +76,45 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new(
-                "imgcdn_edge_requests_total",
-                "Requests answered, by status and cache tier",
-            ),
+            Opts::new("imgcdn_edge_requests_total", "Requests answered, by status and cache tier"),
             &["status", "tier"],
         )
         .unwrap();
-        let bytes_served = IntCounter::new(
-            "imgcdn_edge_response_body_bytes_total",
-            "Response body bytes sent",
-        )
-        .unwrap();
+        let bytes_served =
+            IntCounter::new("imgcdn_edge_response_body_bytes_total", "Response body bytes sent").unwrap();
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "imgcdn_edge_request_duration_seconds",
-                "Time to answer a request",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 10.0,
+            HistogramOpts::new("imgcdn_edge_request_duration_seconds", "Time to answer a request").buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
             ]),
             &["tier"],
         )
         .unwrap();
-        let origin_reads = IntCounter::new(
-            "imgcdn_edge_origin_reads_total",
-            "Reads started against the origin store",
-        )
-        .unwrap();
+        let origin_reads =
+            IntCounter::new("imgcdn_edge_origin_reads_total", "Reads started against the origin store").unwrap();
         let origin_errors = IntCounterVec::new(
-            Opts::new(
-                "imgcdn_edge_origin_errors_total",
-                "Origin reads that gave no object, by kind",
-            ),
+            Opts::new("imgcdn_edge_origin_errors_total", "Origin reads that gave no object, by kind"),
             &["kind"],
         )
         .unwrap();
         let origin_read_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "imgcdn_edge_origin_read_seconds",
-                "Duration of origin reads",
-            )
-            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            HistogramOpts::new("imgcdn_edge_origin_read_seconds", "Duration of origin reads")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
         )
         .unwrap();
         let evictions = IntCounterVec::new(
-            Opts::new(
-                "imgcdn_edge_cache_evictions_total",
-                "Entries pushed out of a tier for space",
-            ),
+            Opts::new("imgcdn_edge_cache_evictions_total", "Entries pushed out of a tier for space"),
             &["tier"],
         )
         .unwrap();
-        let disk_corrupt = IntCounter::new(
-            "imgcdn_edge_disk_corrupt_total",
-            "Disk entries that failed verification and were dropped",
-        )
-        .unwrap();
-        let disk_write_errors = IntCounter::new(
-            "imgcdn_edge_disk_write_errors_total",
-            "Disk tier writes that failed",
-        )
-        .unwrap();
-        let cache_bytes = IntGaugeVec::new(
-            Opts::new("imgcdn_edge_cache_bytes", "Bytes held by a tier"),
-            &["tier"],
-        )
-        .unwrap();
-        let cache_entries = IntGaugeVec::new(
-            Opts::new("imgcdn_edge_cache_entries", "Entries held by a tier"),
-            &["tier"],
-        )
-        .unwrap();
+        let disk_corrupt =
+            IntCounter::new("imgcdn_edge_disk_corrupt_total", "Disk entries that failed verification and were dropped")
+                .unwrap();
+        let disk_write_errors =
+            IntCounter::new("imgcdn_edge_disk_write_errors_total", "Disk tier writes that failed").unwrap();
+        let cache_bytes =
+            IntGaugeVec::new(Opts::new("imgcdn_edge_cache_bytes", "Bytes held by a tier"), &["tier"]).unwrap();
+        let cache_entries =
+            IntGaugeVec::new(Opts::new("imgcdn_edge_cache_entries", "Entries held by a tier"), &["tier"]).unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_served.clone()),
@@ -182,30 +148,20 @@ impl Metrics {
 
     /// Count one answered request.
     pub fn observe(&self, status: u16, tier: Tier, body_bytes: usize, seconds: f64) {
-        self.requests
-            .with_label_values(&[status_label(status), tier.label()])
-            .inc();
+        self.requests.with_label_values(&[status_label(status), tier.label()]).inc();
         self.bytes_served.inc_by(body_bytes as u64);
-        self.latency
-            .with_label_values(&[tier.label()])
-            .observe(seconds);
+        self.latency.with_label_values(&[tier.label()]).observe(seconds);
     }
 
     pub fn set_cache_usage(&self, tier: Tier, entries: u64, bytes: u64) {
-        self.cache_entries
-            .with_label_values(&[tier.label()])
-            .set(entries as i64);
-        self.cache_bytes
-            .with_label_values(&[tier.label()])
-            .set(bytes as i64);
+        self.cache_entries.with_label_values(&[tier.label()]).set(entries as i64);
+        self.cache_bytes.with_label_values(&[tier.label()]).set(bytes as i64);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding cannot fail");
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         out
     }
 }

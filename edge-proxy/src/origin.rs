@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use imgcdn_shared::storage::{manifest_key, object_key};
+use imgcdn_shared::storage::manifest_key;
 use imgcdn_shared::{ImageId, Manifest};
 use moka::sync::Cache;
 use opendal::{ErrorKind, Operator};
@@ -71,10 +71,7 @@ const INLINE_HASH_MAX: usize = 64 * 1024;
 impl Origin {
     pub fn new(op: Operator, cfg: &OriginConfig, metrics: Arc<Metrics>) -> Origin {
         let absent = (cfg.negative_ttl_secs > 0).then(|| {
-            Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(cfg.negative_ttl_secs))
-                .build()
+            Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(cfg.negative_ttl_secs)).build()
         });
         Origin {
             op,
@@ -106,17 +103,12 @@ impl Origin {
                     Ok(r) => r,
                     Err(_) => Err(OriginError::Timeout),
                 };
-                self.metrics
-                    .origin_read_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.origin_read_seconds.observe(started.elapsed().as_secs_f64());
                 if let Ok(obj) = &result {
                     on_loaded(obj);
                 }
                 if let Err(e) = &result {
-                    self.metrics
-                        .origin_errors
-                        .with_label_values(&[e.metric_kind()])
-                        .inc();
+                    self.metrics.origin_errors.with_label_values(&[e.metric_kind()]).inc();
                     match e {
                         OriginError::NotFound => {
                             if let Some(c) = &self.absent {
@@ -143,12 +135,13 @@ impl Origin {
         let _permit = self.limit.acquire().await.expect("semaphore never closed");
         self.metrics.origin_reads.inc();
         let manifest = match self.op.read(&manifest_key(&id)).await {
-            Ok(buf) => Manifest::from_json(&buf.to_bytes())
-                .map_err(|e| OriginError::Mismatch(format!("manifest: {e}")))?,
+            Ok(buf) => {
+                Manifest::from_json(&buf.to_bytes()).map_err(|e| OriginError::Mismatch(format!("manifest: {e}")))?
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(OriginError::NotFound),
             Err(e) => return Err(OriginError::Unavailable(e.to_string())),
         };
-        let body: Bytes = match self.op.read(&object_key(&id)).await {
+        let body: Bytes = match self.op.read(&manifest.object_key(&id)).await {
             // Copied into an allocation of exactly its size. A backend may
             // hand back a slice of a larger pooled read buffer (OpenDAL's fs
             // service does: 256 KiB and up), and the cache tiers would keep
@@ -160,11 +153,7 @@ impl Origin {
             Err(e) => return Err(OriginError::Unavailable(e.to_string())),
         };
         if body.len() as u64 != manifest.bytes {
-            return Err(OriginError::Mismatch(format!(
-                "{} bytes, manifest says {}",
-                body.len(),
-                manifest.bytes
-            )));
+            return Err(OriginError::Mismatch(format!("{} bytes, manifest says {}", body.len(), manifest.bytes)));
         }
         let digest = if body.len() <= INLINE_HASH_MAX {
             hex::encode(Sha256::digest(&body))
@@ -185,7 +174,7 @@ impl Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imgcdn_shared::storage::StoreConfig;
+    use imgcdn_shared::storage::{object_key, StoreConfig};
 
     #[tokio::test]
     async fn a_fetched_body_owns_exactly_its_bytes() {
@@ -200,14 +189,13 @@ mod tests {
             height: 1,
             expires_at: None,
             transformable: true,
+            object: None,
         };
         std::fs::create_dir_all(dir.path().join("objects")).unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         std::fs::write(dir.path().join(object_key(&id)), &body).unwrap();
         std::fs::write(dir.path().join(manifest_key(&id)), manifest.to_json()).unwrap();
-        let op = StoreConfig::fs(dir.path().to_string_lossy())
-            .operator()
-            .unwrap();
+        let op = StoreConfig::fs(dir.path().to_string_lossy()).operator().unwrap();
         let origin = Origin::new(op, &OriginConfig::default(), Arc::new(Metrics::new()));
         let obj = origin.fetch(id, 0, |_| {}).await.unwrap();
         assert_eq!(&obj.body[..], &body[..]);

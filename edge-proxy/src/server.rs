@@ -38,10 +38,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
     #[error("disk cache at {path}: {source}")]
-    Disk {
-        path: String,
-        source: std::io::Error,
-    },
+    Disk { path: String, source: std::io::Error },
     #[error("store: {0}")]
     Store(#[from] opendal::Error),
     #[error("tls listener: {0}")]
@@ -65,31 +62,16 @@ impl Edge {
         cfg.validate()?;
         let metrics = Arc::new(Metrics::new());
         let m = metrics.clone();
-        let memory = MemoryTier::new(
-            cfg.memory.max_bytes,
-            cfg.memory.max_object_bytes,
-            clock.clone(),
-            move || m.evictions.with_label_values(&[Tier::Memory.label()]).inc(),
-        );
-        let m = metrics.clone();
-        let disk = DiskTier::open(
-            &cfg.disk.path,
-            cfg.disk.max_bytes,
-            clock.clone(),
-            move || m.evictions.with_label_values(&[Tier::Disk.label()]).inc(),
-        )
-        .map_err(|source| StartError::Disk {
-            path: cfg.disk.path.display().to_string(),
-            source,
-        })?;
-        let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone());
-        let tiers = Arc::new(Tiers {
-            memory,
-            disk: Arc::new(disk),
-            origin,
-            metrics,
-            clock,
+        let memory = MemoryTier::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes, clock.clone(), move || {
+            m.evictions.with_label_values(&[Tier::Memory.label()]).inc()
         });
+        let m = metrics.clone();
+        let disk = DiskTier::open(&cfg.disk.path, cfg.disk.max_bytes, clock.clone(), move || {
+            m.evictions.with_label_values(&[Tier::Disk.label()]).inc()
+        })
+        .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
+        let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone());
+        let tiers = Arc::new(Tiers { memory, disk: Arc::new(disk), origin, metrics, clock });
 
         let conf = ServerConf {
             threads: cfg.threads,
@@ -113,28 +95,20 @@ impl Edge {
         let mut public = Service::new("imgcdn edge".to_string(), app);
         for addr in &cfg.listen {
             public.add_listener(
-                ListenerConfig::tcp(addr.as_str())
-                    .l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES)),
+                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES)),
             );
         }
         if let Some(tls) = &cfg.tls {
             let cert = tls.cert_path.to_string_lossy();
             let key = tls.key_path.to_string_lossy();
-            public
-                .add_tls(&tls.listen, &cert, &key)
-                .map_err(|e| StartError::Tls(e.to_string()))?;
+            public.add_tls(&tls.listen, &cert, &key).map_err(|e| StartError::Tls(e.to_string()))?;
         }
         public.threads = Some(cfg.threads);
 
         // Nothing to wait for yet beyond the disk index, which is loaded.
         let ready = Arc::new(AtomicBool::new(false));
-        let mut admin = Service::new(
-            "imgcdn edge admin".to_string(),
-            AdminApp {
-                tiers: tiers.clone(),
-                ready: ready.clone(),
-            },
-        );
+        let mut admin =
+            Service::new("imgcdn edge admin".to_string(), AdminApp { tiers: tiers.clone(), ready: ready.clone() });
         admin.add_tcp(&cfg.admin_listen);
         admin.threads = Some(1);
 
@@ -146,8 +120,6 @@ impl Edge {
 
     /// Serve until `shutdown` fires, then drain gracefully. Blocks.
     pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
-        self.server.run(RunArgs {
-            shutdown_signal: shutdown,
-        });
+        self.server.run(RunArgs { shutdown_signal: shutdown });
     }
 }

@@ -19,16 +19,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [
-        Format::Jpeg,
-        Format::Png,
-        Format::Gif,
-        Format::Webp,
-        Format::Avif,
-        Format::Svg,
-        Format::Bmp,
-        Format::Ico,
-    ];
+    pub const ALL: [Format; 8] =
+        [Format::Jpeg, Format::Png, Format::Gif, Format::Webp, Format::Avif, Format::Svg, Format::Bmp, Format::Ico];
 
     /// Parse a URL extension (lowercase only: URLs are case-sensitive and
     /// one spelling per object keeps one cache entry per object).
@@ -75,14 +67,11 @@ impl Format {
 
     pub fn from_content_type(ct: &str) -> Option<Format> {
         let base = ct.split(';').next().unwrap_or("").trim();
-        Format::ALL
-            .into_iter()
-            .find(|f| f.content_type().eq_ignore_ascii_case(base))
-            .or(match base {
-                "image/vnd.microsoft.icon" => Some(Format::Ico),
-                "image/jpg" => Some(Format::Jpeg),
-                _ => None,
-            })
+        Format::ALL.into_iter().find(|f| f.content_type().eq_ignore_ascii_case(base)).or(match base {
+            "image/vnd.microsoft.icon" => Some(Format::Ico),
+            "image/jpg" => Some(Format::Jpeg),
+            _ => None,
+        })
     }
 
     /// Whether the edge may resize/re-encode this format (SVG, BMP and ICO
@@ -106,10 +95,7 @@ mod tests {
         assert_eq!(Format::from_extension(b"JPG"), None);
         assert_eq!(Format::from_extension(b"heic"), None);
         assert_eq!(Format::from_extension(b"exe"), None);
-        assert_eq!(
-            Format::from_content_type("image/png; charset=x"),
-            Some(Format::Png)
-        );
+        assert_eq!(Format::from_content_type("image/png; charset=x"), Some(Format::Png));
         assert_eq!(Format::from_content_type("text/html"), None);
     }
 }

@@ -151,16 +151,7 @@ mod tests {
 
     #[test]
     fn rejects_wrong_length_and_alphabet() {
-        for bad in [
-            "",
-            "abc",
-            "abcdefghi",
-            "abcd-efg",
-            "abc/defg",
-            "abcdefg.",
-            "ab..defg",
-            "abcdéfg",
-        ] {
+        for bad in ["", "abc", "abcdefghi", "abcd-efg", "abc/defg", "abcdefg.", "ab..defg", "abcdéfg"] {
             assert!(bad.parse::<ImageId>().is_err(), "{bad:?} accepted");
         }
         assert!("aB3dE6gH".parse::<ImageId>().is_ok());

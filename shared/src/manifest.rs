@@ -25,6 +25,11 @@ pub struct Manifest {
     pub expires_at: Option<OffsetDateTime>,
     /// Whether the edge may transform it (false for SVG, BMP, ICO).
     pub transformable: bool,
+    /// Storage key of the bytes when they are not `objects/{id}`: identical
+    /// bytes uploaded again within a team are stored once and shared by
+    /// every id that shows them. Always under `objects/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 /// Why a manifest cannot be used.
@@ -36,6 +41,8 @@ pub enum ManifestError {
     ContentType(String),
     #[error("manifest sha256 is not 64 lowercase hex characters")]
     Sha256,
+    #[error("manifest object key is not a key under objects/")]
+    ObjectKey,
 }
 
 impl Manifest {
@@ -43,12 +50,7 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let m: Manifest = serde_json::from_slice(bytes)?;
         m.format()?;
-        if m.sha256.len() != 64
-            || !m
-                .sha256
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(ManifestError::Sha256);
         }
         Ok(m)
@@ -61,6 +63,11 @@ impl Manifest {
     pub fn format(&self) -> Result<Format, ManifestError> {
         Format::from_content_type(&self.content_type)
             .ok_or_else(|| ManifestError::ContentType(self.content_type.clone()))
+    }
+
+    /// The storage key of the bytes of image `id`.
+    pub fn object_key(&self, id: &crate::ImageId) -> String {
+        self.object.clone().unwrap_or_else(|| crate::storage::object_key(id))
     }
 
     /// True when `now` is at or past `expires_at`.
@@ -82,6 +89,7 @@ mod tests {
             height: 1,
             expires_at: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
             transformable: true,
+            object: None,
         }
     }
 
@@ -91,6 +99,17 @@ mod tests {
         let json = m.to_json();
         assert!(String::from_utf8_lossy(&json).contains("2030-01-01T00:00:00Z"));
         assert_eq!(Manifest::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn the_object_key_defaults_to_the_id_and_can_point_at_shared_bytes() {
+        let id: crate::ImageId = "aB3dE6gH".parse().unwrap();
+        let mut m = sample();
+        assert_eq!(m.object_key(&id), "objects/aB3dE6gH");
+        assert!(!String::from_utf8(m.to_json()).unwrap().contains("\"object\""), "absent when default");
+        m.object = Some("objects/zzzzzzzz".into());
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back.object_key(&id), "objects/zzzzzzzz");
     }
 
     #[test]
@@ -111,16 +130,10 @@ mod tests {
     fn rejects_bad_fields() {
         let mut m = sample();
         m.content_type = "text/html".into();
-        assert!(matches!(
-            Manifest::from_json(&m.to_json()),
-            Err(ManifestError::ContentType(_))
-        ));
+        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::ContentType(_))));
         let mut m = sample();
         m.sha256 = "XYZ".into();
-        assert!(matches!(
-            Manifest::from_json(&m.to_json()),
-            Err(ManifestError::Sha256)
-        ));
+        assert!(matches!(Manifest::from_json(&m.to_json()), Err(ManifestError::Sha256)));
         assert!(Manifest::from_json(b"{not json").is_err());
     }
 }

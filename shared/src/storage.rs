@@ -69,20 +69,14 @@ pub const SUPPORTED_SCHEMES: [&str; 2] = ["fs", "s3"];
 impl StoreConfig {
     /// A filesystem store rooted at `root`.
     pub fn fs(root: impl Into<String>) -> Self {
-        StoreConfig {
-            scheme: "fs".into(),
-            options: BTreeMap::from([("root".to_string(), root.into())]),
-        }
+        StoreConfig { scheme: "fs".into(), options: BTreeMap::from([("root".to_string(), root.into())]) }
     }
 
     /// Every problem with this store's settings, prefixed with `at`.
     pub fn problems(&self, at: &str) -> Vec<String> {
         let mut out = Vec::new();
         if !SUPPORTED_SCHEMES.contains(&self.scheme.as_str()) {
-            out.push(format!(
-                "{at}.scheme: {:?} is not supported (use one of {SUPPORTED_SCHEMES:?})",
-                self.scheme
-            ));
+            out.push(format!("{at}.scheme: {:?} is not supported (use one of {SUPPORTED_SCHEMES:?})", self.scheme));
         }
         let need: &[&str] = match self.scheme.as_str() {
             "fs" => &["root"],
@@ -116,10 +110,7 @@ impl fmt::Debug for StoreConfig {
                 (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
             })
             .collect();
-        f.debug_struct("StoreConfig")
-            .field("scheme", &self.scheme)
-            .field("options", &shown)
-            .finish()
+        f.debug_struct("StoreConfig").field("scheme", &self.scheme).field("options", &shown).finish()
     }
 }
 
@@ -136,18 +127,9 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let bad = StoreConfig {
-            scheme: "s3".into(),
-            options: BTreeMap::new(),
-        };
-        assert_eq!(
-            bad.problems("store"),
-            vec!["store.bucket: required for scheme \"s3\""]
-        );
-        let bad = StoreConfig {
-            scheme: "ftp".into(),
-            options: BTreeMap::new(),
-        };
+        let bad = StoreConfig { scheme: "s3".into(), options: BTreeMap::new() };
+        assert_eq!(bad.problems("store"), vec!["store.bucket: required for scheme \"s3\""]);
+        let bad = StoreConfig { scheme: "ftp".into(), options: BTreeMap::new() };
         assert_eq!(bad.problems("store").len(), 1);
         assert!(StoreConfig::fs("/tmp/x").problems("store").is_empty());
     }
@@ -155,15 +137,13 @@ mod tests {
     #[test]
     fn debug_redacts_secrets() {
         let mut c = StoreConfig::fs("/x");
-        c.options
-            .insert("secret_access_key".into(), "hunter2".into());
+        c.options.insert("secret_access_key".into(), "hunter2".into());
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
     fn toml_shape_is_flat() {
-        let c: StoreConfig =
-            toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\n").unwrap();
+        let c: StoreConfig = toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\n").unwrap();
         assert_eq!(c.options.get("bucket").map(String::as_str), Some("b"));
     }
 }

@@ -53,9 +53,7 @@ impl ImagePath {
             None => target,
         };
         if path.windows(2).any(|w| w == b"..")
-            || path
-                .iter()
-                .any(|&b| b == b'%' || b == b'\\' || !(0x21..0x7f).contains(&b))
+            || path.iter().any(|&b| b == b'%' || b == b'\\' || !(0x21..0x7f).contains(&b))
         {
             return Err(PathError::Hostile);
         }
@@ -80,13 +78,7 @@ impl ImagePath {
 
 impl fmt::Display for ImagePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "/{}/{}.{}",
-            self.id.shard(),
-            self.id,
-            self.format.extension()
-        )
+        write!(f, "/{}/{}.{}", self.id.shard(), self.id, self.format.extension())
     }
 }
 
@@ -119,15 +111,8 @@ mod tests {
     #[test]
     fn wrong_shard_is_its_own_error() {
         let (id, _) = good();
-        let wrong = if id.shard().as_str() == "000" {
-            "001"
-        } else {
-            "000"
-        };
-        assert_eq!(
-            ImagePath::parse(format!("/{wrong}/{id}.png").as_bytes()),
-            Err(PathError::WrongShard)
-        );
+        let wrong = if id.shard().as_str() == "000" { "001" } else { "000" };
+        assert_eq!(ImagePath::parse(format!("/{wrong}/{id}.png").as_bytes()), Err(PathError::WrongShard));
     }
 
     #[test]
@@ -146,11 +131,7 @@ mod tests {
             "/abcd/efghijkl.png".to_string(),
             format!("/x{}", &base[1..]),
         ] {
-            assert_eq!(
-                ImagePath::parse(p.as_bytes()),
-                Err(PathError::NotOurs),
-                "{p:?}"
-            );
+            assert_eq!(ImagePath::parse(p.as_bytes()), Err(PathError::NotOurs), "{p:?}");
         }
     }
 
@@ -166,11 +147,7 @@ mod tests {
             "/abc/\0".to_string(),
             "/a b/c".to_string(),
         ] {
-            assert_eq!(
-                ImagePath::parse(p.as_bytes()),
-                Err(PathError::Hostile),
-                "{p:?}"
-            );
+            assert_eq!(ImagePath::parse(p.as_bytes()), Err(PathError::Hostile), "{p:?}");
         }
     }
 }

@@ -18,10 +18,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_imgcdn");
 
 /// A free port on 127.0.0.1 (bound, then released for the process to take).
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 #[allow(unused_imports)]
@@ -55,6 +52,7 @@ impl Store {
             height: 1,
             expires_at,
             transformable: true,
+            object: None,
         };
         fs::write(self.root.join(object_key(&id)), bytes).unwrap();
         fs::write(self.root.join(manifest_key(&id)), manifest.to_json()).unwrap();
@@ -79,10 +77,7 @@ pub struct EdgeOpts {
 impl EdgeOpts {
     pub fn new(dir: &Path) -> EdgeOpts {
         EdgeOpts {
-            store_toml: format!(
-                "scheme = \"fs\"\nroot = {:?}\n",
-                dir.join("store").display().to_string()
-            ),
+            store_toml: format!("scheme = \"fs\"\nroot = {:?}\n", dir.join("store").display().to_string()),
             disk: dir.join("edge-cache"),
             memory_max_object_bytes: 8 << 20,
             origin_timeout_ms: 5000,
@@ -151,10 +146,7 @@ impl EdgeProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "edge not ready; log:\n{}",
-            fs::read_to_string(&self.log_path).unwrap_or_default()
-        );
+        panic!("edge not ready; log:\n{}", fs::read_to_string(&self.log_path).unwrap_or_default());
     }
 
     pub fn url(&self, path: &ImagePath) -> String {
@@ -163,9 +155,7 @@ impl EdgeProcess {
 
     /// Scrape `/metrics`.
     pub fn metrics(&self) -> String {
-        ureq_get(&format!("{}/metrics", self.admin))
-            .expect("metrics")
-            .1
+        ureq_get(&format!("{}/metrics", self.admin)).expect("metrics").1
     }
 
     /// The value of a metric line that starts with `series` (0 if absent).
@@ -213,23 +203,14 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
 

@@ -35,9 +35,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_ascii_lowercase();
     let bad = || ApiError::validation("email", "Enter a valid email address.");
     if email.len() > 254
-        || email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+        || email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
     {
         return Err(bad());
     }
@@ -61,10 +59,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
 pub fn check_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim().to_string();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name",
-            format!("Enter a name of 1 to {MAX_NAME} characters."),
-        ));
+        return Err(ApiError::validation("name", format!("Enter a name of 1 to {MAX_NAME} characters.")));
     }
     Ok(name)
 }
@@ -72,10 +67,7 @@ pub fn check_name(raw: &str) -> Result<String, ApiError> {
 pub fn iso(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -108,19 +100,15 @@ pub async fn insert_user(
     .execute(&mut *conn)
     .await;
     match inserted {
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            return Err(ApiError::Conflict("email taken".into()))
-        }
+        Err(e) if crate::db::is_unique_violation(&e) => return Err(ApiError::Conflict("email taken".into())),
         other => other?,
     };
-    sqlx::query(
-        "INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
-    )
-    .bind(&team_id)
-    .bind(&user_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
+        .bind(&team_id)
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     Ok(user_id)
 }
 
@@ -189,27 +177,22 @@ pub async fn consume_email_token(
     if used != 1 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT user_id FROM email_tokens WHERE token_hash = $1")
-        .bind(&hash)
-        .fetch_one(conn)
-        .await?;
+    let row = sqlx::query("SELECT user_id FROM email_tokens WHERE token_hash = $1").bind(&hash).fetch_one(conn).await?;
     Ok(Some(row.get(0)))
 }
 
 fn link(state: &AppState, path: &str, token: &str) -> String {
-    format!(
-        "{}{path}?token={token}",
-        state.cfg.public_base_url.trim_end_matches('/')
-    )
+    format!("{}{path}?token={token}", state.cfg.public_base_url.trim_end_matches('/'))
 }
 
 /// The user object.
 pub async fn user_json(conn: &mut AnyConnection, user_id: &str) -> Result<Value, ApiError> {
-    let r = sqlx::query("SELECT id, email, name, email_verified_at, personal_team_id, created_at FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let r =
+        sqlx::query("SELECT id, email, name, email_verified_at, personal_team_id, created_at FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(ApiError::NotFound)?;
     let consent = sqlx::query("SELECT marketing, gpc, recorded_at FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
         .bind(user_id)
         .fetch_optional(&mut *conn)
@@ -246,41 +229,17 @@ pub async fn signup(
     let name = check_name(&body.name)?;
     state.passwords.check_policy(&body.password, &email)?;
     if let Some(ip) = &client.ip {
-        state
-            .limiter
-            .hit("signup", ip, 20, 3600)
-            .map_err(|s| ApiError::RateLimited {
-                retry_after_secs: s,
-            })?;
+        state.limiter.hit("signup", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let hash = state.passwords.hash(body.password).await?;
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
     match insert_user(&mut tx, &email, &name, Some(&hash), now).await {
         Ok(user_id) => {
-            record_consent(
-                &mut tx,
-                &user_id,
-                "signup",
-                body.marketing_emails,
-                &client,
-                now,
-            )
-            .await?;
-            let token = issue_email_token(
-                &mut tx,
-                &user_id,
-                "verify",
-                state.cfg.verify_link_ttl_secs,
-                now,
-            )
-            .await?;
-            enqueue(
-                &mut tx,
-                templates::verify_email(&email, &name, &link(&state, "/verify-email", &token)),
-                now,
-            )
-            .await?;
+            record_consent(&mut tx, &user_id, "signup", body.marketing_emails, &client, now).await?;
+            let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
+            enqueue(&mut tx, templates::verify_email(&email, &name, &link(&state, "/verify-email", &token)), now)
+                .await?;
         }
         Err(ApiError::Conflict(_)) => {
             // Start over: the failed insert may have aborted the transaction (PostgreSQL).
@@ -293,10 +252,7 @@ pub async fn signup(
     }
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "object": "signup", "status": "verification_sent", "email": email })),
-    )
+    Ok((StatusCode::ACCEPTED, Json(json!({ "object": "signup", "status": "verification_sent", "email": email })))
         .into_response())
 }
 
@@ -310,25 +266,18 @@ async fn verify_token(state: &AppState, token: &str) -> ApiResult<String> {
     let mut tx = state.db.pool.begin().await?;
     let user_id = consume_email_token(&mut tx, token, "verify", now)
         .await?
-        .ok_or_else(|| {
-            ApiError::validation("token", "This link is invalid, expired or already used.")
-        })?;
-    sqlx::query(
-        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
-    )
-    .bind(now)
-    .bind(&user_id)
-    .execute(&mut *tx)
-    .await?;
+        .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
+    sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL")
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(user_id)
 }
 
 /// `POST /v1/auth/verify` `{token}`
-pub async fn verify(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<TokenBody>,
-) -> ApiResult<Json<Value>> {
+pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<TokenBody>) -> ApiResult<Json<Value>> {
     let user_id = verify_token(&state, &body.token).await?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(Json(user_json(&mut conn, &user_id).await?))
@@ -356,17 +305,10 @@ pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
 /// `POST /verify-email` (the page's form).
 pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
     match verify_token(&state, &body.token).await {
-        Ok(_) => Html(page(
-            "Email confirmed",
-            "<p>Thank you. Your email address is confirmed.</p>",
-        ))
-        .into_response(),
+        Ok(_) => Html(page("Email confirmed", "<p>Thank you. Your email address is confirmed.</p>")).into_response(),
         Err(ApiError::Validation { message, .. }) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page(
-                "Link not valid",
-                &format!("<p>{}</p>", html_escape(&message)),
-            )),
+            Html(page("Link not valid", &format!("<p>{}</p>", html_escape(&message)))),
         )
             .into_response(),
         Err(e) => e.into_response(),
@@ -374,11 +316,7 @@ pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQu
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn page(title: &str, body: &str) -> String {
@@ -403,12 +341,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let wrong = || ApiError::Unauthorized("Wrong email or password.".into());
     if let Some(ip) = &client.ip {
-        state
-            .limiter
-            .hit("login", ip, 30, 600)
-            .map_err(|s| ApiError::RateLimited {
-                retry_after_secs: s,
-            })?;
+        state.limiter.hit("login", ip, 30, 600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let email = normalize_email(&body.email).unwrap_or_default();
     if body.password.len() > state.cfg.passwords.max_length {
@@ -419,10 +352,7 @@ pub async fn login(
         .fetch_optional(&state.db.pool)
         .await?;
     let (user_id, stored) = match row {
-        Some(r) => (
-            Some(r.get::<String, _>("id")),
-            r.get::<Option<String>, _>("password_hash"),
-        ),
+        Some(r) => (Some(r.get::<String, _>("id")), r.get::<Option<String>, _>("password_hash")),
         None => (None, None),
     };
     if !state.passwords.verify(body.password, stored).await? {
@@ -473,20 +403,14 @@ pub async fn update_me(
     }
     // A settings change under GPC records the signal even if marketing was not touched.
     if body.marketing_emails.is_some() || client.gpc {
-        let current = sqlx::query("SELECT marketing FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
-            .bind(&auth.user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some_and(|r| r.get::<i64, _>(0) != 0);
-        record_consent(
-            &mut tx,
-            &auth.user_id,
-            "settings",
-            body.marketing_emails.unwrap_or(current),
-            &client,
-            now,
-        )
-        .await?;
+        let current =
+            sqlx::query("SELECT marketing FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
+                .bind(&auth.user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some_and(|r| r.get::<i64, _>(0) != 0);
+        record_consent(&mut tx, &auth.user_id, "settings", body.marketing_emails.unwrap_or(current), &client, now)
+            .await?;
     }
     let user = user_json(&mut tx, &auth.user_id).await?;
     tx.commit().await?;
@@ -494,40 +418,17 @@ pub async fn update_me(
 }
 
 /// `POST /v1/auth/resend-verification`
-pub async fn resend_verification(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-) -> ApiResult<StatusCode> {
+pub async fn resend_verification(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<StatusCode> {
     if auth.email_verified {
         return Ok(StatusCode::NO_CONTENT);
     }
-    state
-        .limiter
-        .hit("resend", &auth.user_id, 5, 3600)
-        .map_err(|s| ApiError::RateLimited {
-            retry_after_secs: s,
-        })?;
+    state.limiter.hit("resend", &auth.user_id, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
-    let name: String = sqlx::query("SELECT name FROM users WHERE id = $1")
-        .bind(&auth.user_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-    let token = issue_email_token(
-        &mut tx,
-        &auth.user_id,
-        "verify",
-        state.cfg.verify_link_ttl_secs,
-        now,
-    )
-    .await?;
-    enqueue(
-        &mut tx,
-        templates::verify_email(&auth.email, &name, &link(&state, "/verify-email", &token)),
-        now,
-    )
-    .await?;
+    let name: String =
+        sqlx::query("SELECT name FROM users WHERE id = $1").bind(&auth.user_id).fetch_one(&mut *tx).await?.get(0);
+    let token = issue_email_token(&mut tx, &auth.user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
+    enqueue(&mut tx, templates::verify_email(&auth.email, &name, &link(&state, "/verify-email", &token)), now).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
     Ok(StatusCode::ACCEPTED)
@@ -545,23 +446,14 @@ pub async fn change_password(
     auth: SessionAuth,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> ApiResult<StatusCode> {
-    state
-        .passwords
-        .check_policy(&body.new_password, &auth.email)?;
+    state.passwords.check_policy(&body.new_password, &auth.email)?;
     let stored: Option<String> = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
         .bind(&auth.user_id)
         .fetch_one(&state.db.pool)
         .await?
         .get(0);
-    if !state
-        .passwords
-        .verify(body.current_password, stored)
-        .await?
-    {
-        return Err(ApiError::validation(
-            "current_password",
-            "The current password is wrong.",
-        ));
+    if !state.passwords.verify(body.current_password, stored).await? {
+        return Err(ApiError::validation("current_password", "The current password is wrong."));
     }
     let hash = state.passwords.hash(body.new_password).await?;
     let now = state.clock.unix_now();
@@ -574,10 +466,7 @@ pub async fn change_password(
     sessions::end_all(&mut tx, &auth.user_id, Some(&auth.session_id)).await?;
     enqueue(
         &mut tx,
-        templates::security_alert(
-            &auth.email,
-            "Your password was changed, and your other sessions were signed out.",
-        ),
+        templates::security_alert(&auth.email, "Your password was changed, and your other sessions were signed out."),
         now,
     )
     .await?;
@@ -598,42 +487,18 @@ pub async fn request_reset(
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
     let email = normalize_email(&body.email)?;
-    state
-        .limiter
-        .hit("reset-email", &email, 5, 3600)
-        .map_err(|s| ApiError::RateLimited {
-            retry_after_secs: s,
-        })?;
+    state.limiter.hit("reset-email", &email, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     if let Some(ip) = &client.ip {
-        state
-            .limiter
-            .hit("reset-ip", ip, 20, 3600)
-            .map_err(|s| ApiError::RateLimited {
-                retry_after_secs: s,
-            })?;
+        state.limiter.hit("reset-ip", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let now = state.clock.unix_now();
     let mut tx = state.db.pool.begin().await?;
-    if let Some(row) = sqlx::query("SELECT id FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?
+    if let Some(row) =
+        sqlx::query("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(&mut *tx).await?
     {
         let user_id: String = row.get(0);
-        let token = issue_email_token(
-            &mut tx,
-            &user_id,
-            "reset",
-            state.cfg.reset_link_ttl_secs,
-            now,
-        )
-        .await?;
-        enqueue(
-            &mut tx,
-            templates::password_reset(&email, &link(&state, "/reset-password", &token)),
-            now,
-        )
-        .await?;
+        let token = issue_email_token(&mut tx, &user_id, "reset", state.cfg.reset_link_ttl_secs, now).await?;
+        enqueue(&mut tx, templates::password_reset(&email, &link(&state, "/reset-password", &token)), now).await?;
     }
     tx.commit().await?;
     state.mail_wake.notify_one();
@@ -654,36 +519,32 @@ pub async fn confirm_reset(
     let now = state.clock.unix_now();
     // Check the policy before using up the token; the email is needed for it.
     let hash = hash_token(&body.token);
-    let email: Option<String> = sqlx::query("SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
-        .bind(&hash)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .map(|r| r.get(0));
-    state
-        .passwords
-        .check_policy(&body.password, email.as_deref().unwrap_or(""))?;
+    let email: Option<String> =
+        sqlx::query("SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .map(|r| r.get(0));
+    state.passwords.check_policy(&body.password, email.as_deref().unwrap_or(""))?;
     let new_hash = state.passwords.hash(body.password).await?;
     let mut tx = state.db.pool.begin().await?;
     let user_id = consume_email_token(&mut tx, &body.token, "reset", now)
         .await?
-        .ok_or_else(|| {
-            ApiError::validation("token", "This link is invalid, expired or already used.")
-        })?;
+        .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
     // Resetting through the emailed link also proves the address.
-    sqlx::query("UPDATE users SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3")
-        .bind(new_hash)
-        .bind(now)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3",
+    )
+    .bind(new_hash)
+    .bind(now)
+    .bind(&user_id)
+    .execute(&mut *tx)
+    .await?;
     sessions::end_all(&mut tx, &user_id, None).await?;
     if let Some(email) = &email {
         enqueue(
             &mut tx,
-            templates::security_alert(
-                email,
-                "Your password was reset, and every session was signed out.",
-            ),
+            templates::security_alert(email, "Your password was reset, and every session was signed out."),
             now,
         )
         .await?;
@@ -716,28 +577,12 @@ pub struct ResetForm {
 
 /// `POST /reset-password` (the page's form).
 pub async fn reset_form(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
-    match confirm_reset(
-        State(state),
-        ApiJson(ResetConfirmBody {
-            token: f.token,
-            password: f.password,
-        }),
-    )
-    .await
-    {
-        Ok(_) => Html(page(
-            "Password changed",
-            "<p>Your password is set. Sign in with it now.</p>",
-        ))
-        .into_response(),
-        Err(ApiError::Validation { message, .. }) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page(
-                "Not changed",
-                &format!("<p>{}</p>", html_escape(&message)),
-            )),
-        )
-            .into_response(),
+    match confirm_reset(State(state), ApiJson(ResetConfirmBody { token: f.token, password: f.password })).await {
+        Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
+        Err(ApiError::Validation { message, .. }) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Html(page("Not changed", &format!("<p>{}</p>", html_escape(&message)))))
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -22,14 +22,8 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(cfg: &PasswordConfig) -> Passwords {
-        let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None)
-            .expect("validated params");
-        let mut p = Passwords {
-            params,
-            min_length: cfg.min_length,
-            max_length: cfg.max_length,
-            dummy: String::new(),
-        };
+        let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None).expect("validated params");
+        let mut p = Passwords { params, min_length: cfg.min_length, max_length: cfg.max_length, dummy: String::new() };
         p.dummy = p.hash_now(&crate::secrets::random_token(16));
         p
     }
@@ -42,16 +36,10 @@ impl Passwords {
     pub fn check_policy(&self, password: &str, email: &str) -> Result<(), ApiError> {
         let n = password.chars().count();
         if n < self.min_length {
-            return Err(ApiError::validation(
-                "password",
-                format!("Use at least {} characters.", self.min_length),
-            ));
+            return Err(ApiError::validation("password", format!("Use at least {} characters.", self.min_length)));
         }
         if password.len() > self.max_length {
-            return Err(ApiError::validation(
-                "password",
-                format!("Use at most {} bytes.", self.max_length),
-            ));
+            return Err(ApiError::validation("password", format!("Use at most {} bytes.", self.max_length)));
         }
         let distinct: std::collections::HashSet<char> = password.chars().collect();
         let local = email.split('@').next().unwrap_or("");
@@ -59,34 +47,19 @@ impl Passwords {
             || password.eq_ignore_ascii_case(email)
             || (!local.is_empty() && password.eq_ignore_ascii_case(local))
         {
-            return Err(ApiError::validation(
-                "password",
-                "This password is too easy to guess.",
-            ));
+            return Err(ApiError::validation("password", "This password is too easy to guess."));
         }
-        const COMMON: &[&str] = &[
-            "password123",
-            "1234567890",
-            "qwertyuiop",
-            "password1234",
-            "iloveyou123",
-            "letmein1234",
-        ];
+        const COMMON: &[&str] =
+            &["password123", "1234567890", "qwertyuiop", "password1234", "iloveyou123", "letmein1234"];
         if COMMON.iter().any(|c| password.eq_ignore_ascii_case(c)) {
-            return Err(ApiError::validation(
-                "password",
-                "This password is too common.",
-            ));
+            return Err(ApiError::validation("password", "This password is too common."));
         }
         Ok(())
     }
 
     fn hash_now(&self, password: &str) -> String {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon()
-            .hash_password(password.as_bytes(), &salt)
-            .expect("argon2 hashing")
-            .to_string()
+        self.argon().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
     }
 
     /// Hash on a blocking thread.
@@ -105,11 +78,7 @@ impl Passwords {
             let real = stored.is_some();
             let hash = stored.unwrap_or_else(|| this.dummy.clone());
             let ok = PasswordHash::new(&hash)
-                .map(|h| {
-                    this.argon()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
+                .map(|h| this.argon().verify_password(password.as_bytes(), &h).is_ok())
                 .unwrap_or(false);
             ok && real
         })
@@ -123,11 +92,7 @@ mod tests {
     use super::*;
 
     fn fast() -> Passwords {
-        Passwords::new(&PasswordConfig {
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            ..PasswordConfig::default()
-        })
+        Passwords::new(&PasswordConfig { argon2_memory_kib: 64, argon2_iterations: 1, ..PasswordConfig::default() })
     }
 
     #[tokio::test]
@@ -136,14 +101,8 @@ mod tests {
         let h = p.hash("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(!h.contains("correct horse"));
-        assert!(p
-            .verify("correct horse battery".into(), Some(h.clone()))
-            .await
-            .unwrap());
-        assert!(!p
-            .verify("wrong horse battery".into(), Some(h))
-            .await
-            .unwrap());
+        assert!(p.verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
+        assert!(!p.verify("wrong horse battery".into(), Some(h)).await.unwrap());
         assert!(!p.verify("anything at all".into(), None).await.unwrap());
     }
 

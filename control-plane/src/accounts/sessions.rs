@@ -68,10 +68,7 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Option<SessionAuth>
     let expires: i64 = row.get("expires_at");
     let hard: i64 = row.get("hard_expires_at");
     if now >= expires || now >= hard {
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(&id)
-            .execute(&state.db.pool)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE id = $1").bind(&id).execute(&state.db.pool).await?;
         return Ok(None);
     }
     if now - row.get::<i64, _>("last_seen_at") >= TOUCH_EVERY_SECS {
@@ -95,11 +92,7 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Option<SessionAuth>
 /// The `Set-Cookie` value for a new session.
 pub fn set_cookie(state: &AppState, token: &str) -> HeaderValue {
     let max_age = state.cfg.sessions.sliding_days * DAY;
-    let secure = if state.cfg.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if state.cfg.cookie_secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}"
     ))
@@ -108,23 +101,13 @@ pub fn set_cookie(state: &AppState, token: &str) -> HeaderValue {
 
 /// The `Set-Cookie` value that clears the session cookie.
 pub fn clear_cookie(state: &AppState) -> HeaderValue {
-    let secure = if state.cfg.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}"
-    ))
-    .expect("static")
+    let secure = if state.cfg.cookie_secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}"))
+        .expect("static")
 }
 
 /// Delete every session of `user_id`, except `keep` if given.
-pub async fn end_all(
-    conn: &mut AnyConnection,
-    user_id: &str,
-    keep: Option<&str>,
-) -> Result<u64, sqlx::Error> {
+pub async fn end_all(conn: &mut AnyConnection, user_id: &str, keep: Option<&str>) -> Result<u64, sqlx::Error> {
     let r = match keep {
         Some(k) => {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
@@ -133,47 +116,28 @@ pub async fn end_all(
                 .execute(conn)
                 .await?
         }
-        None => {
-            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-                .bind(user_id)
-                .execute(conn)
-                .await?
-        }
+        None => sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(conn).await?,
     };
     Ok(r.rows_affected())
 }
 
 /// `POST /v1/auth/logout`
 pub async fn logout(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Response> {
-    sqlx::query("DELETE FROM sessions WHERE id = $1")
-        .bind(&auth.session_id)
-        .execute(&state.db.pool)
-        .await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(&state))],
-    )
-        .into_response())
+    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(&auth.session_id).execute(&state.db.pool).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie(&state))]).into_response())
 }
 
 /// `POST /v1/auth/logout-all`
 pub async fn logout_all(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     end_all(&mut conn, &auth.user_id, None).await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie(&state))],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie(&state))]).into_response())
 }
 
 fn iso(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -205,11 +169,7 @@ pub async fn list(State(state): State<AppState>, auth: SessionAuth) -> ApiResult
 }
 
 /// `DELETE /v1/sessions/{id}`: revoke one of the caller's sessions.
-pub async fn revoke(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn revoke(State(state): State<AppState>, auth: SessionAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let n = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
         .bind(&id)
         .bind(&auth.user_id)

@@ -36,11 +36,7 @@ pub struct FileMailer(AsyncFileTransport<Tokio1Executor>);
 #[async_trait]
 impl Mailer for FileMailer {
     async fn send(&self, message: Message) -> Result<(), String> {
-        self.0
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.0.send(message).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -50,11 +46,7 @@ pub struct SmtpMailer(AsyncSmtpTransport<Tokio1Executor>);
 #[async_trait]
 impl Mailer for SmtpMailer {
     async fn send(&self, message: Message) -> Result<(), String> {
-        self.0
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.0.send(message).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -62,27 +54,21 @@ impl Mailer for SmtpMailer {
 pub fn mailer(cfg: &EmailConfig) -> Result<Arc<dyn Mailer>, String> {
     match cfg.transport.as_str() {
         "file" => {
-            std::fs::create_dir_all(&cfg.outbox_dir)
-                .map_err(|e| format!("{}: {e}", cfg.outbox_dir.display()))?;
-            Ok(Arc::new(FileMailer(AsyncFileTransport::new(
-                &cfg.outbox_dir,
-            ))))
+            std::fs::create_dir_all(&cfg.outbox_dir).map_err(|e| format!("{}: {e}", cfg.outbox_dir.display()))?;
+            Ok(Arc::new(FileMailer(AsyncFileTransport::new(&cfg.outbox_dir))))
         }
         "smtp" => {
             let builder = match cfg.smtp_tls.as_str() {
-                "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host)
-                    .map_err(|e| e.to_string())?,
-                "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)
-                    .map_err(|e| e.to_string())?,
+                "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host).map_err(|e| e.to_string())?,
+                "starttls" => {
+                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host).map_err(|e| e.to_string())?
+                }
                 _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host),
             };
-            let mut builder = builder
-                .port(cfg.smtp_port)
-                .timeout(Some(Duration::from_secs(20)));
+            let mut builder = builder.port(cfg.smtp_port).timeout(Some(Duration::from_secs(20)));
             if let (Some(u), Some(p)) = (&cfg.smtp_username, &cfg.smtp_password) {
-                builder = builder.credentials(
-                    lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()),
-                );
+                builder = builder
+                    .credentials(lettre::transport::smtp::authentication::Credentials::new(u.clone(), p.clone()));
             }
             Ok(Arc::new(SmtpMailer(builder.build())))
         }
@@ -99,11 +85,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Queue a message inside the caller's transaction.
-pub async fn enqueue(
-    conn: &mut AnyConnection,
-    mail: Outgoing<'_>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn enqueue(conn: &mut AnyConnection, mail: Outgoing<'_>, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO outbound_emails (id, kind, recipient, subject, body, created_at, attempts, next_attempt_at, leased_until) \
          VALUES ($1, $2, $3, $4, $5, $6, 0, $6, NULL)",
@@ -121,12 +103,7 @@ pub async fn enqueue(
 
 /// Queue `subject`/`body` for every account whose latest consent record
 /// grants marketing email. Returns how many were queued.
-pub async fn queue_marketing(
-    db: &Db,
-    subject: &str,
-    body: &str,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
+pub async fn queue_marketing(db: &Db, subject: &str, body: &str, now: i64) -> Result<u64, sqlx::Error> {
     let mut tx = db.pool.begin().await?;
     let rows = sqlx::query(
         "SELECT u.email FROM users u WHERE (SELECT c.marketing FROM consents c WHERE c.user_id = u.id \
@@ -136,12 +113,7 @@ pub async fn queue_marketing(
     .await?;
     for r in &rows {
         let to: String = r.get(0);
-        let mail = Outgoing {
-            kind: "marketing",
-            to: &to,
-            subject: subject.to_string(),
-            body: body.to_string(),
-        };
+        let mail = Outgoing { kind: "marketing", to: &to, subject: subject.to_string(), body: body.to_string() };
         enqueue(&mut tx, mail, now).await?;
     }
     tx.commit().await?;
@@ -185,36 +157,27 @@ pub async fn deliver_due(
         let kind: String = row.get("kind");
         let attempts: i64 = row.get::<i64, _>("attempts") + 1;
         let to: String = row.get("recipient");
-        let message = to
-            .parse::<Mailbox>()
-            .map_err(|e| e.to_string())
-            .and_then(|to| {
-                Message::builder()
-                    .from(from.clone())
-                    .to(to)
-                    .subject(row.get::<String, _>("subject"))
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(row.get::<String, _>("body"))
-                    .map_err(|e| e.to_string())
-            });
+        let message = to.parse::<Mailbox>().map_err(|e| e.to_string()).and_then(|to| {
+            Message::builder()
+                .from(from.clone())
+                .to(to)
+                .subject(row.get::<String, _>("subject"))
+                .header(ContentType::TEXT_PLAIN)
+                .body(row.get::<String, _>("body"))
+                .map_err(|e| e.to_string())
+        });
         let result = match message {
             Ok(m) => mailer.send(m).await,
             Err(e) => Err(e),
         };
         match result {
             Ok(()) => {
-                sqlx::query("DELETE FROM outbound_emails WHERE id = $1")
-                    .bind(&id)
-                    .execute(&db.pool)
-                    .await?;
+                sqlx::query("DELETE FROM outbound_emails WHERE id = $1").bind(&id).execute(&db.pool).await?;
                 sent += 1;
             }
             Err(e) if attempts >= MAX_ATTEMPTS => {
                 tracing::error!(%id, %kind, attempts, error = %e, "giving up on an email");
-                sqlx::query("DELETE FROM outbound_emails WHERE id = $1")
-                    .bind(&id)
-                    .execute(&db.pool)
-                    .await?;
+                sqlx::query("DELETE FROM outbound_emails WHERE id = $1").bind(&id).execute(&db.pool).await?;
             }
             Err(e) => {
                 // Exponential backoff: 30 s, 1 min, 2 min, … capped at 1 h.

@@ -52,13 +52,7 @@ pub fn security_alert<'a>(to: &'a str, what: &str) -> Outgoing<'a> {
     }
 }
 
-pub fn invitation<'a>(
-    to: &'a str,
-    inviter: &str,
-    team: &str,
-    role: &str,
-    link: &str,
-) -> Outgoing<'a> {
+pub fn invitation<'a>(to: &'a str, inviter: &str, team: &str, role: &str, link: &str) -> Outgoing<'a> {
     Outgoing {
         kind: "team_invitation",
         to,

@@ -56,23 +56,14 @@ impl FromRequestParts<AppState> for SessionAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = cookie(parts, SESSION_COOKIE)
-            .ok_or_else(|| ApiError::Unauthorized("Sign in first.".into()))?;
+        let token = cookie(parts, SESSION_COOKIE).ok_or_else(|| ApiError::Unauthorized("Sign in first.".into()))?;
         let session = crate::accounts::sessions::lookup(state, token)
             .await?
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Your session has ended. Sign in again.".into())
-            })?;
+            .ok_or_else(|| ApiError::Unauthorized("Your session has ended. Sign in again.".into()))?;
         if !is_safe(&parts.method) {
-            let sent = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if !same(sent, &session.csrf_token) {
-                return Err(ApiError::Forbidden(
-                    "Missing or wrong X-CSRF-Token header.".into(),
-                ));
+                return Err(ApiError::Forbidden("Missing or wrong X-CSRF-Token header.".into()));
             }
         }
         Ok(session)
@@ -90,13 +81,7 @@ pub struct KeyAuth {
 
 /// The bearer token, if the request has one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 impl FromRequestParts<AppState> for KeyAuth {
@@ -104,9 +89,11 @@ impl FromRequestParts<AppState> for KeyAuth {
 
     /// The key was already resolved and checked by [`key_abilities`].
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
-        parts.extensions.get::<KeyAuth>().cloned().ok_or_else(|| {
-            ApiError::Unauthorized("Send an API key as Authorization: Bearer img_live_….".into())
-        })
+        parts
+            .extensions
+            .get::<KeyAuth>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("Send an API key as Authorization: Bearer img_live_….".into()))
     }
 }
 
@@ -119,26 +106,20 @@ pub async fn key_abilities(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let Some(token) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let Some(token) =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     else {
         return next.run(req).await;
     };
     let key = match lookup_key(&state, token.trim()).await {
         Ok(Some(k)) => k,
-        Ok(None) => {
-            return ApiError::Unauthorized("This API key is not valid.".into()).into_response()
-        }
+        Ok(None) => return ApiError::Unauthorized("This API key is not valid.".into()).into_response(),
         Err(e) => return e.into_response(),
     };
     let safe = is_safe(req.method());
     if !(if safe { key.can_read } else { key.can_write }) {
         let need = if safe { "read" } else { "write" };
-        return ApiError::Forbidden(format!("This API key does not have the {need} ability."))
-            .into_response();
+        return ApiError::Forbidden(format!("This API key does not have the {need} ability.")).into_response();
     }
     req.extensions_mut().insert(key);
     next.run(req).await
@@ -185,13 +166,9 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if bearer(parts).is_some() {
-            KeyAuth::from_request_parts(parts, state)
-                .await
-                .map(Principal::Key)
+            KeyAuth::from_request_parts(parts, state).await.map(Principal::Key)
         } else {
-            SessionAuth::from_request_parts(parts, state)
-                .await
-                .map(Principal::Session)
+            SessionAuth::from_request_parts(parts, state).await.map(Principal::Session)
         }
     }
 }
@@ -210,19 +187,10 @@ impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let text = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let ip = match &state.cfg.client_ip_header {
             Some(h) => text(h).and_then(|v| v.split(',').next().map(|s| s.trim().to_string())),
-            None => parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+            None => parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
         };
         let country = state
             .cfg
@@ -235,10 +203,7 @@ impl FromRequestParts<AppState> for ClientMeta {
             ip,
             user_agent: text(header::USER_AGENT.as_str()).map(|ua| ua.chars().take(512).collect()),
             country,
-            gpc: parts
-                .headers
-                .get("sec-gpc")
-                .is_some_and(|v| v.as_bytes() == b"1"),
+            gpc: parts.headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1"),
         })
     }
 }

@@ -51,7 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/teams/{team_id}/keys", get(keys::list).post(keys::create))
         .route("/v1/teams/{team_id}/keys/{key_id}", delete(keys::revoke))
         .route("/v1/invitations/accept", post(teams::accept))
-        .route("/v1/images", get(images::routes::list).post(images::routes::create).layer(DefaultBodyLimit::max(upload_limit)))
+        .route(
+            "/v1/images",
+            get(images::routes::list).post(images::routes::create).layer(DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/v1/upload", post(images::routes::legacy_upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/v1/import", post(images::routes::legacy_import))
         .route("/v1/images/batch", delete(images::routes::delete_batch))
@@ -68,9 +71,9 @@ pub fn router(state: AppState) -> Router {
         .layer(
             // Method and path only: no query string (it can hold one-time
             // tokens) and no client address.
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
+            TraceLayer::new_for_http().make_span_with(
+                |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+            ),
         )
         .with_state(state)
 }

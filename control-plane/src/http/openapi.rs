@@ -39,14 +39,7 @@ const fn op(
     body: Option<(&'static str, &'static str)>,
     ok: (u16, &'static str),
 ) -> Op {
-    Op {
-        method,
-        path,
-        summary,
-        auth,
-        body,
-        ok,
-    }
+    Op { method, path, summary, auth, body, ok }
 }
 
 const JSON: &str = "application/json";
@@ -54,14 +47,7 @@ const FORM: &str = "multipart/form-data";
 
 pub const OPERATIONS: &[Op] = &[
     op("get", "/healthz", "Liveness", Auth::None, None, (200, "")),
-    op(
-        "get",
-        "/openapi.json",
-        "This document",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
+    op("get", "/openapi.json", "This document", Auth::None, None, (200, "")),
     op(
         "post",
         "/v1/auth/signup",
@@ -86,22 +72,8 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "Login")),
         (200, "Session"),
     ),
-    op(
-        "post",
-        "/v1/auth/logout",
-        "End this session",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
-    op(
-        "post",
-        "/v1/auth/logout-all",
-        "End every session",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
+    op("post", "/v1/auth/logout", "End this session", Auth::Session, None, (204, "")),
+    op("post", "/v1/auth/logout-all", "End every session", Auth::Session, None, (204, "")),
     op(
         "post",
         "/v1/auth/password",
@@ -110,14 +82,7 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "ChangePassword")),
         (204, ""),
     ),
-    op(
-        "post",
-        "/v1/auth/password-reset",
-        "Mail a password reset link",
-        Auth::None,
-        Some((JSON, "Email")),
-        (202, ""),
-    ),
+    op("post", "/v1/auth/password-reset", "Mail a password reset link", Auth::None, Some((JSON, "Email")), (202, "")),
     op(
         "post",
         "/v1/auth/password-reset/confirm",
@@ -126,22 +91,8 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "ResetConfirm")),
         (204, ""),
     ),
-    op(
-        "post",
-        "/v1/auth/resend-verification",
-        "Mail the verification link again",
-        Auth::Session,
-        None,
-        (202, ""),
-    ),
-    op(
-        "get",
-        "/v1/me",
-        "The signed-in user",
-        Auth::Session,
-        None,
-        (200, "User"),
-    ),
+    op("post", "/v1/auth/resend-verification", "Mail the verification link again", Auth::Session, None, (202, "")),
+    op("get", "/v1/me", "The signed-in user", Auth::Session, None, (200, "User")),
     op(
         "patch",
         "/v1/me",
@@ -150,22 +101,8 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "Settings")),
         (200, "User"),
     ),
-    op(
-        "get",
-        "/v1/sessions",
-        "Own sessions",
-        Auth::Session,
-        None,
-        (200, "List"),
-    ),
-    op(
-        "delete",
-        "/v1/sessions/{id}",
-        "Revoke one of the own sessions",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
+    op("get", "/v1/sessions", "Own sessions", Auth::Session, None, (200, "List")),
+    op("delete", "/v1/sessions/{id}", "Revoke one of the own sessions", Auth::Session, None, (204, "")),
     op(
         "post",
         "/v1/keys",
@@ -174,46 +111,11 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "LegacyKey")),
         (201, "ApiKey"),
     ),
-    op(
-        "get",
-        "/v1/whoami",
-        "What the credential is",
-        Auth::KeyOrSession,
-        None,
-        (200, ""),
-    ),
-    op(
-        "get",
-        "/v1/teams",
-        "Own teams",
-        Auth::Session,
-        None,
-        (200, "List"),
-    ),
-    op(
-        "post",
-        "/v1/teams",
-        "Create a team",
-        Auth::Session,
-        Some((JSON, "Name")),
-        (201, "Team"),
-    ),
-    op(
-        "get",
-        "/v1/teams/{team_id}",
-        "A team",
-        Auth::Session,
-        None,
-        (200, "Team"),
-    ),
-    op(
-        "get",
-        "/v1/teams/{team_id}/members",
-        "Members of a team",
-        Auth::Session,
-        None,
-        (200, "List"),
-    ),
+    op("get", "/v1/whoami", "What the credential is", Auth::KeyOrSession, None, (200, "")),
+    op("get", "/v1/teams", "Own teams", Auth::Session, None, (200, "List")),
+    op("post", "/v1/teams", "Create a team", Auth::Session, Some((JSON, "Name")), (201, "Team")),
+    op("get", "/v1/teams/{team_id}", "A team", Auth::Session, None, (200, "Team")),
+    op("get", "/v1/teams/{team_id}/members", "Members of a team", Auth::Session, None, (200, "List")),
     op(
         "patch",
         "/v1/teams/{team_id}/members/{user_id}",
@@ -222,38 +124,10 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "Role")),
         (200, ""),
     ),
-    op(
-        "delete",
-        "/v1/teams/{team_id}/members/{user_id}",
-        "Remove a member",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
-    op(
-        "post",
-        "/v1/teams/{team_id}/leave",
-        "Leave a team",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
-    op(
-        "post",
-        "/v1/teams/{team_id}/invitations",
-        "Invite by email",
-        Auth::Session,
-        Some((JSON, "Invite")),
-        (201, ""),
-    ),
-    op(
-        "get",
-        "/v1/teams/{team_id}/keys",
-        "API keys of a team (never the secrets)",
-        Auth::Session,
-        None,
-        (200, "List"),
-    ),
+    op("delete", "/v1/teams/{team_id}/members/{user_id}", "Remove a member", Auth::Session, None, (204, "")),
+    op("post", "/v1/teams/{team_id}/leave", "Leave a team", Auth::Session, None, (204, "")),
+    op("post", "/v1/teams/{team_id}/invitations", "Invite by email", Auth::Session, Some((JSON, "Invite")), (201, "")),
+    op("get", "/v1/teams/{team_id}/keys", "API keys of a team (never the secrets)", Auth::Session, None, (200, "List")),
     op(
         "post",
         "/v1/teams/{team_id}/keys",
@@ -262,22 +136,8 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "CreateKey")),
         (201, "ApiKey"),
     ),
-    op(
-        "delete",
-        "/v1/teams/{team_id}/keys/{key_id}",
-        "Revoke an API key",
-        Auth::Session,
-        None,
-        (204, ""),
-    ),
-    op(
-        "post",
-        "/v1/invitations/accept",
-        "Accept an invitation",
-        Auth::Session,
-        Some((JSON, "Token")),
-        (200, "Team"),
-    ),
+    op("delete", "/v1/teams/{team_id}/keys/{key_id}", "Revoke an API key", Auth::Session, None, (204, "")),
+    op("post", "/v1/invitations/accept", "Accept an invitation", Auth::Session, Some((JSON, "Token")), (200, "Team")),
     op(
         "get",
         "/v1/images",
@@ -302,14 +162,7 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "Ids")),
         (200, "BatchResult"),
     ),
-    op(
-        "get",
-        "/v1/images/{id}",
-        "An image",
-        Auth::KeyOrSession,
-        None,
-        (200, "Image"),
-    ),
+    op("get", "/v1/images/{id}", "An image", Auth::KeyOrSession, None, (200, "Image")),
     op(
         "patch",
         "/v1/images/{id}",
@@ -342,62 +195,13 @@ pub const OPERATIONS: &[Op] = &[
         Some((JSON, "Import")),
         (201, "LegacyImage"),
     ),
-    op(
-        "get",
-        "/v1/usage",
-        "Plan, limits and usage",
-        Auth::KeyOrSession,
-        None,
-        (200, "Usage"),
-    ),
-    op(
-        "get",
-        "/verify-email",
-        "Email verification page (a button that posts the token)",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
-    op(
-        "post",
-        "/verify-email",
-        "Email verification form",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
-    op(
-        "get",
-        "/reset-password",
-        "Password reset page",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
-    op(
-        "post",
-        "/reset-password",
-        "Password reset form",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
-    op(
-        "get",
-        "/accept-invite",
-        "Invitation landing page",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
-    op(
-        "get",
-        "/{id}",
-        "Viewer page of an image (Open Graph tags)",
-        Auth::None,
-        None,
-        (200, ""),
-    ),
+    op("get", "/v1/usage", "Plan, limits and usage", Auth::KeyOrSession, None, (200, "Usage")),
+    op("get", "/verify-email", "Email verification page (a button that posts the token)", Auth::None, None, (200, "")),
+    op("post", "/verify-email", "Email verification form", Auth::None, None, (200, "")),
+    op("get", "/reset-password", "Password reset page", Auth::None, None, (200, "")),
+    op("post", "/reset-password", "Password reset form", Auth::None, None, (200, "")),
+    op("get", "/accept-invite", "Invitation landing page", Auth::None, None, (200, "")),
+    op("get", "/{id}", "Viewer page of an image (Open Graph tags)", Auth::None, None, (200, "")),
 ];
 
 fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
@@ -417,14 +221,8 @@ fn nullable(t: &str) -> Value {
 }
 
 fn schemas() -> Value {
-    let size = obj(
-        &[
-            ("url", s("string")),
-            ("width", s("integer")),
-            ("height", s("integer")),
-        ],
-        &["url", "width", "height"],
-    );
+    let size =
+        obj(&[("url", s("string")), ("width", s("integer")), ("height", s("integer"))], &["url", "width", "height"]);
     json!({
         "Error": obj(&[("error", obj(&[
             ("type", s("string")), ("code", s("string")), ("message", s("string")),

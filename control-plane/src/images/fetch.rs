@@ -60,12 +60,7 @@ impl FetchPolicy {
     /// `max_bytes` with the defaults of API.md: 30 s, 5 redirects, nothing
     /// non-public allowed.
     pub fn new(max_bytes: u64) -> FetchPolicy {
-        FetchPolicy {
-            max_bytes,
-            timeout: DEFAULT_TIMEOUT,
-            max_redirects: DEFAULT_MAX_REDIRECTS,
-            allow: Vec::new(),
-        }
+        FetchPolicy { max_bytes, timeout: DEFAULT_TIMEOUT, max_redirects: DEFAULT_MAX_REDIRECTS, allow: Vec::new() }
     }
 }
 
@@ -255,9 +250,7 @@ async fn fetch_within_deadline(url: &str, policy: &FetchPolicy) -> Result<Fetche
             .ok_or(FetchError::Status(status.as_u16()))?
             .to_str()
             .map_err(|_| FetchError::InvalidUrl("redirect Location is not text".into()))?;
-        let next = url
-            .join(location)
-            .map_err(|e| FetchError::InvalidUrl(format!("redirect Location: {e}")))?;
+        let next = url.join(location).map_err(|e| FetchError::InvalidUrl(format!("redirect Location: {e}")))?;
         url = checked_url(next)?;
     }
 }
@@ -275,16 +268,12 @@ fn too_long() -> FetchError {
 /// The syntactic rules, for the first URL and every redirect target.
 fn checked_url(mut url: Url) -> Result<Url, FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(FetchError::InvalidUrl(
-            "only http and https URLs can be imported".into(),
-        ));
+        return Err(FetchError::InvalidUrl("only http and https URLs can be imported".into()));
     }
     // Credentials in a URL would be sent to whoever the host turns out to
     // be, and are a classic way to disguise the real host.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(FetchError::InvalidUrl(
-            "a URL with a user name or password is not accepted".into(),
-        ));
+        return Err(FetchError::InvalidUrl("a URL with a user name or password is not accepted".into()));
     }
     if url.host().is_none() {
         return Err(FetchError::InvalidUrl("the URL has no host".into()));
@@ -310,9 +299,7 @@ fn check_addr(addr: SocketAddr, policy: &FetchPolicy) -> Result<(), FetchError> 
 
 /// One request to one hop: validate where it goes, then connect only there.
 async fn send(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, FetchError> {
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| FetchError::InvalidUrl("no port".into()))?;
+    let port = url.port_or_known_default().ok_or_else(|| FetchError::InvalidUrl("no port".into()))?;
     let pinned = match url.host() {
         Some(url::Host::Ipv4(ip)) => {
             check_addr(SocketAddr::new(ip.into(), port), policy)?;
@@ -322,27 +309,17 @@ async fn send(url: &Url, policy: &FetchPolicy) -> Result<reqwest::Response, Fetc
             check_addr(SocketAddr::new(ip.into(), port), policy)?;
             None
         }
-        Some(url::Host::Domain(host)) => Some(Pinned {
-            addrs: resolve_public(host, port, policy).await?,
-            host: host.to_string(),
-        }),
+        Some(url::Host::Domain(host)) => {
+            Some(Pinned { addrs: resolve_public(host, port, policy).await?, host: host.to_string() })
+        }
         None => return Err(FetchError::InvalidUrl("the URL has no host".into())),
     };
     let client = hop_client(pinned)?;
-    client
-        .get(url.clone())
-        .header(ACCEPT, ACCEPT_VALUE)
-        .send()
-        .await
-        .map_err(network)
+    client.get(url.clone()).header(ACCEPT, ACCEPT_VALUE).send().await.map_err(network)
 }
 
 /// Every address of `host`, or an error if any of them is not allowed.
-async fn resolve_public(
-    host: &str,
-    port: u16,
-    policy: &FetchPolicy,
-) -> Result<Vec<SocketAddr>, FetchError> {
+async fn resolve_public(host: &str, port: u16, policy: &FetchPolicy) -> Result<Vec<SocketAddr>, FetchError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| FetchError::Network(format!("cannot resolve the host: {e}")))?
@@ -360,10 +337,7 @@ async fn resolve_public(
 /// pinned to that hop's validated addresses (and nothing is pooled between
 /// hosts).
 fn hop_client(pinned: Option<Pinned>) -> Result<reqwest::Client, FetchError> {
-    let pinned = pinned.unwrap_or(Pinned {
-        host: String::new(),
-        addrs: Vec::new(),
-    });
+    let pinned = pinned.unwrap_or(Pinned { host: String::new(), addrs: Vec::new() });
     // reqwest is built without its `cookies` feature, so there is no cookie
     // store; no credentials are ever set; redirects are ours to follow.
     reqwest::Client::builder()
@@ -400,27 +374,14 @@ impl reqwest::dns::Resolve for Pinned {
     }
 }
 
-async fn read_body(
-    mut response: reqwest::Response,
-    url: Url,
-    policy: &FetchPolicy,
-) -> Result<Fetched, FetchError> {
-    let too_large = FetchError::TooLarge {
-        limit: policy.max_bytes,
-    };
+async fn read_body(mut response: reqwest::Response, url: Url, policy: &FetchPolicy) -> Result<Fetched, FetchError> {
+    let too_large = FetchError::TooLarge { limit: policy.max_bytes };
     let declared = response.content_length();
     if declared.is_some_and(|len| len > policy.max_bytes) {
         return Err(too_large);
     }
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let capacity = declared
-        .unwrap_or(0)
-        .min(policy.max_bytes)
-        .min(MAX_PREALLOCATION);
+    let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let capacity = declared.unwrap_or(0).min(policy.max_bytes).min(MAX_PREALLOCATION);
     let mut bytes = Vec::with_capacity(capacity as usize);
     while let Some(chunk) = response.chunk().await.map_err(network)? {
         // Checked before appending, so at most max_bytes are ever held;
@@ -430,11 +391,7 @@ async fn read_body(
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(Fetched {
-        bytes,
-        final_url: url.into(),
-        content_type,
-    })
+    Ok(Fetched { bytes, final_url: url.into(), content_type })
 }
 
 /// A reqwest error as a short message: what failed and the innermost cause
@@ -474,12 +431,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn policy(allow: &[SocketAddr]) -> FetchPolicy {
-        FetchPolicy {
-            max_bytes: MIB,
-            timeout: Duration::from_secs(5),
-            max_redirects: 5,
-            allow: allow.to_vec(),
-        }
+        FetchPolicy { max_bytes: MIB, timeout: Duration::from_secs(5), max_redirects: 5, allow: allow.to_vec() }
     }
 
     /// What the test server answers to a request for a path.
@@ -491,28 +443,25 @@ mod tests {
         },
         /// `total` bytes, chunked (no Content-Length), in 16 KiB chunks;
         /// how far it got is reported on [`Server::streamed`].
-        Chunked { total: u64 },
+        Chunked {
+            total: u64,
+        },
         /// Headers claiming `content_length`, then a few bytes and silence.
-        Claims { content_length: u64 },
+        Claims {
+            content_length: u64,
+        },
         /// Reads the request and never answers.
         Silent,
     }
 
     fn ok(content_type: &str, body: &[u8]) -> Reply {
-        Reply::Full {
-            status: 200,
-            headers: vec![("Content-Type", content_type.to_string())],
-            body: body.to_vec(),
-        }
+        Reply::Full { status: 200, headers: vec![("Content-Type", content_type.to_string())], body: body.to_vec() }
     }
 
     fn redirect(status: u16, location: String) -> Reply {
         Reply::Full {
             status,
-            headers: vec![
-                ("Location", location),
-                ("Set-Cookie", "session=secret; Path=/".into()),
-            ],
+            headers: vec![("Location", location), ("Set-Cookie", "session=secret; Path=/".into())],
             body: Vec::new(),
         }
     }
@@ -551,12 +500,7 @@ mod tests {
                     });
                 }
             });
-            Server {
-                addr,
-                connections,
-                requests,
-                streamed: tokio::sync::Mutex::new(rx),
-            }
+            Server { addr, connections, requests, streamed: tokio::sync::Mutex::new(rx) }
         }
 
         fn url(&self, path: &str) -> String {
@@ -593,25 +537,14 @@ mod tests {
         Some(String::from_utf8_lossy(&head).into_owned())
     }
 
-    async fn answer(
-        mut stream: TcpStream,
-        reply: Reply,
-        streamed: mpsc::UnboundedSender<Streamed>,
-    ) {
+    async fn answer(mut stream: TcpStream, reply: Reply, streamed: mpsc::UnboundedSender<Streamed>) {
         match reply {
-            Reply::Full {
-                status,
-                headers,
-                body,
-            } => {
+            Reply::Full { status, headers, body } => {
                 let mut head = format!("HTTP/1.1 {status} X\r\n");
                 for (name, value) in headers {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
-                head.push_str(&format!(
-                    "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                ));
+                head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
                 let _ = stream.write_all(head.as_bytes()).await;
                 let _ = stream.write_all(&body).await;
                 let _ = stream.shutdown().await;
@@ -850,14 +783,8 @@ mod tests {
 
     #[tokio::test]
     async fn private_address_is_blocked() {
-        assert_blocked(
-            fetch_public("http://10.0.0.1/", &policy(&[])).await,
-            "private",
-        );
-        assert_blocked(
-            fetch_public("https://192.168.1.1:8443/a.png", &policy(&[])).await,
-            "private",
-        );
+        assert_blocked(fetch_public("http://10.0.0.1/", &policy(&[])).await, "private");
+        assert_blocked(fetch_public("https://192.168.1.1:8443/a.png", &policy(&[])).await, "private");
     }
 
     #[tokio::test]
@@ -885,18 +812,12 @@ mod tests {
         let result = fetch_public(&origin.url("/img"), &policy(&[origin.addr])).await;
         assert_blocked(result, "loopback");
         assert_eq!(origin.requests().len(), 1);
-        assert_eq!(
-            target.connections(),
-            0,
-            "the redirect target was never contacted"
-        );
+        assert_eq!(target.connections(), 0, "the redirect target was never contacted");
     }
 
     #[tokio::test]
     async fn redirect_to_cloud_metadata_is_blocked() {
-        let origin =
-            Server::start(|_| redirect(301, "http://169.254.169.254/latest/meta-data".into()))
-                .await;
+        let origin = Server::start(|_| redirect(301, "http://169.254.169.254/latest/meta-data".into())).await;
         let result = fetch_public(&origin.url("/img"), &policy(&[origin.addr])).await;
         assert_blocked(result, "link-local");
     }
@@ -906,21 +827,13 @@ mod tests {
         let body: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
         let served = body.clone();
         let server = Server::start(move |_| ok("image/webp", &served)).await;
-        let fetched = fetch_public(&server.url("/a/cat.webp?v=1#frag"), &policy(&[server.addr]))
-            .await
-            .unwrap();
+        let fetched = fetch_public(&server.url("/a/cat.webp?v=1#frag"), &policy(&[server.addr])).await.unwrap();
         assert_eq!(fetched.bytes, body);
         assert_eq!(fetched.content_type.as_deref(), Some("image/webp"));
         assert_eq!(fetched.final_url, server.url("/a/cat.webp?v=1"));
         let head = &server.requests()[0];
-        assert!(
-            head.starts_with("get /a/cat.webp?v=1 http/1.1\r\n"),
-            "{head}"
-        );
-        assert!(
-            head.contains("\r\nuser-agent: imgcdn-import/1 (+"),
-            "{head}"
-        );
+        assert!(head.starts_with("get /a/cat.webp?v=1 http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nuser-agent: imgcdn-import/1 (+"), "{head}");
         assert!(!head.contains("\r\nauthorization:") && !head.contains("\r\ncookie:"));
     }
 
@@ -934,21 +847,12 @@ mod tests {
         })
         .await;
         let allow = [origin.addr, target.addr];
-        let fetched = fetch_public(&origin.url("/start"), &policy(&allow))
-            .await
-            .unwrap();
+        let fetched = fetch_public(&origin.url("/start"), &policy(&allow)).await.unwrap();
         assert_eq!(fetched.bytes, b"GIF89a");
         assert_eq!(fetched.final_url, target.url("/final.gif"));
-        let origin_paths: Vec<String> = origin
-            .requests()
-            .iter()
-            .map(|h| h.split(' ').nth(1).unwrap().to_string())
-            .collect();
-        assert_eq!(
-            origin_paths,
-            ["/start", "/next"],
-            "relative Location resolved"
-        );
+        let origin_paths: Vec<String> =
+            origin.requests().iter().map(|h| h.split(' ').nth(1).unwrap().to_string()).collect();
+        assert_eq!(origin_paths, ["/start", "/next"], "relative Location resolved");
         for head in origin.requests().iter().chain(&target.requests()) {
             assert!(!head.contains("\r\ncookie:"), "{head}");
             assert!(!head.contains("\r\nauthorization:"), "{head}");
@@ -987,16 +891,10 @@ mod tests {
         let mut policy = policy(&[server.addr]);
         policy.max_bytes = 100_000;
         let result = fetch_public(&server.url("/big"), &policy).await;
-        assert!(
-            matches!(result, Err(FetchError::TooLarge { limit: 100_000 })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(FetchError::TooLarge { limit: 100_000 })), "{result:?}");
         let (written, finished) = server.streamed().await;
         assert!(!finished, "the server could send the whole body");
-        assert!(
-            written < 32 * MIB,
-            "only socket buffers' worth was sent: {written}"
-        );
+        assert!(written < 32 * MIB, "only socket buffers' worth was sent: {written}");
     }
 
     #[tokio::test]
@@ -1010,20 +908,11 @@ mod tests {
 
     #[tokio::test]
     async fn content_length_over_the_limit_is_too_large_before_the_body() {
-        let server = Server::start(|_| Reply::Claims {
-            content_length: 50 * MIB,
-        })
-        .await;
+        let server = Server::start(|_| Reply::Claims { content_length: 50 * MIB }).await;
         let started = Instant::now();
         let result = fetch_public(&server.url("/huge"), &policy(&[server.addr])).await;
-        assert!(
-            matches!(result, Err(FetchError::TooLarge { limit }) if limit == MIB),
-            "{result:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "did not wait for the body"
-        );
+        assert!(matches!(result, Err(FetchError::TooLarge { limit }) if limit == MIB), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "did not wait for the body");
     }
 
     #[tokio::test]
@@ -1057,10 +946,7 @@ mod tests {
             long.as_str(),
         ] {
             let result = fetch_public(url, &policy(&[])).await;
-            assert!(
-                matches!(result, Err(FetchError::InvalidUrl(_))),
-                "{url}: {result:?}"
-            );
+            assert!(matches!(result, Err(FetchError::InvalidUrl(_))), "{url}: {result:?}");
         }
     }
 
@@ -1074,21 +960,13 @@ mod tests {
         let policy = policy(&[server.addr]);
         for path in ["/ftp", "/creds"] {
             let result = fetch_public(&server.url(path), &policy).await;
-            assert!(
-                matches!(result, Err(FetchError::InvalidUrl(_))),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(FetchError::InvalidUrl(_))), "{result:?}");
         }
     }
 
     #[tokio::test]
     async fn not_found_is_status_404() {
-        let server = Server::start(|_| Reply::Full {
-            status: 404,
-            headers: Vec::new(),
-            body: b"nope".to_vec(),
-        })
-        .await;
+        let server = Server::start(|_| Reply::Full { status: 404, headers: Vec::new(), body: b"nope".to_vec() }).await;
         let result = fetch_public(&server.url("/gone.png"), &policy(&[server.addr])).await;
         assert!(matches!(result, Err(FetchError::Status(404))), "{result:?}");
     }
@@ -1097,24 +975,13 @@ mod tests {
     async fn the_hop_client_connects_only_to_the_validated_addresses() {
         let server = Server::start(|_| ok("image/png", b"pinned")).await;
         let port = server.addr.port();
-        let client = hop_client(Some(Pinned {
-            host: "imgcdn-test.invalid".into(),
-            addrs: vec![server.addr],
-        }))
-        .unwrap();
+        let client = hop_client(Some(Pinned { host: "imgcdn-test.invalid".into(), addrs: vec![server.addr] })).unwrap();
         // A name that exists nowhere reaches the pinned address...
-        let response = client
-            .get(format!("http://imgcdn-test.invalid:{port}/x"))
-            .send()
-            .await
-            .unwrap();
+        let response = client.get(format!("http://imgcdn-test.invalid:{port}/x")).send().await.unwrap();
         assert_eq!(response.bytes().await.unwrap().as_ref(), b"pinned");
         // ...and a name the system resolver knows (localhost is this very
         // server) is refused: there is no fallback to a second lookup.
-        let other = client
-            .get(format!("http://localhost:{port}/x"))
-            .send()
-            .await;
+        let other = client.get(format!("http://localhost:{port}/x")).send().await;
         assert!(other.is_err(), "{other:?}");
         assert_eq!(server.connections(), 1);
     }

@@ -27,10 +27,7 @@ pub enum Claim {
 pub fn parse_key(raw: &str) -> ApiResult<String> {
     let k = raw.trim();
     if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::validation(
-            "Idempotency-Key",
-            "Use 1 to 255 visible ASCII characters.",
-        ));
+        return Err(ApiError::validation("Idempotency-Key", "Use 1 to 255 visible ASCII characters."));
     }
     Ok(k.to_string())
 }
@@ -39,14 +36,12 @@ pub fn parse_key(raw: &str) -> ApiResult<String> {
 pub async fn claim(state: &AppState, scope: &str, key: &str, hash: &str) -> ApiResult<Claim> {
     let now = state.clock.unix_now();
     // Forget this key if it is stale, then try to take it.
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND created_at < $3",
-    )
-    .bind(scope)
-    .bind(key)
-    .bind(now - KEEP_SECS)
-    .execute(&state.db.pool)
-    .await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND created_at < $3")
+        .bind(scope)
+        .bind(key)
+        .bind(now - KEEP_SECS)
+        .execute(&state.db.pool)
+        .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, response_status, response_body, created_at) \
          VALUES ($1, $2, $3, 'in_progress', NULL, NULL, $4)",
@@ -76,20 +71,12 @@ pub async fn claim(state: &AppState, scope: &str, key: &str, hash: &str) -> ApiR
     }
     Ok(Claim::Replay {
         status: row.get::<Option<i64>, _>("response_status").unwrap_or(200) as u16,
-        body: row
-            .get::<Option<String>, _>("response_body")
-            .unwrap_or_default(),
+        body: row.get::<Option<String>, _>("response_body").unwrap_or_default(),
     })
 }
 
 /// Store the response of a claimed request.
-pub async fn finish(
-    state: &AppState,
-    scope: &str,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> ApiResult<()> {
+pub async fn finish(state: &AppState, scope: &str, key: &str, status: u16, body: &str) -> ApiResult<()> {
     sqlx::query("UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2 WHERE scope = $3 AND idem_key = $4")
         .bind(i64::from(status))
         .bind(body)
@@ -102,11 +89,9 @@ pub async fn finish(
 
 /// Free a claimed key after a failure, so the request can be retried.
 pub async fn release(state: &AppState, scope: &str, key: &str) {
-    let _ = sqlx::query(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND state = 'in_progress'",
-    )
-    .bind(scope)
-    .bind(key)
-    .execute(&state.db.pool)
-    .await;
+    let _ = sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND state = 'in_progress'")
+        .bind(scope)
+        .bind(key)
+        .execute(&state.db.pool)
+        .await;
 }

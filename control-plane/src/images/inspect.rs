@@ -84,10 +84,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_pixels: 100_000_000,
-            max_svg_bytes: 10 * 1024 * 1024,
-        }
+        Limits { max_pixels: 100_000_000, max_svg_bytes: 10 * 1024 * 1024 }
     }
 }
 
@@ -133,11 +130,7 @@ pub enum InspectError {
     #[error("the image is damaged or incomplete: {0}")]
     Malformed(String),
     #[error("the image is {width}x{height} pixels; at most {max_pixels} pixels are accepted")]
-    TooManyPixels {
-        width: u32,
-        height: u32,
-        max_pixels: u64,
-    },
+    TooManyPixels { width: u32, height: u32, max_pixels: u64 },
     #[error("this SVG is not accepted: {0}")]
     UnsafeSvg(String),
 }
@@ -154,13 +147,7 @@ pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectErro
         Format::Avif => {
             let (width, height) = isobmff::avif_size(&bytes)?;
             check_pixels(width, height, limits)?;
-            Ok(Inspected {
-                format,
-                width,
-                height,
-                bytes,
-                metadata_stripped: false,
-            })
+            Ok(Inspected { format, width, height, bytes, metadata_stripped: false })
         }
         Format::Jpeg | Format::Png | Format::Gif | Format::Webp | Format::Bmp | Format::Ico => {
             // Strip first, then check and decode what we will store: the
@@ -175,13 +162,7 @@ pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectErro
                 _ => bytes,
             };
             let (width, height) = decode(format, &stored, limits)?;
-            Ok(Inspected {
-                format,
-                width,
-                height,
-                bytes: stored,
-                metadata_stripped: true,
-            })
+            Ok(Inspected { format, width, height, bytes: stored, metadata_stripped: true })
         }
     }
 }
@@ -209,21 +190,13 @@ fn detect(b: &[u8]) -> Result<Format, InspectError> {
     }
     // "BM" alone is too weak a signature (text can start with it): also
     // require one of the known DIB header sizes.
-    if b.starts_with(b"BM")
-        && b.len() >= 18
-        && matches!(le_u32(&b[14..18]), 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
-    {
+    if b.starts_with(b"BM") && b.len() >= 18 && matches!(le_u32(&b[14..18]), 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124) {
         return Ok(Format::Bmp);
     }
     // ICO: reserved 0, type 1, at least one icon whose entry looks like one
     // (reserved byte 0, 0 or 1 colour planes): four zero-ish bytes alone
     // would match many binary files.
-    if b.len() >= 22
-        && b.starts_with(&[0, 0, 1, 0])
-        && le_u16(&b[4..6]) > 0
-        && b[9] == 0
-        && le_u16(&b[10..12]) <= 1
-    {
+    if b.len() >= 22 && b.starts_with(&[0, 0, 1, 0]) && le_u16(&b[4..6]) > 0 && b[9] == 0 && le_u16(&b[10..12]) <= 1 {
         return Ok(Format::Ico);
     }
     if svg::looks_like_xml(b) {
@@ -235,16 +208,10 @@ fn detect(b: &[u8]) -> Result<Format, InspectError> {
 
 fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), InspectError> {
     if width == 0 || height == 0 {
-        return Err(malformed(format!(
-            "the image has no pixels ({width}x{height})"
-        )));
+        return Err(malformed(format!("the image has no pixels ({width}x{height})")));
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(InspectError::TooManyPixels {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
+        return Err(InspectError::TooManyPixels { width, height, max_pixels: limits.max_pixels });
     }
     Ok(())
 }
@@ -267,12 +234,7 @@ fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<(u32, u32), I
     // Room for the decoded image at 8 bytes a pixel (16-bit RGBA, the widest
     // output of these decoders) plus the decoders' working buffers. The pixel
     // count itself is checked by us, from the header, before decoding.
-    decoder_limits.max_alloc = Some(
-        limits
-            .max_pixels
-            .saturating_mul(8)
-            .saturating_add(64 * 1024 * 1024),
-    );
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 * 1024 * 1024));
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(decoder_limits);
     // Building the decoder reads the header only.
@@ -288,12 +250,10 @@ fn decode_error(e: image::ImageError) -> InspectError {
         image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             malformed("the file ends too early (truncated?)")
         }
-        image::ImageError::Limits(e) => malformed(format!(
-            "it needs more memory to decode than we allow ({e})"
-        )),
-        image::ImageError::Unsupported(e) => malformed(format!(
-            "it uses a variant of its format we cannot decode ({e})"
-        )),
+        image::ImageError::Limits(e) => malformed(format!("it needs more memory to decode than we allow ({e})")),
+        image::ImageError::Unsupported(e) => {
+            malformed(format!("it uses a variant of its format we cannot decode ({e})"))
+        }
         e => malformed(e.to_string()),
     }
 }
@@ -371,10 +331,7 @@ mod jpeg {
                     continue;
                 }
                 0x00 | SOI => {
-                    return Err(malformed(format!(
-                        "JPEG: unexpected marker 0x{marker:02X} at byte {}",
-                        pos - 1
-                    )))
+                    return Err(malformed(format!("JPEG: unexpected marker 0x{marker:02X} at byte {}", pos - 1)))
                 }
                 _ => {}
             }
@@ -425,10 +382,7 @@ mod jpeg {
     /// 0xFF that is neither a stuffed 0xFF00 nor a restart marker.
     fn entropy_coded_end(b: &[u8], mut pos: usize) -> Result<usize, InspectError> {
         loop {
-            let ff = b[pos..]
-                .iter()
-                .position(|&x| x == 0xFF)
-                .ok_or_else(|| truncated("JPEG"))?;
+            let ff = b[pos..].iter().position(|&x| x == 0xFF).ok_or_else(|| truncated("JPEG"))?;
             let i = pos + ff;
             match b.get(i + 1) {
                 None => return Err(truncated("JPEG")),
@@ -448,11 +402,7 @@ mod jpeg {
         };
         let u16_at = |at: usize| -> Option<u16> {
             let b = tiff.get(at..at.checked_add(2)?)?;
-            Some(if big_endian {
-                u16::from_be_bytes([b[0], b[1]])
-            } else {
-                u16::from_le_bytes([b[0], b[1]])
-            })
+            Some(if big_endian { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
         };
         let u32_at = |at: usize| -> Option<u32> {
             let b = tiff.get(at..at.checked_add(4)?)?;
@@ -465,9 +415,7 @@ mod jpeg {
         if u16_at(2)? != 42 {
             return None;
         }
-        let ifd = usize::try_from(u32_at(4)?)
-            .ok()
-            .filter(|&at| at < tiff.len())?;
+        let ifd = usize::try_from(u32_at(4)?).ok().filter(|&at| at < tiff.len())?;
         let count = usize::from(u16_at(ifd)?);
         for i in 0..count {
             let entry = ifd.checked_add(2 + 12 * i)?;
@@ -513,9 +461,7 @@ mod png {
 
     /// Metadata chunks. `caBX` is a C2PA manifest (it can embed Exif and
     /// location); `dSIG` signs the file as it was, so it no longer matches.
-    const DROPPED: [&[u8; 4]; 7] = [
-        b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"caBX", b"dSIG",
-    ];
+    const DROPPED: [&[u8; 4]; 7] = [b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"caBX", b"dSIG"];
 
     /// The PNG without metadata chunks, ending at `IEND`.
     pub(super) fn strip(b: &[u8]) -> Result<Vec<u8>, InspectError> {
@@ -563,10 +509,7 @@ mod webp {
     /// `VP8X` flags made to match.
     pub(super) fn strip(b: &[u8]) -> Result<Vec<u8>, InspectError> {
         let riff_len = b.get(4..8).map(le_u32).ok_or_else(|| truncated("WebP"))? as usize;
-        let end = riff_len
-            .checked_add(8)
-            .filter(|&end| end <= b.len())
-            .ok_or_else(|| truncated("WebP"))?;
+        let end = riff_len.checked_add(8).filter(|&end| end <= b.len()).ok_or_else(|| truncated("WebP"))?;
         if end < 12 {
             return Err(malformed("WebP: impossible RIFF size"));
         }
@@ -575,10 +518,7 @@ mod webp {
         let mut vp8x_flags_at = None;
         let mut pos = 12;
         while pos < end {
-            let header = b
-                .get(pos..pos + 8)
-                .filter(|_| pos + 8 <= end)
-                .ok_or_else(|| truncated("WebP"))?;
+            let header = b.get(pos..pos + 8).filter(|_| pos + 8 <= end).ok_or_else(|| truncated("WebP"))?;
             let kind = &header[0..4];
             let size = le_u32(&header[4..8]) as usize;
             // Chunks are padded to an even size.
@@ -646,8 +586,7 @@ mod gif {
                         COMMENT => false,
                         APPLICATION => {
                             b.get(pos + 2) == Some(&11)
-                                && b.get(pos + 3..pos + 14)
-                                    .is_some_and(|id| LOOPING.iter().any(|l| &l[..] == id))
+                                && b.get(pos + 3..pos + 14).is_some_and(|id| LOOPING.iter().any(|l| &l[..] == id))
                         }
                         _ => true,
                     };
@@ -665,11 +604,7 @@ mod gif {
                     out.extend_from_slice(&b[pos..end]);
                     pos = end;
                 }
-                Some(other) => {
-                    return Err(malformed(format!(
-                        "GIF: unknown block 0x{other:02X} at byte {pos}"
-                    )))
-                }
+                Some(other) => return Err(malformed(format!("GIF: unknown block 0x{other:02X} at byte {pos}"))),
             }
         }
     }
@@ -714,10 +649,7 @@ mod ico {
             let entry = 6 + DIRECTORY_ENTRY * i;
             let size = le_u32(&b[entry + 8..entry + 12]) as usize;
             let offset = le_u32(&b[entry + 12..entry + 16]) as usize;
-            let data = offset
-                .checked_add(size)
-                .and_then(|end| b.get(offset..end))
-                .ok_or_else(|| truncated("ICO"))?;
+            let data = offset.checked_add(size).and_then(|end| b.get(offset..end)).ok_or_else(|| truncated("ICO"))?;
             // Icons sharing (overlapping) data would be copied once each:
             // refuse the directory that would make us write more than came.
             total = total.saturating_add(size);
@@ -754,9 +686,8 @@ mod isobmff {
     const AVIF_BRANDS: [&[u8; 4]; 2] = [b"avif", b"avis"];
     /// HEVC-coded HEIF, and the generic HEIF brands (`mif1`, `msf1`)
     /// without an AVIF brand: none of it can be decoded here.
-    const HEIF_BRANDS: [&[u8; 4]; 10] = [
-        b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1",
-    ];
+    const HEIF_BRANDS: [&[u8; 4]; 10] =
+        [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"];
 
     /// The family of a file that starts with an `ftyp` box; `None` if it
     /// does not.
@@ -768,9 +699,7 @@ mod isobmff {
         if size < 16 || size > b.len() {
             return Some(Family::Other);
         }
-        let brands: Vec<&[u8]> = std::iter::once(&b[8..12])
-            .chain(b[16..size].chunks_exact(4))
-            .collect();
+        let brands: Vec<&[u8]> = std::iter::once(&b[8..12]).chain(b[16..size].chunks_exact(4)).collect();
         let has = |set: &[&[u8; 4]]| brands.iter().any(|b| set.iter().any(|s| &s[..] == *b));
         Some(if has(&AVIF_BRANDS) {
             Family::Avif
@@ -826,10 +755,7 @@ mod isobmff {
                 r.u32()?
             }
         };
-        check_locations(
-            iloc.ok_or_else(|| missing("item locations (iloc)"))?,
-            file_len,
-        )?;
+        check_locations(iloc.ok_or_else(|| missing("item locations (iloc)"))?, file_len)?;
         let kind = item_type(iinf.ok_or_else(|| missing("item list (iinf)"))?, primary)?
             .ok_or_else(|| missing("description of the primary item"))?;
         match &kind {
@@ -843,10 +769,7 @@ mod isobmff {
                 )))
             }
         }
-        let properties = properties_of(
-            iprp.ok_or_else(|| missing("item properties (iprp)"))?,
-            primary,
-        )?;
+        let properties = properties_of(iprp.ok_or_else(|| missing("item properties (iprp)"))?, primary)?;
         if &kind == b"av01" && !properties.iter().any(|p| &p.kind == b"av1C") {
             return Err(missing("AV1 configuration (av1C) for the primary item"));
         }
@@ -863,9 +786,7 @@ mod isobmff {
     /// carry a type; older ones do not describe images).
     fn item_type(iinf: &[u8], id: u32) -> Result<Option<[u8; 4]>, InspectError> {
         let (version, _, body) = full_box(iinf)?;
-        let entries = body
-            .get(if version == 0 { 2 } else { 4 }..)
-            .ok_or_else(|| truncated("AVIF"))?;
+        let entries = body.get(if version == 0 { 2 } else { 4 }..).ok_or_else(|| truncated("AVIF"))?;
         for b in Boxes::new(entries) {
             let b = b?;
             if &b.kind != b"infe" {
@@ -876,11 +797,7 @@ mod isobmff {
                 continue;
             }
             let mut r = Reader::new(infe);
-            let item = if version == 2 {
-                u32::from(r.u16()?)
-            } else {
-                r.u32()?
-            };
+            let item = if version == 2 { u32::from(r.u16()?) } else { r.u32()? };
             let _protection = r.u16()?;
             let kind = r.fourcc()?;
             if item == id {
@@ -902,11 +819,7 @@ mod isobmff {
                     let (version, flags, body) = full_box(b.body)?;
                     let mut r = Reader::new(body);
                     for _ in 0..r.u32()? {
-                        let item = if version < 1 {
-                            u32::from(r.u16()?)
-                        } else {
-                            r.u32()?
-                        };
+                        let item = if version < 1 { u32::from(r.u16()?) } else { r.u32()? };
                         for _ in 0..r.u8()? {
                             // The top bit says "essential"; the rest is a
                             // 1-based index into ipco.
@@ -948,17 +861,9 @@ mod isobmff {
         let sizes = r.u8()?;
         let base_size = sizes >> 4;
         let index_size = if version >= 1 { sizes & 15 } else { 0 };
-        let count = if version < 2 {
-            u32::from(r.u16()?)
-        } else {
-            r.u32()?
-        };
+        let count = if version < 2 { u32::from(r.u16()?) } else { r.u32()? };
         for _ in 0..count {
-            let item = if version < 2 {
-                u32::from(r.u16()?)
-            } else {
-                r.u32()?
-            };
+            let item = if version < 2 { u32::from(r.u16()?) } else { r.u32()? };
             let method = if version >= 1 { r.u16()? & 15 } else { 0 };
             let data_reference = r.u16()?;
             let base = r.uint(base_size)?;
@@ -1043,10 +948,7 @@ mod isobmff {
             }
             let size = size as usize;
             self.pos += size;
-            Ok(BoxRef {
-                kind,
-                body: &rest[header as usize..size],
-            })
+            Ok(BoxRef { kind, body: &rest[header as usize..size] })
         }
     }
 
@@ -1083,10 +985,7 @@ mod isobmff {
         }
 
         fn take<const N: usize>(&mut self) -> Result<[u8; N], InspectError> {
-            let bytes = self
-                .data
-                .get(self.pos..self.pos + N)
-                .ok_or_else(|| truncated("AVIF"))?;
+            let bytes = self.data.get(self.pos..self.pos + N).ok_or_else(|| truncated("AVIF"))?;
             self.pos += N;
             let mut out = [0; N];
             out.copy_from_slice(bytes);
@@ -1164,13 +1063,7 @@ mod svg {
 
     /// Animation elements: they may not target `href` or an event handler
     /// (`<set attributeName="href" to="javascript:…">` is a known bypass).
-    const ANIMATIONS: [&str; 5] = [
-        "set",
-        "animate",
-        "animatemotion",
-        "animatetransform",
-        "animatecolor",
-    ];
+    const ANIMATIONS: [&str; 5] = ["set", "animate", "animatemotion", "animatetransform", "animatecolor"];
 
     /// `data:` URLs of types that cannot carry script.
     const SAFE_DATA_TYPES: [&str; 11] = [
@@ -1221,13 +1114,7 @@ mod svg {
         };
         let (width, height) = check(text)?;
         check_pixels(width, height, limits)?;
-        Ok(Inspected {
-            format: Format::Svg,
-            width,
-            height,
-            bytes,
-            metadata_stripped: false,
-        })
+        Ok(Inspected { format: Format::Svg, width, height, bytes, metadata_stripped: false })
     }
 
     /// Whether the first element of `text` is `<svg>` (a partial document
@@ -1331,8 +1218,7 @@ mod svg {
                     // element); a bare public identifier is harmless.
                     if doctype.contains('[') {
                         unsafe_before_root.get_or_insert_with(|| {
-                            "it has a DOCTYPE with an internal subset (entity or attribute declarations)"
-                                .to_string()
+                            "it has a DOCTYPE with an internal subset (entity or attribute declarations)".to_string()
                         });
                     }
                     continue;
@@ -1364,17 +1250,13 @@ mod svg {
             check_element(&element)?;
             if !empty {
                 depth += 1;
-                if style_depth.is_none()
-                    && element.local_name().as_ref().eq_ignore_ascii_case("style")
-                {
+                if style_depth.is_none() && element.local_name().as_ref().eq_ignore_ascii_case("style") {
                     style_depth = Some(depth);
                 }
             }
         }
         if depth > 0 {
-            return Err(malformed(
-                "SVG: the document ends inside an element (truncated?)",
-            ));
+            return Err(malformed("SVG: the document ends inside an element (truncated?)"));
         }
         size.ok_or(InspectError::Unsupported)
     }
@@ -1384,9 +1266,7 @@ mod svg {
     }
 
     fn value_of(attr: &Attribute) -> Result<String, InspectError> {
-        attr.normalized_value(XmlVersion::Implicit1_0)
-            .map(Cow::into_owned)
-            .map_err(|e| malformed(format!("SVG: {e}")))
+        attr.normalized_value(XmlVersion::Implicit1_0).map(Cow::into_owned).map_err(|e| malformed(format!("SVG: {e}")))
     }
 
     /// Refuse elements and attributes that run script or load things.
@@ -1394,10 +1274,7 @@ mod svg {
         let name = e.local_name().as_ref().to_ascii_lowercase();
         if FORBIDDEN_ELEMENTS.contains(&name.as_str()) {
             let shown = e.local_name();
-            return Err(unsafe_svg(format!(
-                "it contains the element <{}>",
-                shown.as_ref()
-            )));
+            return Err(unsafe_svg(format!("it contains the element <{}>", shown.as_ref())));
         }
         let animation = ANIMATIONS.contains(&name.as_str());
         for attr in e.attributes() {
@@ -1407,25 +1284,15 @@ mod svg {
             let value = value_of(&attr)?;
             // Namespace declarations (xmlns:on…) name nothing that runs.
             if local.starts_with("on") && !key.starts_with("xmlns") {
-                return Err(unsafe_svg(format!(
-                    "it has an event-handler attribute ({key})"
-                )));
+                return Err(unsafe_svg(format!("it has an event-handler attribute ({key})")));
             }
             if matches!(local.as_str(), "href" | "src" | "action" | "formaction") {
                 check_reference(&value)?;
             }
             if animation && local == "attributename" {
-                let target = value
-                    .rsplit(':')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase();
+                let target = value.rsplit(':').next().unwrap_or_default().trim().to_ascii_lowercase();
                 if target == "href" || target.starts_with("on") {
-                    return Err(unsafe_svg(format!(
-                        "it animates the {} attribute",
-                        value.trim()
-                    )));
+                    return Err(unsafe_svg(format!("it animates the {} attribute", value.trim())));
                 }
             }
             // Presentation attributes and `style` take CSS (fill="url(…)").
@@ -1461,11 +1328,7 @@ mod svg {
             }
             return Err(unsafe_svg(format!(
                 "it contains a data: URL of type {}",
-                if media_type.is_empty() {
-                    "text/plain"
-                } else {
-                    media_type
-                }
+                if media_type.is_empty() { "text/plain" } else { media_type }
             )));
         }
         let what = if url.starts_with("javascript:") || url.starts_with("vbscript:") {
@@ -1542,11 +1405,7 @@ mod svg {
                 }
                 continue;
             }
-            out.push(
-                char::from_u32(code)
-                    .filter(|&c| c != '\0')
-                    .unwrap_or('\u{FFFD}'),
-            );
+            out.push(char::from_u32(code).filter(|&c| c != '\0').unwrap_or('\u{FFFD}'));
             if chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
                 chars.next();
             }
@@ -1581,14 +1440,8 @@ mod svg {
     /// An absolute length in CSS pixels; `None` for relative lengths (`%`,
     /// `em`, `auto`), which have no size outside a page.
     fn length(value: &str) -> Result<Option<f64>, InspectError> {
-        const UNITS: [(&str, f64); 6] = [
-            ("px", 1.0),
-            ("pt", 4.0 / 3.0),
-            ("pc", 16.0),
-            ("mm", 96.0 / 25.4),
-            ("cm", 96.0 / 2.54),
-            ("in", 96.0),
-        ];
+        const UNITS: [(&str, f64); 6] =
+            [("px", 1.0), ("pt", 4.0 / 3.0), ("pc", 16.0), ("mm", 96.0 / 25.4), ("cm", 96.0 / 2.54), ("in", 96.0)];
         let value = value.trim().to_ascii_lowercase();
         let (number, factor) = UNITS
             .iter()
@@ -1610,9 +1463,7 @@ mod svg {
             .collect::<Result<Vec<_>, _>>()
             .ok()?;
         match numbers[..] {
-            [x, y, w, h] if [x, y, w, h].iter().all(|n| n.is_finite()) && w > 0.0 && h > 0.0 => {
-                Some((w, h))
-            }
+            [x, y, w, h] if [x, y, w, h].iter().all(|n| n.is_finite()) && w > 0.0 && h > 0.0 => Some((w, h)),
             _ => None,
         }
     }
@@ -1649,28 +1500,19 @@ mod tests {
 
     /// A picture with detail everywhere, so that any change to the pixels shows.
     fn picture(width: u32, height: u32) -> RgbImage {
-        RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb([(x * 7 + y) as u8, (y * 5) as u8, ((x ^ y) * 3) as u8])
-        })
+        RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7 + y) as u8, (y * 5) as u8, ((x ^ y) * 3) as u8]))
     }
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        JpegEncoder::new_with_quality(&mut out, 90)
-            .encode_image(&picture(width, height))
-            .unwrap();
+        JpegEncoder::new_with_quality(&mut out, 90).encode_image(&picture(width, height)).unwrap();
         out
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let mut out = Vec::new();
         PngEncoder::new(&mut out)
-            .write_image(
-                picture(width, height).as_raw(),
-                width,
-                height,
-                ExtendedColorType::Rgb8,
-            )
+            .write_image(picture(width, height).as_raw(), width, height, ExtendedColorType::Rgb8)
             .unwrap();
         out
     }
@@ -1689,12 +1531,7 @@ mod tests {
     fn webp(width: u32, height: u32) -> Vec<u8> {
         let mut out = Vec::new();
         WebPEncoder::new_lossless(&mut out)
-            .encode(
-                picture(width, height).as_raw(),
-                width,
-                height,
-                ExtendedColorType::Rgb8,
-            )
+            .encode(picture(width, height).as_raw(), width, height, ExtendedColorType::Rgb8)
             .unwrap();
         out
     }
@@ -1702,12 +1539,7 @@ mod tests {
     fn bmp(width: u32, height: u32) -> Vec<u8> {
         let mut out = Vec::new();
         BmpEncoder::new(&mut out)
-            .encode(
-                picture(width, height).as_raw(),
-                width,
-                height,
-                ExtendedColorType::Rgb8,
-            )
+            .encode(picture(width, height).as_raw(), width, height, ExtendedColorType::Rgb8)
             .unwrap();
         out
     }
@@ -1715,9 +1547,7 @@ mod tests {
     fn ico(width: u32, height: u32) -> Vec<u8> {
         let rgba = image::DynamicImage::ImageRgb8(picture(width, height)).to_rgba8();
         let mut out = Vec::new();
-        IcoEncoder::new(&mut out)
-            .write_image(rgba.as_raw(), width, height, ExtendedColorType::Rgba8)
-            .unwrap();
+        IcoEncoder::new(&mut out).write_image(rgba.as_raw(), width, height, ExtendedColorType::Rgba8).unwrap();
         out
     }
 
@@ -1788,10 +1618,7 @@ mod tests {
     }
 
     fn pixels(bytes: &[u8]) -> Vec<u8> {
-        image::load_from_memory(bytes)
-            .unwrap()
-            .to_rgba8()
-            .into_raw()
+        image::load_from_memory(bytes).unwrap().to_rgba8().into_raw()
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -1891,10 +1718,7 @@ mod tests {
             (bmp(40, 30), Format::Bmp),
             (ico(40, 30), Format::Ico),
             (avif(40, 30, b"av01"), Format::Avif),
-            (
-                br#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"/>"#.to_vec(),
-                Format::Svg,
-            ),
+            (br#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"/>"#.to_vec(), Format::Svg),
         ];
         for (bytes, format) in cases {
             let out = inspect_default(&bytes).unwrap_or_else(|e| panic!("{format:?}: {e}"));
@@ -1924,11 +1748,7 @@ mod tests {
                 (state >> 24) as u8
             })
             .collect();
-        let mp4 = [
-            ftyp(b"isom", &[b"isom", b"mp41"]),
-            isobmff_box(b"mdat", &[0; 8]),
-        ]
-        .concat();
+        let mp4 = [ftyp(b"isom", &[b"isom", b"mp41"]), isobmff_box(b"mdat", &[0; 8])].concat();
         let cases: [(&str, &[u8]); 6] = [
             ("random", &random),
             ("empty", b""),
@@ -1942,20 +1762,13 @@ mod tests {
         ];
         for (name, bytes) in cases {
             let result = inspect_default(bytes);
-            assert!(
-                matches!(result, Err(InspectError::Unsupported)),
-                "{name}: {result:?}"
-            );
+            assert!(matches!(result, Err(InspectError::Unsupported)), "{name}: {result:?}");
         }
     }
 
     #[test]
     fn heic_is_recognised_and_refused_with_its_own_error() {
-        let heic = [
-            ftyp(b"heic", &[b"mif1", b"heic"]),
-            isobmff_box(b"mdat", &[0; 8]),
-        ]
-        .concat();
+        let heic = [ftyp(b"heic", &[b"mif1", b"heic"]), isobmff_box(b"mdat", &[0; 8])].concat();
         let heif = ftyp(b"mif1", &[b"mif1", b"miaf"]);
         // HEVC data in a file that claims to be AVIF is still HEIC.
         let hevc_in_avif = avif(40, 30, b"hvc1");
@@ -1992,10 +1805,7 @@ mod tests {
         ];
         for (name, bytes) in cases {
             let result = inspect_default(bytes);
-            assert!(
-                matches!(result, Err(InspectError::Malformed(_))),
-                "{name}: {result:?}"
-            );
+            assert!(matches!(result, Err(InspectError::Malformed(_))), "{name}: {result:?}");
         }
     }
 
@@ -2008,19 +1818,11 @@ mod tests {
         bomb[29..33].copy_from_slice(&crc.to_be_bytes());
         let started = Instant::now();
         let result = inspect_default(&bomb);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
         assert!(
             matches!(
                 result,
-                Err(InspectError::TooManyPixels {
-                    width: 60_000,
-                    height: 60_000,
-                    max_pixels: 100_000_000
-                })
+                Err(InspectError::TooManyPixels { width: 60_000, height: 60_000, max_pixels: 100_000_000 })
             ),
             "{result:?}"
         );
@@ -2028,10 +1830,7 @@ mod tests {
 
     #[test]
     fn too_many_pixels_is_checked_for_every_format() {
-        let limits = Limits {
-            max_pixels: 40 * 30 - 1,
-            ..Limits::default()
-        };
+        let limits = Limits { max_pixels: 40 * 30 - 1, ..Limits::default() };
         let mut jpeg_bomb = jpeg(40, 30);
         let sof = jpeg_segment_at(&jpeg_bomb, 0xC0);
         jpeg_bomb[sof + 1..sof + 5].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
@@ -2047,30 +1846,10 @@ mod tests {
         ];
         for bytes in cases {
             let result = inspect(bytes, &limits);
-            assert!(
-                matches!(
-                    result,
-                    Err(InspectError::TooManyPixels {
-                        width: 40,
-                        height: 30,
-                        ..
-                    })
-                ),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(InspectError::TooManyPixels { width: 40, height: 30, .. })), "{result:?}");
         }
         let result = inspect_default(&jpeg_bomb);
-        assert!(
-            matches!(
-                result,
-                Err(InspectError::TooManyPixels {
-                    width: 65_000,
-                    height: 65_000,
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(InspectError::TooManyPixels { width: 65_000, height: 65_000, .. })), "{result:?}");
     }
 
     #[test]
@@ -2080,10 +1859,7 @@ mod tests {
         exif.extend(exif_with_gps(6));
         let mut upload = plain[..2].to_vec();
         upload.extend(jpeg_segment(0xE1, &exif));
-        upload.extend(jpeg_segment(
-            0xE1,
-            b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>SECRET XMP</x:xmpmeta>",
-        ));
+        upload.extend(jpeg_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>SECRET XMP</x:xmpmeta>"));
         upload.extend(jpeg_segment(0xED, b"Photoshop 3.0\x008BIM SECRET IPTC"));
         upload.extend(jpeg_segment(0xFE, b"SECRET comment"));
         upload.extend_from_slice(&plain[2..]);
@@ -2095,18 +1871,12 @@ mod tests {
         assert_eq!((out.width, out.height), (40, 30));
         assert!(out.metadata_stripped);
         assert!(!contains(&out.bytes, b"SECRET"));
-        assert!(
-            !contains(&out.bytes, &123_456u32.to_be_bytes()),
-            "GPS latitude left"
-        );
+        assert!(!contains(&out.bytes, &123_456u32.to_be_bytes()), "GPS latitude left");
         // The encoder's own output with one minimal Exif (Orientation = 6)
         // where the camera's Exif was.
         let minimal = jpeg::orientation_segment(6);
         assert_eq!(out.bytes, [&plain[..2], &minimal[..], &plain[2..]].concat());
-        let app1: Vec<_> = jpeg_header_segments(&out.bytes)
-            .into_iter()
-            .filter(|(marker, _)| *marker == 0xE1)
-            .collect();
+        let app1: Vec<_> = jpeg_header_segments(&out.bytes).into_iter().filter(|(marker, _)| *marker == 0xE1).collect();
         assert_eq!(app1.len(), 1);
         assert_eq!(app1[0].1.len(), 32);
         // Another reader sees the orientation and nothing else.
@@ -2135,10 +1905,7 @@ mod tests {
         let mpf = jpeg_segment(0xE2, b"MPF\0II*\0");
         let upload = [&plain[..2], &icc[..], &mpf[..], &adobe[..], &plain[2..]].concat();
         let out = inspect_default(&upload).unwrap();
-        assert_eq!(
-            out.bytes,
-            [&plain[..2], &icc[..], &adobe[..], &plain[2..]].concat()
-        );
+        assert_eq!(out.bytes, [&plain[..2], &icc[..], &adobe[..], &plain[2..]].concat());
     }
 
     #[test]
@@ -2204,12 +1971,7 @@ mod tests {
     fn gif_comments_and_foreign_application_extensions_are_removed_looping_kept() {
         let plain = gif(16, 8);
         let packed = plain[10];
-        let blocks_at = 13
-            + if packed & 0x80 != 0 {
-                3 << ((packed & 7) + 1)
-            } else {
-                0
-            };
+        let blocks_at = 13 + if packed & 0x80 != 0 { 3 << ((packed & 7) + 1) } else { 0 };
         let comment = b"\x21\xFE\x06SECRET\x00";
         let xmp = b"\x21\xFF\x0BXMP DataXMP\x06SECRET\x00";
         let upload = [&plain[..blocks_at], comment, xmp, &plain[blocks_at..]].concat();
@@ -2277,10 +2039,7 @@ mod tests {
         let cases = [
             (r#"width="2in" height="1in""#, (192, 96)),
             (r#"viewBox="0 0 640 480""#, (640, 480)),
-            (
-                r#"width="100%" height="100%" viewBox="0,0,64,48""#,
-                (64, 48),
-            ),
+            (r#"width="100%" height="100%" viewBox="0,0,64,48""#, (64, 48)),
             (r#"width="200" viewBox="0 0 100 50""#, (200, 100)),
             (r#"height="10mm""#, (300, 38)),
             ("", (300, 150)),
@@ -2297,10 +2056,7 @@ mod tests {
     #[test]
     fn each_unsafe_svg_is_refused() {
         let cases = [
-            (
-                "script",
-                r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#,
-            ),
+            ("script", r#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#),
             (
                 "namespaced script",
                 r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:h="http://www.w3.org/1999/xhtml"><h:script>alert(1)</h:script></svg>"#,
@@ -2309,26 +2065,11 @@ mod tests {
                 "foreignObject",
                 r#"<svg xmlns="http://www.w3.org/2000/svg"><foreignObject><div xmlns="http://www.w3.org/1999/xhtml">x</div></foreignObject></svg>"#,
             ),
-            (
-                "iframe",
-                r#"<svg xmlns="http://www.w3.org/2000/svg"><iframe src="https://example.com"/></svg>"#,
-            ),
-            (
-                "embed",
-                r#"<svg xmlns="http://www.w3.org/2000/svg"><embed src="x.swf"/></svg>"#,
-            ),
-            (
-                "object",
-                r#"<svg xmlns="http://www.w3.org/2000/svg"><object data="x.html"/></svg>"#,
-            ),
-            (
-                "onload",
-                r#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#,
-            ),
-            (
-                "onclick",
-                r#"<svg xmlns="http://www.w3.org/2000/svg"><rect ONCLICK="alert(1)"/></svg>"#,
-            ),
+            ("iframe", r#"<svg xmlns="http://www.w3.org/2000/svg"><iframe src="https://example.com"/></svg>"#),
+            ("embed", r#"<svg xmlns="http://www.w3.org/2000/svg"><embed src="x.swf"/></svg>"#),
+            ("object", r#"<svg xmlns="http://www.w3.org/2000/svg"><object data="x.html"/></svg>"#),
+            ("onload", r#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#),
+            ("onclick", r#"<svg xmlns="http://www.w3.org/2000/svg"><rect ONCLICK="alert(1)"/></svg>"#),
             (
                 "javascript href",
                 r#"<svg xmlns="http://www.w3.org/2000/svg"><a href="javascript:alert(1)"><text>x</text></a></svg>"#,
@@ -2396,28 +2137,16 @@ mod tests {
         ];
         for (name, doc) in cases {
             let result = svg(doc);
-            assert!(
-                matches!(result, Err(InspectError::UnsafeSvg(_))),
-                "{name}: {result:?}"
-            );
+            assert!(matches!(result, Err(InspectError::UnsafeSvg(_))), "{name}: {result:?}");
         }
     }
 
     #[test]
     fn an_svg_over_the_size_limit_is_refused() {
-        let limits = Limits {
-            max_svg_bytes: 100,
-            ..Limits::default()
-        };
-        let doc = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg">{}</svg>"#,
-            "<g/>".repeat(100)
-        );
+        let limits = Limits { max_svg_bytes: 100, ..Limits::default() };
+        let doc = format!(r#"<svg xmlns="http://www.w3.org/2000/svg">{}</svg>"#, "<g/>".repeat(100));
         let result = inspect(doc.into_bytes(), &limits);
-        assert!(
-            matches!(result, Err(InspectError::UnsafeSvg(_))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(InspectError::UnsafeSvg(_))), "{result:?}");
     }
 
     #[test]
@@ -2430,10 +2159,7 @@ mod tests {
         ];
         for doc in cases {
             let result = svg(doc);
-            assert!(
-                matches!(result, Err(InspectError::Malformed(_))),
-                "{doc}: {result:?}"
-            );
+            assert!(matches!(result, Err(InspectError::Malformed(_))), "{doc}: {result:?}");
         }
     }
 }

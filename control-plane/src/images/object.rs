@@ -11,7 +11,7 @@ use crate::config::Config;
 
 /// Columns read by [`ImageRow::from_row`].
 pub const COLUMNS: &str = "id, team_id, source, format, content_type, width, height, bytes, sha256, filename, caption, \
-                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at";
+                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key";
 
 #[derive(Debug, Clone)]
 pub struct ImageRow {
@@ -33,6 +33,8 @@ pub struct ImageRow {
     pub published_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// The object this image shows when it is not its own `objects/{id}`.
+    pub object_key: Option<String>,
 }
 
 fn object(text: &str) -> Map<String, Value> {
@@ -60,11 +62,31 @@ impl ImageRow {
             published_at: r.get("published_at"),
             expires_at: r.get("expires_at"),
             deleted_at: r.get("deleted_at"),
+            object_key: r.get("object_key"),
         }
     }
 
     pub fn image_id(&self) -> ImageId {
         self.id.parse().expect("stored ids are valid")
+    }
+
+    /// The storage key of the bytes this image shows.
+    pub fn stored_object(&self) -> String {
+        self.object_key.clone().unwrap_or_else(|| imgcdn_shared::storage::object_key(&self.image_id()))
+    }
+
+    /// The manifest that makes this image servable.
+    pub fn manifest(&self) -> imgcdn_shared::Manifest {
+        imgcdn_shared::Manifest {
+            content_type: self.content_type.clone(),
+            bytes: self.bytes as u64,
+            sha256: self.sha256.clone(),
+            width: self.width as u32,
+            height: self.height as u32,
+            expires_at: self.expires_at.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
+            transformable: self.format().transformable(),
+            object: self.object_key.clone(),
+        }
     }
 
     pub fn format(&self) -> Format {
@@ -73,20 +95,12 @@ impl ImageRow {
 
     /// The CDN URL.
     pub fn url(&self, cfg: &Config) -> String {
-        format!(
-            "{}{}",
-            cfg.edge_base_url.trim_end_matches('/'),
-            ImagePath::new(self.image_id(), self.format())
-        )
+        format!("{}{}", cfg.edge_base_url.trim_end_matches('/'), ImagePath::new(self.image_id(), self.format()))
     }
 
     /// The viewer page URL.
     pub fn page_url(&self, cfg: &Config) -> String {
-        let base = if cfg.viewer_base_url.is_empty() {
-            &cfg.public_base_url
-        } else {
-            &cfg.viewer_base_url
-        };
+        let base = if cfg.viewer_base_url.is_empty() { &cfg.public_base_url } else { &cfg.viewer_base_url };
         format!("{}/{}", base.trim_end_matches('/'), self.id)
     }
 
@@ -98,16 +112,9 @@ impl ImageRow {
         }
         let url = self.url(cfg);
         let mut out = Map::new();
-        for (name, param, short) in [
-            ("small", "s", 320i64),
-            ("medium", "m", 640),
-            ("large", "l", 1080),
-        ] {
+        for (name, param, short) in [("small", "s", 320i64), ("medium", "m", 640), ("large", "l", 1080)] {
             let (w, h) = scale_short_side(self.width, self.height, short);
-            out.insert(
-                name.into(),
-                json!({ "url": format!("{url}?size={param}"), "width": w, "height": h }),
-            );
+            out.insert(name.into(), json!({ "url": format!("{url}?size={param}"), "width": w, "height": h }));
         }
         Value::Object(out)
     }
@@ -172,10 +179,7 @@ pub fn scale_short_side(w: i64, h: i64, short: i64) -> (i64, i64) {
         return (w, h);
     }
     let f = short as f64 / min as f64;
-    (
-        ((w as f64) * f).round().max(1.0) as i64,
-        ((h as f64) * f).round().max(1.0) as i64,
-    )
+    (((w as f64) * f).round().max(1.0) as i64, ((h as f64) * f).round().max(1.0) as i64)
 }
 
 #[cfg(test)]

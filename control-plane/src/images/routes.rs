@@ -41,11 +41,7 @@ const ANONYMOUS_CEILING_SECS: i64 = 730 * DAY;
 /// Who is uploading, decided before the body is read.
 pub enum Uploader {
     Anonymous,
-    Team {
-        team_id: String,
-        user_id: Option<String>,
-        plan: String,
-    },
+    Team { team_id: String, user_id: Option<String>, plan: String },
 }
 
 impl FromRequestParts<AppState> for Uploader {
@@ -60,27 +56,18 @@ impl FromRequestParts<AppState> for Uploader {
         } else {
             return Ok(Uploader::Anonymous);
         };
-        let plan: String = sqlx::query("SELECT plan FROM teams WHERE id = $1")
-            .bind(&team_id)
-            .fetch_one(&state.db.pool)
-            .await?
-            .get(0);
-        Ok(Uploader::Team {
-            team_id,
-            user_id,
-            plan,
-        })
+        let plan: String =
+            sqlx::query("SELECT plan FROM teams WHERE id = $1").bind(&team_id).fetch_one(&state.db.pool).await?.get(0);
+        Ok(Uploader::Team { team_id, user_id, plan })
     }
 }
 
 async fn personal_team(state: &AppState, user_id: &str) -> ApiResult<String> {
-    Ok(
-        sqlx::query("SELECT personal_team_id FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_one(&state.db.pool)
-            .await?
-            .get(0),
-    )
+    Ok(sqlx::query("SELECT personal_team_id FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&state.db.pool)
+        .await?
+        .get(0))
 }
 
 /// The team a credential acts for: a key's team, or the user's personal team.
@@ -114,16 +101,10 @@ fn parse_bool(field: &str, v: &str) -> ApiResult<bool> {
 /// Labels: a JSON object of up to 50 string values.
 pub fn check_labels(v: Value) -> ApiResult<Map<String, Value>> {
     let Value::Object(map) = v else {
-        return Err(ApiError::validation(
-            "labels",
-            "Labels are a JSON object of strings.",
-        ));
+        return Err(ApiError::validation("labels", "Labels are a JSON object of strings."));
     };
     if map.len() > MAX_LABELS {
-        return Err(ApiError::validation(
-            "labels",
-            format!("At most {MAX_LABELS} labels."),
-        ));
+        return Err(ApiError::validation("labels", format!("At most {MAX_LABELS} labels.")));
     }
     for (k, v) in &map {
         let ok = !k.is_empty() && k.len() <= 64 && v.as_str().is_some_and(|s| s.len() <= 256);
@@ -140,50 +121,36 @@ pub fn check_labels(v: Value) -> ApiResult<Map<String, Value>> {
 /// Metadata: a JSON object of at most 8 KiB.
 pub fn check_metadata(v: Value) -> ApiResult<Map<String, Value>> {
     let Value::Object(map) = v else {
-        return Err(ApiError::validation(
-            "metadata",
-            "Metadata is a JSON object.",
-        ));
+        return Err(ApiError::validation("metadata", "Metadata is a JSON object."));
     };
     if serde_json::to_vec(&map).map_or(0, |b| b.len()) > MAX_METADATA_BYTES {
-        return Err(ApiError::validation(
-            "metadata",
-            "Metadata is at most 8 KiB of JSON.",
-        ));
+        return Err(ApiError::validation("metadata", "Metadata is at most 8 KiB of JSON."));
     }
     Ok(map)
 }
 
 fn check_caption(c: &str) -> ApiResult<String> {
     if c.chars().count() > MAX_CAPTION {
-        return Err(ApiError::validation(
-            "caption",
-            format!("A caption is at most {MAX_CAPTION} characters."),
-        ));
+        return Err(ApiError::validation("caption", format!("A caption is at most {MAX_CAPTION} characters.")));
     }
     Ok(c.to_string())
 }
 
 fn json_field(field: &str, text: &str) -> ApiResult<Value> {
-    serde_json::from_str(text)
-        .map_err(|_| ApiError::validation(field, format!("{field} must be JSON.")))
+    serde_json::from_str(text).map_err(|_| ApiError::validation(field, format!("{field} must be JSON.")))
 }
 
 fn too_large(plan: &Plan, anonymous: bool, limit: u64) -> ApiError {
     let _ = plan;
     ApiError::FileTooLarge {
-        message: format!(
-            "The file is larger than {} MB, the limit of your plan.",
-            limit / 1_000_000
-        ),
+        message: format!("The file is larger than {} MB, the limit of your plan.", limit / 1_000_000),
         anonymous,
     }
 }
 
 async fn read_form(mut form: Multipart, plan: &Plan, anonymous: bool) -> ApiResult<UploadForm> {
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("Malformed multipart body: {e}"))
-    };
+    let bad =
+        |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(format!("Malformed multipart body: {e}"));
     let mut out = UploadForm::default();
     while let Some(mut field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
@@ -231,54 +198,29 @@ pub struct ImportBody {
 fn import_fields(body: ImportBody) -> ApiResult<(String, UploadForm)> {
     let ttl = match body.ttl {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            Some(ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?)
-        }
+        Some(Value::Number(n)) => Some(ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?),
         Some(Value::String(s)) => Some(ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "ttl",
-                "ttl is seconds or a string like 7d.",
-            ))
-        }
+        Some(_) => return Err(ApiError::validation("ttl", "ttl is seconds or a string like 7d.")),
     };
     let form = UploadForm {
         caption: body.caption.as_deref().map(check_caption).transpose()?,
         public: body.public,
         ttl,
-        labels: body
-            .labels
-            .map(check_labels)
-            .transpose()?
-            .unwrap_or_default(),
-        metadata: body
-            .metadata
-            .map(check_metadata)
-            .transpose()?
-            .unwrap_or_default(),
+        labels: body.labels.map(check_labels).transpose()?.unwrap_or_default(),
+        metadata: body.metadata.map(check_metadata).transpose()?.unwrap_or_default(),
         ..UploadForm::default()
     };
     Ok((body.url, form))
 }
 
 /// Fetch `url` (public addresses only, the plan's size limit, 30 s) into `form`.
-async fn fetch_into(
-    state: &AppState,
-    url: &str,
-    form: &mut UploadForm,
-    plan: &Plan,
-    anonymous: bool,
-) -> ApiResult<()> {
+async fn fetch_into(state: &AppState, url: &str, form: &mut UploadForm, plan: &Plan, anonymous: bool) -> ApiResult<()> {
     let mut policy = fetch::FetchPolicy::new(plan.max_file_bytes);
     policy.allow = state.cfg.uploads.import_allow.clone();
     match fetch::fetch_public(url, &policy).await {
         Ok(f) => {
-            form.filename = f
-                .final_url
-                .rsplit('/')
-                .next()
-                .filter(|n| !n.is_empty())
-                .map(|n| n.chars().take(255).collect());
+            form.filename =
+                f.final_url.rsplit('/').next().filter(|n| !n.is_empty()).map(|n| n.chars().take(255).collect());
             form.file = Some(f.bytes);
             Ok(())
         }
@@ -305,10 +247,7 @@ pub async fn create(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    create_with(&state, uploader, &client, req, "api", |row, cfg, _| {
-        row.json(cfg)
-    })
-    .await
+    create_with(&state, uploader, &client, req, "api", |row, cfg, _| row.json(cfg)).await
 }
 
 /// Legacy `POST /v1/import` `{url}`: an import with the older response shape.
@@ -318,15 +257,7 @@ pub async fn legacy_import(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    create_with(
-        &state,
-        uploader,
-        &client,
-        req,
-        "legacy_import",
-        ImageRow::legacy_json,
-    )
-    .await
+    create_with(&state, uploader, &client, req, "legacy_import", ImageRow::legacy_json).await
 }
 
 /// Legacy `POST /v1/upload`: the same upload, the older response shape.
@@ -336,15 +267,7 @@ pub async fn legacy_upload(
     client: ClientMeta,
     req: Request,
 ) -> ApiResult<Response> {
-    create_with(
-        &state,
-        uploader,
-        &client,
-        req,
-        "legacy_upload",
-        ImageRow::legacy_json,
-    )
-    .await
+    create_with(&state, uploader, &client, req, "legacy_upload", ImageRow::legacy_json).await
 }
 
 type Shape = fn(&ImageRow, &crate::config::Config, bool) -> Value;
@@ -418,41 +341,25 @@ async fn receive(
     if anonymous {
         let ip = client.ip.as_deref().unwrap_or("unknown");
         let up = &state.cfg.uploads;
-        let limited = |s| ApiError::RateLimited {
-            retry_after_secs: s,
-        };
-        state
-            .limiter
-            .hit("anon-upload-hour", ip, up.anonymous_per_hour, 3600)
-            .map_err(limited)?;
-        state
-            .limiter
-            .hit("anon-upload-day", ip, up.anonymous_per_day, DAY)
-            .map_err(limited)?;
+        let limited = |s| ApiError::RateLimited { retry_after_secs: s };
+        state.limiter.hit("anon-upload-hour", ip, up.anonymous_per_hour, 3600).map_err(limited)?;
+        state.limiter.hit("anon-upload-day", ip, up.anonymous_per_day, DAY).map_err(limited)?;
     }
     if let Uploader::Team { team_id, .. } = uploader {
         if let Some(max) = plan.max_images {
             let used = live_images(state, team_id).await?;
             if used >= max as i64 {
                 return Err(ApiError::QuotaExceeded {
-                    message: format!(
-                        "Your plan stores at most {max} images. Delete some or upgrade."
-                    ),
+                    message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
                     usage: json!({ "images": { "used": used, "limit": max } }),
                 });
             }
         }
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     if content_type.starts_with("multipart/form-data") {
-        let mp = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let mp = Multipart::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let form = read_form(mp, &plan, anonymous).await?;
         Ok((plan, None, form))
     } else if content_type.starts_with("application/json") {
@@ -461,8 +368,7 @@ async fn receive(
         Ok((plan, Some(url), form))
     } else {
         Err(ApiError::BadRequest(
-            "Send the image as multipart/form-data with a `file` field, or JSON {\"url\": …}."
-                .into(),
+            "Send the image as multipart/form-data with a `file` field, or JSON {\"url\": …}.".into(),
         ))
     }
 }
@@ -476,23 +382,16 @@ async fn store(
     source: &str,
 ) -> ApiResult<ImageRow> {
     let anonymous = matches!(uploader, Uploader::Anonymous);
-    let file = form
-        .file
-        .ok_or_else(|| ApiError::validation("file", "Attach the image as the `file` field."))?;
+    let file = form.file.ok_or_else(|| ApiError::validation("file", "Attach the image as the `file` field."))?;
     if file.is_empty() {
         return Err(ApiError::validation("file", "The file is empty."));
     }
-    let limits = Limits {
-        max_pixels: state.cfg.uploads.max_pixels,
-        max_svg_bytes: plan.max_svg_bytes as usize,
-    };
+    let limits = Limits { max_pixels: state.cfg.uploads.max_pixels, max_svg_bytes: plan.max_svg_bytes as usize };
     let inspected = tokio::task::spawn_blocking(move || inspect::inspect(file, &limits))
         .await
         .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
         .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
-    if inspected.format == imgcdn_shared::Format::Svg
-        && inspected.bytes.len() as u64 > plan.max_svg_bytes
-    {
+    if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
         return Err(too_large(plan, anonymous, plan.max_svg_bytes));
     }
 
@@ -501,26 +400,37 @@ async fn store(
     let public = form.public.unwrap_or(true);
     let id = ImageId::generate();
     let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
+    // Identical bytes already live in this team: show them, store nothing new.
+    let shared_object = match uploader {
+        Uploader::Team { team_id, .. } => sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND sha256 = $2 AND deleted_at IS NULL AND status = 'ready' \
+             ORDER BY created_at, id LIMIT 1"
+        ))
+        .bind(team_id)
+        .bind(&sha256)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| ImageRow::from_row(&r).stored_object()),
+        Uploader::Anonymous => None,
+    };
     let manifest = Manifest {
         content_type: inspected.format.content_type().to_string(),
         bytes: inspected.bytes.len() as u64,
         sha256: sha256.clone(),
         width: inspected.width,
         height: inspected.height,
-        expires_at: expires_at
-            .map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
+        expires_at: expires_at.map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
         transformable: inspected.format.transformable(),
+        object: shared_object.clone(),
     };
     let (team_id, user_id) = match uploader {
         Uploader::Anonymous => (None, None),
-        Uploader::Team {
-            team_id, user_id, ..
-        } => (Some(team_id.clone()), user_id.clone()),
+        Uploader::Team { team_id, user_id, .. } => (Some(team_id.clone()), user_id.clone()),
     };
     sqlx::query(
         "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
-         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'processing', $16, NULL, $17, NULL)",
+         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'processing', $16, NULL, $17, NULL, $18)",
     )
     .bind(id.as_str())
     .bind(team_id)
@@ -539,9 +449,14 @@ async fn store(
     .bind(Value::Object(form.metadata).to_string())
     .bind(now)
     .bind(expires_at)
+    .bind(shared_object.clone())
     .execute(&state.db.pool)
     .await?;
-    if let Err(e) = state.stores.publish(&id, inspected.bytes, &manifest).await {
+    let published = match &shared_object {
+        Some(_) => state.stores.publish_manifest(&id, &manifest).await,
+        None => state.stores.publish(&id, inspected.bytes, &manifest).await,
+    };
+    if let Err(e) = published {
         let _ = sqlx::query("UPDATE images SET status = 'failed' WHERE id = $1")
             .bind(id.as_str())
             .execute(&state.db.pool)
@@ -561,9 +476,7 @@ async fn store(
 pub fn expiry(now: i64, anonymous: bool, ttl: Option<i64>, plan: &Plan) -> Option<i64> {
     let window = plan.retention_days.map(|d| d * DAY);
     if anonymous {
-        let window = window
-            .unwrap_or(ANONYMOUS_CEILING_SECS)
-            .min(ANONYMOUS_CEILING_SECS);
+        let window = window.unwrap_or(ANONYMOUS_CEILING_SECS).min(ANONYMOUS_CEILING_SECS);
         return Some(now + ttl.map_or(window, |t| t.min(window)));
     }
     match (ttl, window) {
@@ -583,13 +496,11 @@ async fn live_images(state: &AppState, team_id: &str) -> ApiResult<i64> {
 }
 
 async fn fetch(state: &AppState, id: &str) -> ApiResult<Option<ImageRow>> {
-    Ok(
-        sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .map(|r| ImageRow::from_row(&r)),
-    )
+    Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| ImageRow::from_row(&r)))
 }
 
 /// A live image of the caller's team, or 404 (also for other teams' images).
@@ -601,11 +512,7 @@ async fn owned(state: &AppState, team: &str, id: &str) -> ApiResult<ImageRow> {
 }
 
 /// `GET /v1/images/{id}`
-pub async fn get(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get(State(state): State<AppState>, who: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let team = caller_team(&state, &who).await?;
     let row = owned(&state, &team, &id).await?;
     if row.status == "failed" {
@@ -620,9 +527,7 @@ fn encode_cursor(created_at: i64, id: &str) -> String {
 
 fn decode_cursor(c: &str) -> ApiResult<(i64, String)> {
     let bad = || ApiError::validation("cursor", "This cursor is not one we gave out.");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (t, id) = text.split_once(':').ok_or_else(bad)?;
     Ok((t.parse().map_err(|_| bad())?, id.to_string()))
@@ -636,11 +541,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let team = caller_team(&state, &who).await?;
     if let Some(ids) = q.get("ids") {
-        let ids: Vec<&str> = ids
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let ids: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         if ids.len() > 50 {
             return Err(ApiError::validation("ids", "At most 50 ids at a time."));
         }
@@ -667,9 +568,7 @@ pub async fn list(
     let labels: Vec<(String, String)> = q
         .iter()
         .filter_map(|(k, v)| {
-            k.strip_prefix("label[")
-                .and_then(|k| k.strip_suffix(']'))
-                .map(|k| (k.to_string(), v.clone()))
+            k.strip_prefix("label[").and_then(|k| k.strip_suffix(']')).map(|k| (k.to_string(), v.clone()))
         })
         .collect();
     let mut after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
@@ -679,31 +578,32 @@ pub async fn list(
     // Label filters are applied here, not in SQL (portable): read pages until the page is full.
     'pages: loop {
         let rows = match &after {
-            Some((t, id)) => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
+            Some((t, id)) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
                  AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT 200"
-            ))
-            .bind(&team)
-            .bind(*t)
-            .bind(id)
-            .fetch_all(&state.db.pool)
-            .await?,
-            None => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
+                ))
+                .bind(&team)
+                .bind(*t)
+                .bind(id)
+                .fetch_all(&state.db.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status = 'ready' \
                  ORDER BY created_at DESC, id DESC LIMIT 200"
-            ))
-            .bind(&team)
-            .fetch_all(&state.db.pool)
-            .await?,
+                ))
+                .bind(&team)
+                .fetch_all(&state.db.pool)
+                .await?
+            }
         };
         let n = rows.len();
         for r in rows {
             let row = ImageRow::from_row(&r);
             after = Some((row.created_at, row.id.clone()));
-            if !labels
-                .iter()
-                .all(|(k, v)| row.labels.get(k).and_then(Value::as_str) == Some(v))
-            {
+            if !labels.iter().all(|(k, v)| row.labels.get(k).and_then(Value::as_str) == Some(v)) {
                 continue;
             }
             if data.len() == limit {
@@ -717,14 +617,8 @@ pub async fn list(
             break;
         }
     }
-    let next = if has_more {
-        last.map(|(t, id)| encode_cursor(t, &id))
-    } else {
-        None
-    };
-    Ok(Json(
-        json!({ "object": "list", "data": data, "pagination": { "next_cursor": next, "has_more": has_more } }),
-    ))
+    let next = if has_more { last.map(|(t, id)| encode_cursor(t, &id)) } else { None };
+    Ok(Json(json!({ "object": "list", "data": data, "pagination": { "next_cursor": next, "has_more": has_more } })))
 }
 
 #[derive(Deserialize)]
@@ -750,54 +644,32 @@ pub async fn patch(
         Some(None) => None,
         None => row.caption.clone(),
     };
-    let labels = body
-        .labels
-        .map(check_labels)
-        .transpose()?
-        .unwrap_or(row.labels.clone());
-    let metadata = body
-        .metadata
-        .map(check_metadata)
-        .transpose()?
-        .unwrap_or(row.metadata.clone());
+    let labels = body.labels.map(check_labels).transpose()?.unwrap_or(row.labels.clone());
+    let metadata = body.metadata.map(check_metadata).transpose()?.unwrap_or(row.metadata.clone());
     let now = state.clock.unix_now();
     let expires_at = match body.ttl {
         None => row.expires_at,
-        Some(Value::Number(n)) => {
-            Some(now + ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?)
-        }
-        Some(Value::String(s)) => {
-            Some(now + ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?)
-        }
-        Some(_) => {
-            return Err(ApiError::validation(
-                "ttl",
-                "ttl is seconds or a string like 7d.",
-            ))
-        }
+        Some(Value::Number(n)) => Some(now + ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?),
+        Some(Value::String(s)) => Some(now + ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?),
+        Some(_) => return Err(ApiError::validation("ttl", "ttl is seconds or a string like 7d.")),
     };
     let public = body.public.unwrap_or(row.public);
-    sqlx::query("UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6")
-        .bind(caption)
-        .bind(Value::Object(labels).to_string())
-        .bind(Value::Object(metadata).to_string())
-        .bind(i64::from(public))
-        .bind(expires_at)
-        .bind(&id)
-        .execute(&state.db.pool)
-        .await?;
+    sqlx::query(
+        "UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6",
+    )
+    .bind(caption)
+    .bind(Value::Object(labels).to_string())
+    .bind(Value::Object(metadata).to_string())
+    .bind(i64::from(public))
+    .bind(expires_at)
+    .bind(&id)
+    .execute(&state.db.pool)
+    .await?;
     if expires_at != row.expires_at && row.status == "ready" {
         // The edge enforces expiry from the manifest: keep it in step.
-        let manifest = Manifest {
-            content_type: row.content_type.clone(),
-            bytes: row.bytes as u64,
-            sha256: row.sha256.clone(),
-            width: row.width as u32,
-            height: row.height as u32,
-            expires_at: expires_at
-                .map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
-            transformable: row.format().transformable(),
-        };
+        let mut updated = row.clone();
+        updated.expires_at = expires_at;
+        let manifest = updated.manifest();
         state
             .stores
             .rewrite_manifest(&row.image_id(), &manifest)
@@ -808,35 +680,40 @@ pub async fn patch(
     Ok(Json(row.json(&state.cfg)))
 }
 
-/// Take an image off public serving and into the recovery store.
-async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> ApiResult<()> {
+/// Take an image off public serving and into the recovery store. Its bytes
+/// leave the public store only if no other live image shows them.
+pub(crate) async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> ApiResult<()> {
     let now = state.clock.unix_now();
-    // Mark first: if the store step fails, a retry finds the row and tries again.
+    // Mark first: if the store step fails, a retry (or the sweep) finds the row.
     sqlx::query("UPDATE images SET deleted_at = COALESCE(deleted_at, $1) WHERE id = $2")
         .bind(now)
         .bind(&row.id)
         .execute(&state.db.pool)
         .await?;
+    let object = row.stored_object();
+    let others: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM images WHERE deleted_at IS NULL AND status <> 'failed' AND id <> $1 \
+         AND (object_key = $2 OR ('objects/' || id) = $2)",
+    )
+    .bind(&row.id)
+    .bind(&object)
+    .fetch_one(&state.db.pool)
+    .await?
+    .get(0);
     let reap_at = now + state.cfg.uploads.recovery_days * DAY;
     state
         .stores
-        .unpublish(&row.image_id(), reason, now, reap_at)
+        .unpublish(&row.image_id(), &object, others == 0, reason, now, reap_at)
         .await
         .map_err(|e| ApiError::Internal(format!("unpublish {}: {e}", row.id)))
 }
 
 /// `DELETE /v1/images/{id}`
-pub async fn delete(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn delete(State(state): State<AppState>, who: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let team = caller_team(&state, &who).await?;
     let row = owned(&state, &team, &id).await?;
     remove(&state, &row, "deleted").await?;
-    Ok(Json(
-        json!({ "id": id, "object": "image", "deleted": true }),
-    ))
+    Ok(Json(json!({ "id": id, "object": "image", "deleted": true })))
 }
 
 #[derive(Deserialize)]
@@ -864,27 +741,25 @@ pub async fn delete_batch(
             _ => errors.push(json!({ "id": id, "error": { "type": "invalid_request_error", "code": "not_found", "message": "not found" } })),
         }
     }
-    Ok(Json(
-        json!({ "object": "batch_result", "data": data, "errors": errors }),
-    ))
+    Ok(Json(json!({ "object": "batch_result", "data": data, "errors": errors })))
 }
 
 /// `GET /v1/usage`
 pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     let team = caller_team(&state, &who).await?;
-    let plan_name: String = sqlx::query("SELECT plan FROM teams WHERE id = $1")
-        .bind(&team)
-        .fetch_one(&state.db.pool)
-        .await?
-        .get(0);
+    let plan_name: String =
+        sqlx::query("SELECT plan FROM teams WHERE id = $1").bind(&team).fetch_one(&state.db.pool).await?.get(0);
     let plan = state.cfg.plans.get(&plan_name);
-    let row = sqlx::query(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'",
+    let images: i64 = live_images(&state, &team).await?;
+    // Storage counts each stored object once, however many images show it.
+    let bytes: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM (SELECT DISTINCT COALESCE(object_key, 'objects/' || id) AS k, bytes \
+         FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed') AS stored",
     )
     .bind(&team)
     .fetch_one(&state.db.pool)
-    .await?;
-    let (images, bytes): (i64, i64) = (row.get(0), row.get(1));
+    .await?
+    .get(0);
     let total: i64 = sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1")
         .bind(&team)
         .fetch_one(&state.db.pool)
@@ -906,16 +781,9 @@ pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<J
 
 /// `GET /{id}`: the viewer page. Private images are 404 for anyone but
 /// members of the owning team.
-pub async fn viewer(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-) -> Response {
+pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, headers: axum::http::HeaderMap) -> Response {
     let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            Html("<!doctype html><title>Not found</title><h1>Not found</h1>".to_string()),
-        )
+        (StatusCode::NOT_FOUND, Html("<!doctype html><title>Not found</title><h1>Not found</h1>".to_string()))
             .into_response()
     };
     if id.parse::<ImageId>().is_err() {
@@ -942,17 +810,12 @@ pub async fn viewer(
             .find(|(k, _)| *k == SESSION_COOKIE)
             .map(|(_, v)| v.to_string());
         let session = match token {
-            Some(t) => crate::accounts::sessions::lookup(&state, &t)
-                .await
-                .ok()
-                .flatten(),
+            Some(t) => crate::accounts::sessions::lookup(&state, &t).await.ok().flatten(),
             None => None,
         };
         let member = match (session, &row.team_id) {
             (Some(s), Some(team)) => {
-                crate::teams::require_role(&state, team, &s.user_id, crate::teams::Role::Member)
-                    .await
-                    .is_ok()
+                crate::teams::require_role(&state, team, &s.user_id, crate::teams::Role::Member).await.is_ok()
             }
             _ => false,
         };
@@ -960,19 +823,10 @@ pub async fn viewer(
             return not_found();
         }
     }
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let caption = row.caption.clone().unwrap_or_default();
     let url = row.url(&state.cfg);
-    let robots = if row.public {
-        ""
-    } else {
-        "<meta name=\"robots\" content=\"noindex\">"
-    };
+    let robots = if row.public { "" } else { "<meta name=\"robots\" content=\"noindex\">" };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <meta name=\"referrer\" content=\"no-referrer\">{robots}<title>{title}</title>\

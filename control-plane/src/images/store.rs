@@ -7,7 +7,7 @@
 //! once), then the public object: at every step the image is either still
 //! served or already safe in recovery, never lost.
 
-use imgcdn_shared::storage::{manifest_key, object_key, publish, StoreConfig};
+use imgcdn_shared::storage::{manifest_key, publish, StoreConfig};
 use imgcdn_shared::{ImageId, Manifest};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
@@ -28,38 +28,32 @@ pub struct RecoveryRecord {
 
 impl Stores {
     pub fn open(public: &StoreConfig, recovery: &StoreConfig) -> Result<Stores, opendal::Error> {
-        Ok(Stores {
-            public: public.operator()?,
-            recovery: recovery.operator()?,
-        })
+        Ok(Stores { public: public.operator()?, recovery: recovery.operator()? })
     }
 
-    pub async fn publish(
-        &self,
-        id: &ImageId,
-        bytes: Vec<u8>,
-        manifest: &Manifest,
-    ) -> Result<(), opendal::Error> {
+    pub async fn publish(&self, id: &ImageId, bytes: Vec<u8>, manifest: &Manifest) -> Result<(), opendal::Error> {
         publish(&self.public, id, bytes, manifest).await
     }
 
+    /// Publish an image that shows bytes already in the store: the manifest only.
+    pub async fn publish_manifest(&self, id: &ImageId, manifest: &Manifest) -> Result<(), opendal::Error> {
+        self.public.write(&manifest_key(id), manifest.to_json()).await.map(|_| ())
+    }
+
     /// Rewrite the manifest of a published image (e.g. a new expiry).
-    pub async fn rewrite_manifest(
-        &self,
-        id: &ImageId,
-        manifest: &Manifest,
-    ) -> Result<(), opendal::Error> {
-        self.public
-            .write(&manifest_key(id), manifest.to_json())
-            .await
-            .map(|_| ())
+    pub async fn rewrite_manifest(&self, id: &ImageId, manifest: &Manifest) -> Result<(), opendal::Error> {
+        self.public.write(&manifest_key(id), manifest.to_json()).await.map(|_| ())
     }
 
     /// Move a published image to the recovery store. Idempotent: an image
-    /// already gone from the public store is fine.
+    /// already gone from the public store is fine. The bytes (`object`) are
+    /// copied to recovery always, but deleted from the public store only
+    /// when `delete_bytes` (no other live image shows them).
     pub async fn unpublish(
         &self,
         id: &ImageId,
+        object: &str,
+        delete_bytes: bool,
         reason: &str,
         now: i64,
         reap_at: i64,
@@ -69,29 +63,22 @@ impl Stores {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        match self.public.read(&object_key(id)).await {
+        match self.public.read(object).await {
             Ok(bytes) => {
-                self.recovery
-                    .write(&format!("recovery/{id}/object"), bytes)
-                    .await?;
+                self.recovery.write(&format!("recovery/{id}/object"), bytes).await?;
                 if let Some(manifest) = manifest {
-                    let record = RecoveryRecord {
-                        manifest,
-                        reason: reason.to_string(),
-                        removed_at: now,
-                        reap_at,
-                    };
+                    let record = RecoveryRecord { manifest, reason: reason.to_string(), removed_at: now, reap_at };
                     let json = serde_json::to_vec_pretty(&record).expect("record serialises");
-                    self.recovery
-                        .write(&format!("recovery/{id}/record.json"), json)
-                        .await?;
+                    self.recovery.write(&format!("recovery/{id}/record.json"), json).await?;
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         self.public.delete(&manifest_key(id)).await?;
-        self.public.delete(&object_key(id)).await?;
+        if delete_bytes {
+            self.public.delete(object).await?;
+        }
         Ok(())
     }
 }

@@ -17,6 +17,8 @@ use imgcdn_shared::storage::{manifest_key, object_key};
 use imgcdn_shared::ImageId;
 use sqlx::Row;
 
+use super::object::{ImageRow, COLUMNS};
+use super::routes::remove;
 use crate::AppState;
 
 /// A `processing` row this old is an interrupted upload.
@@ -36,25 +38,18 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
     let now = state.clock.unix_now();
     let mut out = Swept::default();
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let reap_at = now + state.cfg.uploads.recovery_days * 86_400;
 
-    let stale =
-        sqlx::query("SELECT id FROM images WHERE status = 'processing' AND created_at < $1")
-            .bind(now - STALE_SECS)
-            .fetch_all(&state.db.pool)
-            .await
-            .map_err(|e| err(&e))?;
+    let stale = sqlx::query("SELECT id FROM images WHERE status = 'processing' AND created_at < $1")
+        .bind(now - STALE_SECS)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(|e| err(&e))?;
     for row in stale {
         let id: String = row.get(0);
         let Ok(image) = id.parse::<ImageId>() else {
             continue;
         };
-        let published = state
-            .stores
-            .public
-            .exists(&manifest_key(&image))
-            .await
-            .map_err(|e| err(&e))?;
+        let published = state.stores.public.exists(&manifest_key(&image)).await.map_err(|e| err(&e))?;
         if published {
             sqlx::query("UPDATE images SET status = 'ready', published_at = COALESCE(published_at, $1) WHERE id = $2 AND status = 'processing'")
                 .bind(now)
@@ -64,81 +59,44 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
                 .map_err(|e| err(&e))?;
             out.completed += 1;
         } else {
-            state
-                .stores
-                .public
-                .delete(&object_key(&image))
+            state.stores.public.delete(&object_key(&image)).await.map_err(|e| err(&e))?;
+            sqlx::query("UPDATE images SET status = 'failed' WHERE id = $1 AND status = 'processing'")
+                .bind(&id)
+                .execute(&state.db.pool)
                 .await
                 .map_err(|e| err(&e))?;
-            sqlx::query(
-                "UPDATE images SET status = 'failed' WHERE id = $1 AND status = 'processing'",
-            )
-            .bind(&id)
-            .execute(&state.db.pool)
-            .await
-            .map_err(|e| err(&e))?;
             out.failed += 1;
         }
     }
 
     let deleted =
-        sqlx::query("SELECT id FROM images WHERE deleted_at IS NOT NULL AND status = 'ready'")
+        sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE deleted_at IS NOT NULL AND status = 'ready'"))
             .fetch_all(&state.db.pool)
             .await
             .map_err(|e| err(&e))?;
-    for row in deleted {
-        let id: String = row.get(0);
-        let Ok(image) = id.parse::<ImageId>() else {
-            continue;
-        };
-        if state
-            .stores
-            .public
-            .exists(&manifest_key(&image))
-            .await
-            .map_err(|e| err(&e))?
-        {
-            state
-                .stores
-                .unpublish(&image, "deleted", now, reap_at)
-                .await
-                .map_err(|e| err(&e))?;
+    for row in deleted.iter().map(ImageRow::from_row) {
+        if state.stores.public.exists(&manifest_key(&row.image_id())).await.map_err(|e| err(&e))? {
+            remove(state, &row, "deleted").await.map_err(|e| err(&e))?;
             out.redeleted += 1;
         }
     }
 
-    let expired = sqlx::query("SELECT id FROM images WHERE deleted_at IS NULL AND status = 'ready' AND expires_at IS NOT NULL AND expires_at <= $1")
-        .bind(now)
-        .fetch_all(&state.db.pool)
-        .await
-        .map_err(|e| err(&e))?;
-    for row in expired {
-        let id: String = row.get(0);
-        let Ok(image) = id.parse::<ImageId>() else {
-            continue;
-        };
-        sqlx::query("UPDATE images SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&state.db.pool)
-            .await
-            .map_err(|e| err(&e))?;
-        state
-            .stores
-            .unpublish(&image, "expired", now, reap_at)
-            .await
-            .map_err(|e| err(&e))?;
+    let expired = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM images WHERE deleted_at IS NULL AND status = 'ready' AND expires_at IS NOT NULL AND expires_at <= $1"
+    ))
+    .bind(now)
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(|e| err(&e))?;
+    for row in expired.iter().map(ImageRow::from_row) {
+        remove(state, &row, "expired").await.map_err(|e| err(&e))?;
         out.expired += 1;
     }
     Ok(out)
 }
 
 /// Sweep every `every` until `shutdown` flips.
-pub async fn sweep_loop(
-    state: AppState,
-    every: std::time::Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn sweep_loop(state: AppState, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         match run_once(&state).await {
             Ok(s) if s != Swept::default() => tracing::info!(?s, "image sweep"),

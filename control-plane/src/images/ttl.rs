@@ -11,9 +11,7 @@ pub fn parse(raw: &str) -> Result<i64, String> {
         Some((i, _)) => (&raw[..i], &raw[i..]),
         None => (raw, "s"),
     };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("ttl {raw:?} is not a number of seconds or like 5m, 2h, 7d"))?;
+    let n: i64 = num.parse().map_err(|_| format!("ttl {raw:?} is not a number of seconds or like 5m, 2h, 7d"))?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -21,9 +19,7 @@ pub fn parse(raw: &str) -> Result<i64, String> {
         "d" => 86_400,
         _ => return Err(format!("ttl unit {unit:?} is not one of s, m, h, d")),
     };
-    let secs = n
-        .checked_mul(mult)
-        .ok_or_else(|| "ttl is too large".to_string())?;
+    let secs = n.checked_mul(mult).ok_or_else(|| "ttl is too large".to_string())?;
     if !(MIN_TTL..=MAX_TTL).contains(&secs) {
         return Err("ttl must be between 300 seconds (5m) and 90 days (90d)".to_string());
     }
@@ -41,17 +37,7 @@ mod tests {
         assert_eq!(parse("2h"), Ok(7200));
         assert_eq!(parse("7d"), Ok(604_800));
         assert_eq!(parse("90d"), Ok(7_776_000));
-        for bad in [
-            "299",
-            "4m",
-            "91d",
-            "",
-            "abc",
-            "5w",
-            "-5m",
-            "1.5h",
-            "99999999999999999999d",
-        ] {
+        for bad in ["299", "4m", "91d", "", "abc", "5w", "-5m", "1.5h", "99999999999999999999d"] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -51,10 +51,8 @@ macro_rules! on_both_databases {
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut cfg = Config::default();
     cfg.email.outbox_dir = dir.join("outbox");
-    cfg.stores.public =
-        imgcdn_shared::storage::StoreConfig::fs(dir.join("store").to_string_lossy());
-    cfg.stores.recovery =
-        imgcdn_shared::storage::StoreConfig::fs(dir.join("recovery").to_string_lossy());
+    cfg.stores.public = imgcdn_shared::storage::StoreConfig::fs(dir.join("store").to_string_lossy());
+    cfg.stores.recovery = imgcdn_shared::storage::StoreConfig::fs(dir.join("recovery").to_string_lossy());
     cfg.cookie_secure = true;
     cfg.client_ip_header = Some("x-forwarded-for".into());
     cfg.country_header = Some("cf-ipcountry".into());
@@ -100,14 +98,8 @@ impl TestApp {
             }
         };
         let mut admin = admin;
-        let name = format!(
-            "imgcdn_t_{}",
-            imgcdn_control_plane::secrets::random_alnum(12).to_ascii_lowercase()
-        );
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        let name = format!("imgcdn_t_{}", imgcdn_control_plane::secrets::random_alnum(12).to_ascii_lowercase());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
         admin.close().await.ok();
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(dir.path());
@@ -123,14 +115,7 @@ impl TestApp {
         let outbox = cfg.email.outbox_dir.clone();
         std::fs::create_dir_all(&outbox).unwrap();
         let state = AppState::new(db, cfg, clock.clone()).unwrap();
-        TestApp {
-            state,
-            clock,
-            outbox,
-            seen: Default::default(),
-            _dir: dir,
-            pg_db,
-        }
+        TestApp { state, clock, outbox, seen: Default::default(), _dir: dir, pg_db }
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -167,20 +152,12 @@ impl TestApp {
                 Body::from(bytes)
             }
         };
-        let resp = app(self.state.clone())
-            .oneshot(b.body(body).unwrap())
-            .await
-            .unwrap();
+        let resp = app(self.state.clone()).oneshot(b.body(body).unwrap()).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            json,
-            text: String::from_utf8_lossy(&bytes).to_string(),
-        }
+        Resp { status, headers, json, text: String::from_utf8_lossy(&bytes).to_string() }
     }
 
     /// Deliver queued mail through the real file transport and return every
@@ -189,23 +166,18 @@ impl TestApp {
     pub async fn deliver(&self) -> Vec<Mail> {
         let mailer = email::mailer(&self.state.cfg.email).unwrap();
         let from = self.state.cfg.email.from.parse().unwrap();
-        email::deliver_due(&self.state.db, mailer.as_ref(), &from, self.clock.as_ref())
-            .await
-            .unwrap();
+        email::deliver_due(&self.state.db, mailer.as_ref(), &from, self.clock.as_ref()).await.unwrap();
         let mut seen = self.seen.lock().unwrap();
-        let mut new: Vec<(std::time::SystemTime, String, std::path::PathBuf)> =
-            std::fs::read_dir(&self.outbox)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x == "eml") && !seen.iter().any(|(q, _)| q == p)
-                })
-                .map(|p| {
-                    let text = std::fs::read_to_string(&p).unwrap();
-                    (std::fs::metadata(&p).unwrap().modified().unwrap(), text, p)
-                })
-                .collect();
+        let mut new: Vec<(std::time::SystemTime, String, std::path::PathBuf)> = std::fs::read_dir(&self.outbox)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml") && !seen.iter().any(|(q, _)| q == p))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (std::fs::metadata(&p).unwrap().modified().unwrap(), text, p)
+            })
+            .collect();
         // Within one delivery pass, order by the queue order lettre cannot
         // record: our mail ids are not in the file, so fall back to mtime.
         new.sort_by_key(|(t, _, _)| *t);
@@ -217,23 +189,13 @@ impl TestApp {
 
     /// Mail sent to `to` so far, oldest first.
     pub async fn mail_to(&self, to: &str) -> Vec<Mail> {
-        self.deliver()
-            .await
-            .into_iter()
-            .filter(|m| m.to.contains(to))
-            .collect()
+        self.deliver().await.into_iter().filter(|m| m.to.contains(to)).collect()
     }
 
     /// A key with read and write for `u`'s personal team.
     pub async fn key_for(&self, u: &User) -> String {
         let r = self
-            .call(
-                Req::post(
-                    &format!("/v1/teams/{}/keys", u.team),
-                    serde_json::json!({"name": "test"}),
-                )
-                .signed_in(u),
-            )
+            .call(Req::post(&format!("/v1/teams/{}/keys", u.team), serde_json::json!({"name": "test"})).signed_in(u))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.json["key"].as_str().unwrap().to_string()
@@ -250,21 +212,15 @@ impl TestApp {
 
     /// Sign up and verify; returns the email's owner signed in.
     pub async fn user(&self, email: &str, password: &str) -> User {
-        let r = self.call(Req::post("/v1/auth/signup", serde_json::json!({"email": email, "name": email.split('@').next().unwrap(), "password": password}))).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        let token = self
-            .mail_to(email)
-            .await
-            .last()
-            .unwrap()
-            .token("/verify-email")
-            .unwrap();
         let r = self
             .call(Req::post(
-                "/v1/auth/verify",
-                serde_json::json!({"token": token}),
+                "/v1/auth/signup",
+                serde_json::json!({"email": email, "name": email.split('@').next().unwrap(), "password": password}),
             ))
             .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let token = self.mail_to(email).await.last().unwrap().token("/verify-email").unwrap();
+        let r = self.call(Req::post("/v1/auth/verify", serde_json::json!({"token": token}))).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         self.login(email, password).await
     }
@@ -272,12 +228,9 @@ impl TestApp {
     pub async fn login(&self, email: &str, password: &str) -> User {
         let r = self
             .call(
-                Req::post(
-                    "/v1/auth/login",
-                    serde_json::json!({"email": email, "password": password}),
-                )
-                .header("x-forwarded-for", "203.0.113.9")
-                .header("user-agent", "test-agent/1.0"),
+                Req::post("/v1/auth/login", serde_json::json!({"email": email, "password": password}))
+                    .header("x-forwarded-for", "203.0.113.9")
+                    .header("user-agent", "test-agent/1.0"),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -286,21 +239,14 @@ impl TestApp {
             cookie,
             csrf: r.json["csrf_token"].as_str().unwrap().to_string(),
             id: r.json["user"]["id"].as_str().unwrap().to_string(),
-            team: r.json["user"]["personal_team_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            team: r.json["user"]["personal_team_id"].as_str().unwrap().to_string(),
             email: email.to_string(),
         }
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
-        sqlx::query(sql)
-            .fetch_one(&self.state.db.pool)
-            .await
-            .unwrap()
-            .get::<i64, _>(0)
+        sqlx::query(sql).fetch_one(&self.state.db.pool).await.unwrap().get::<i64, _>(0)
     }
 }
 
@@ -311,17 +257,12 @@ impl Drop for TestApp {
             // test's pool (its connections belong to the test's runtime).
             // FORCE ends those connections server-side.
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async move {
                     use sqlx::Connection;
                     if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
                         let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
                     }
                 });
             })
@@ -432,9 +373,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn set_cookie(&self) -> Option<String> {
-        self.headers
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_string())
+        self.headers.get("set-cookie").map(|v| v.to_str().unwrap().to_string())
     }
     pub fn session_cookie(&self) -> Option<String> {
         let c = self.set_cookie()?;
@@ -468,21 +407,13 @@ impl Mail {
         } else {
             body.to_string()
         };
-        Mail {
-            to: header("to"),
-            subject: header("subject"),
-            body,
-        }
+        Mail { to: header("to"), subject: header("subject"), body }
     }
 
     /// The token of the first link to `path` in the body.
     pub fn token(&self, path: &str) -> Option<String> {
         let i = self.body.find(&format!("{path}?token="))?;
         let rest = &self.body[i + path.len() + 7..];
-        Some(
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect(),
-        )
+        Some(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect())
     }
 }

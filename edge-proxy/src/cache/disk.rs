@@ -73,8 +73,7 @@ struct UntilExpiry {
 
 impl Expiry<ImageId, DiskEntry> for UntilExpiry {
     fn expire_after_create(&self, _k: &ImageId, v: &DiskEntry, _now: Instant) -> Option<Duration> {
-        v.expires_at
-            .map(|e| Duration::from_secs(e.saturating_sub(self.clock.unix_now()).max(0) as u64))
+        v.expires_at.map(|e| Duration::from_secs(e.saturating_sub(self.clock.unix_now()).max(0) as u64))
     }
 }
 
@@ -91,9 +90,7 @@ impl DiskTier {
         let index = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &ImageId, v: &DiskEntry| u32::try_from(v.size).unwrap_or(u32::MAX))
-            .expire_after(UntilExpiry {
-                clock: clock.clone(),
-            })
+            .expire_after(UntilExpiry { clock: clock.clone() })
             .eviction_listener(move |_k, v: DiskEntry, cause| {
                 if cause == RemovalCause::Size {
                     on_evict();
@@ -102,11 +99,7 @@ impl DiskTier {
                 let _ = fs::remove_file(v.path.as_path());
             })
             .build();
-        let tier = DiskTier {
-            root: root.to_path_buf(),
-            index,
-            max_bytes,
-        };
+        let tier = DiskTier { root: root.to_path_buf(), index, max_bytes };
         tier.scan(clock.unix_now())?;
         Ok(tier)
     }
@@ -129,14 +122,8 @@ impl DiskTier {
                 let path = f.path();
                 let meta = f.metadata()?;
                 match parse_name(&f.file_name().to_string_lossy()) {
-                    Some((id, expires_at))
-                        if expires_at.is_none_or(|e| now < e) && meta.is_file() =>
-                    {
-                        let entry = DiskEntry {
-                            path: Arc::new(path),
-                            size: meta.len(),
-                            expires_at,
-                        };
+                    Some((id, expires_at)) if expires_at.is_none_or(|e| now < e) && meta.is_file() => {
+                        let entry = DiskEntry { path: Arc::new(path), size: meta.len(), expires_at };
                         found.push((meta.modified()?, id, entry));
                     }
                     _ => {
@@ -178,11 +165,7 @@ impl DiskTier {
 
     /// Drop `id` from the index if it still points at `entry`'s file.
     fn forget(&self, id: &ImageId, entry: &DiskEntry) {
-        if self
-            .index
-            .get(id)
-            .is_some_and(|cur| Arc::ptr_eq(&cur.path, &entry.path))
-        {
+        if self.index.get(id).is_some_and(|cur| Arc::ptr_eq(&cur.path, &entry.path)) {
             self.index.invalidate(id);
         }
         let _ = fs::remove_file(entry.path.as_path());
@@ -190,11 +173,8 @@ impl DiskTier {
 
     /// Write `obj` for `id` atomically and index it.
     pub fn put(&self, id: ImageId, obj: &CachedObject) -> io::Result<()> {
-        let header = serde_json::to_vec(&Header {
-            key: id,
-            manifest: obj.meta.manifest.clone(),
-        })
-        .map_err(io::Error::other)?;
+        let header =
+            serde_json::to_vec(&Header { key: id, manifest: obj.meta.manifest.clone() }).map_err(io::Error::other)?;
         let total = MAGIC.len() + 4 + header.len() + obj.body.len() + 4;
         if u32::try_from(total).is_err() || total as u64 > self.max_bytes {
             // Can never be indexed (and so never evicted): writing it would
@@ -210,10 +190,7 @@ impl DiskTier {
         buf.extend_from_slice(&crc.to_le_bytes());
 
         let generation: u64 = rand::random();
-        let expires = obj
-            .meta
-            .expires_at
-            .map_or("-".to_string(), |e| e.to_string());
+        let expires = obj.meta.expires_at.map_or("-".to_string(), |e| e.to_string());
         let name = format!("{id}.{generation:016x}.{expires}");
         let tmp = self.root.join(TMP_DIR).join(&name);
         let dir = self.root.join(&id.as_str()[..2]);
@@ -229,11 +206,7 @@ impl DiskTier {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        let entry = DiskEntry {
-            path: Arc::new(dest),
-            size: total as u64,
-            expires_at: obj.meta.expires_at,
-        };
+        let entry = DiskEntry { path: Arc::new(dest), size: total as u64, expires_at: obj.meta.expires_at };
         self.index.insert(id, entry);
         Ok(())
     }
@@ -277,9 +250,7 @@ fn decode(id: &ImageId, data: Vec<u8>) -> Option<CachedObject> {
         return None;
     }
     let header_len = u32::from_le_bytes(content[8..12].try_into().ok()?) as usize;
-    let header_end = 12usize
-        .checked_add(header_len)
-        .filter(|&e| e <= content.len())?;
+    let header_end = 12usize.checked_add(header_len).filter(|&e| e <= content.len())?;
     let header: Header = serde_json::from_slice(&content[12..header_end]).ok()?;
     if header.key != *id || header.manifest.bytes != (content.len() - header_end) as u64 {
         return None;
@@ -320,17 +291,12 @@ mod tests {
     fn round_trip_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), ManualClock::at(0));
-        tier.put(id("abcdefgh"), &object(b"image bytes", None))
-            .unwrap();
-        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else {
-            panic!("miss")
-        };
+        tier.put(id("abcdefgh"), &object(b"image bytes", None)).unwrap();
+        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else { panic!("miss") };
         assert_eq!(&o.body[..], b"image bytes");
         drop(tier);
         let tier = open(dir.path(), ManualClock::at(0));
-        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else {
-            panic!("lost on reopen")
-        };
+        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else { panic!("lost on reopen") };
         assert_eq!(&o.body[..], b"image bytes");
         assert_eq!(o.meta.manifest.bytes, 11);
     }
@@ -339,12 +305,8 @@ mod tests {
     fn a_damaged_file_is_never_served_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), ManualClock::at(0));
-        tier.put(id("abcdefgh"), &object(b"image bytes", None))
-            .unwrap();
-        let path = files(dir.path())
-            .into_iter()
-            .find(|p| !p.starts_with(dir.path().join("tmp")))
-            .unwrap();
+        tier.put(id("abcdefgh"), &object(b"image bytes", None)).unwrap();
+        let path = files(dir.path()).into_iter().find(|p| !p.starts_with(dir.path().join("tmp"))).unwrap();
         let mut data = fs::read(&path).unwrap();
         let n = data.len();
         data[n - 8] ^= 0xff; // flip a body byte
@@ -358,12 +320,8 @@ mod tests {
     fn a_torn_file_from_a_crash_is_dropped_on_read() {
         let dir = tempfile::tempdir().unwrap();
         let tier = open(dir.path(), ManualClock::at(0));
-        tier.put(id("abcdefgh"), &object(&[9u8; 5000], None))
-            .unwrap();
-        let path = files(dir.path())
-            .into_iter()
-            .find(|p| p.parent() != Some(&dir.path().join("tmp")))
-            .unwrap();
+        tier.put(id("abcdefgh"), &object(&[9u8; 5000], None)).unwrap();
+        let path = files(dir.path()).into_iter().find(|p| p.parent() != Some(&dir.path().join("tmp"))).unwrap();
         drop(tier);
         let data = fs::read(&path).unwrap();
         fs::write(&path, &data[..data.len() / 2]).unwrap(); // as if cut off mid-write
@@ -379,10 +337,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("ab")).unwrap();
         fs::write(dir.path().join("ab/not-ours"), b"x").unwrap();
         drop(open(dir.path(), ManualClock::at(0)));
-        assert!(fs::read_dir(dir.path().join("tmp"))
-            .unwrap()
-            .next()
-            .is_none());
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
         assert!(!dir.path().join("ab/not-ours").exists());
     }
 
@@ -393,12 +348,7 @@ mod tests {
         tier.put(id("abcdefgh"), &object(b"A", None)).unwrap();
         let path = files(dir.path()).pop().unwrap();
         // Rename the file so its name says another id: the header still says abcdefgh.
-        let other = path.with_file_name(
-            path.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .replace("abcdefgh", "abzzzzzz"),
-        );
+        let other = path.with_file_name(path.file_name().unwrap().to_string_lossy().replace("abcdefgh", "abzzzzzz"));
         fs::rename(&path, &other).unwrap();
         drop(tier);
         let tier = open(dir.path(), ManualClock::at(0));
@@ -426,9 +376,7 @@ mod tests {
         tier.put(id("abcdefgh"), &object(b"two", None)).unwrap();
         tier.usage();
         assert_eq!(files(dir.path()).len(), 1);
-        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else {
-            panic!()
-        };
+        let DiskRead::Hit(o) = tier.get(&id("abcdefgh")) else { panic!() };
         assert_eq!(&o.body[..], b"two");
         tier.remove(&id("abcdefgh"));
         assert!(files(dir.path()).is_empty());
@@ -440,14 +388,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let tier = DiskTier::open(dir.path(), budget, ManualClock::at(0), || {}).unwrap();
             for i in 0..20 {
-                tier.put(id(&format!("{i:0>8}")), &object(&[1u8; 4000], None))
-                    .unwrap();
+                tier.put(id(&format!("{i:0>8}")), &object(&[1u8; 4000], None)).unwrap();
             }
             tier.usage();
             assert!(
-                files(dir.path())
-                    .iter()
-                    .all(|p| p.starts_with(dir.path().join("tmp"))),
+                files(dir.path()).iter().all(|p| p.starts_with(dir.path().join("tmp"))),
                 "budget {budget}: files left behind"
             );
         }
@@ -464,10 +409,7 @@ mod tests {
         }
         let (_, bytes) = tier.usage();
         assert!(bytes <= 50_000, "{bytes}");
-        let on_disk: u64 = files(dir.path())
-            .iter()
-            .map(|p| fs::metadata(p).unwrap().len())
-            .sum();
+        let on_disk: u64 = files(dir.path()).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
         assert!(on_disk <= 50_000, "{on_disk} bytes on disk");
     }
 

@@ -30,15 +30,8 @@ struct UntilExpiry {
 }
 
 impl Expiry<ImageId, CachedObject> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _k: &ImageId,
-        v: &CachedObject,
-        _now: Instant,
-    ) -> Option<Duration> {
-        v.meta
-            .expires_at
-            .map(|e| Duration::from_secs(e.saturating_sub(self.clock.unix_now()).max(0) as u64))
+    fn expire_after_create(&self, _k: &ImageId, v: &CachedObject, _now: Instant) -> Option<Duration> {
+        v.meta.expires_at.map(|e| Duration::from_secs(e.saturating_sub(self.clock.unix_now()).max(0) as u64))
     }
 }
 
@@ -62,10 +55,7 @@ impl MemoryTier {
                 }
             })
             .build();
-        MemoryTier {
-            cache,
-            max_object_bytes,
-        }
+        MemoryTier { cache, max_object_bytes }
     }
 
     pub fn get(&self, id: &ImageId) -> Option<CachedObject> {

@@ -72,10 +72,7 @@ impl ObjectMeta {
 
 impl CachedObject {
     pub fn new(body: Bytes, meta: ObjectMeta) -> Self {
-        CachedObject {
-            body,
-            meta: Arc::new(meta),
-        }
+        CachedObject { body, meta: Arc::new(meta) }
     }
 }
 
@@ -93,10 +90,8 @@ pub(crate) mod test_support {
             height: 1,
             expires_at: expires_at.map(|s| time::OffsetDateTime::from_unix_timestamp(s).unwrap()),
             transformable: true,
+            object: None,
         };
-        CachedObject::new(
-            Bytes::copy_from_slice(body),
-            ObjectMeta::new(manifest).unwrap(),
-        )
+        CachedObject::new(Bytes::copy_from_slice(body), ObjectMeta::new(manifest).unwrap())
     }
 }

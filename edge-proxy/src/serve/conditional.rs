@@ -8,9 +8,7 @@ pub fn none_match(if_none_match: &[u8], etag: &[u8]) -> bool {
         return false;
     };
     let etag = std::str::from_utf8(etag).unwrap_or("");
-    list.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    list.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// What to send for a `Range` header.
@@ -74,10 +72,7 @@ pub fn range(range: Option<&[u8]>, if_range: Option<&[u8]>, etag: &[u8], len: u6
             if suffix == 0 || len == 0 {
                 return RangeAnswer::Unsatisfiable;
             }
-            RangeAnswer::Partial {
-                start: len.saturating_sub(suffix),
-                end: len - 1,
-            }
+            RangeAnswer::Partial { start: len.saturating_sub(suffix), end: len - 1 }
         }
         (None, None) => RangeAnswer::Full,
     }
@@ -123,14 +118,7 @@ mod tests {
 
     #[test]
     fn ignored_ranges() {
-        for h in [
-            "items=0-1",
-            "bytes=5-1",
-            "bytes=a-b",
-            "bytes=0-1,5-6",
-            "bytes=-",
-            "bytes=1",
-        ] {
+        for h in ["items=0-1", "bytes=5-1", "bytes=a-b", "bytes=0-1,5-6", "bytes=-", "bytes=1"] {
             assert_eq!(r(h, 100), Full, "{h}");
         }
         assert_eq!(range(None, None, ETAG, 100), Full);
@@ -138,14 +126,8 @@ mod tests {
 
     #[test]
     fn if_range_must_match_strongly() {
-        assert_eq!(
-            range(Some(b"bytes=0-1"), Some(ETAG), ETAG, 10),
-            Partial { start: 0, end: 1 }
-        );
+        assert_eq!(range(Some(b"bytes=0-1"), Some(ETAG), ETAG, 10), Partial { start: 0, end: 1 });
         assert_eq!(range(Some(b"bytes=0-1"), Some(b"\"old\""), ETAG, 10), Full);
-        assert_eq!(
-            range(Some(b"bytes=0-1"), Some(b"W/\"abc\""), ETAG, 10),
-            Full
-        );
+        assert_eq!(range(Some(b"bytes=0-1"), Some(b"W/\"abc\""), ETAG, 10), Full);
     }
 }

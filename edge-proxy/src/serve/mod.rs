@@ -15,9 +15,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::Method;
 use imgcdn_shared::{ImageId, ImagePath};
-use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
-};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 
@@ -123,15 +121,10 @@ impl EdgeApp {
         };
         match self.tiers.lookup(path.id).await {
             // The URL's extension must be the stored format (jpg/jpeg alike).
-            Ok((obj, _)) if obj.meta.format != path.format => {
-                (response::error(404, method), Tier::None)
-            }
+            Ok((obj, _)) if obj.meta.format != path.format => (response::error(404, method), Tier::None),
             Ok((obj, tier)) => {
                 let now = self.tiers.clock.unix_now();
-                (
-                    response::object(req, &obj, tier, now, self.settings.max_age_secs),
-                    tier,
-                )
+                (response::object(req, &obj, tier, now, self.settings.max_age_secs), tier)
             }
             Err(e) => (response::error(e.status(), method), Tier::Origin),
         }
@@ -153,11 +146,7 @@ impl HttpServerApp for EdgeApp {
             Ok(false) | Err(_) => return None,
         }
         let started = Instant::now();
-        session.set_keepalive(if *shutdown.borrow() {
-            None
-        } else {
-            Some(self.settings.keepalive_secs)
-        });
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(self.settings.keepalive_secs) });
         if !session.is_body_empty() {
             // We never read request bodies; don't reuse a connection that has one.
             session.set_keepalive(None);
@@ -166,9 +155,7 @@ impl HttpServerApp for EdgeApp {
         let status = answer.status();
         let body_len = answer.body.len();
         let written = async {
-            session
-                .write_response_header(Box::new(answer.header))
-                .await?;
+            session.write_response_header(Box::new(answer.header)).await?;
             if answer.body.is_empty() {
                 session.finish_body().await
             } else {

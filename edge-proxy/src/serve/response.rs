@@ -45,11 +45,7 @@ pub fn error(status: u16, method: &Method) -> Answer {
     if status == 405 {
         let _ = h.insert_header(header::ALLOW, "GET, HEAD");
     }
-    let body = if method == Method::HEAD {
-        Bytes::new()
-    } else {
-        Bytes::from_static(text.as_bytes())
-    };
+    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(text.as_bytes()) };
     Answer { header: h, body }
 }
 
@@ -84,21 +80,14 @@ fn cache_control(max_age: u64) -> HeaderValue {
                 return v.clone();
             }
         }
-        let v = HeaderValue::try_from(format!("public, max-age={max_age}, immutable"))
-            .expect("ASCII digits and text");
+        let v = HeaderValue::try_from(format!("public, max-age={max_age}, immutable")).expect("ASCII digits and text");
         *last = Some((max_age, v.clone()));
         v
     })
 }
 
 /// The answer for a found object, honouring If-None-Match and Range.
-pub fn object(
-    req: &RequestHeader,
-    obj: &CachedObject,
-    tier: Tier,
-    now: i64,
-    max_age_secs: u64,
-) -> Answer {
+pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max_age_secs: u64) -> Answer {
     let meta = &obj.meta;
     let len = obj.body.len() as u64;
     let max_age = match meta.expires_at {
@@ -126,10 +115,7 @@ pub fn object(
         if conditional::none_match(inm.as_bytes(), etag) {
             let _ = h.set_status(304);
             common(&mut h);
-            return Answer {
-                header: h,
-                body: Bytes::new(),
-            };
+            return Answer { header: h, body: Bytes::new() };
         }
     }
 
@@ -156,18 +142,12 @@ pub fn object(
             let _ = h.insert_header(CONTENT_RANGE, format!("bytes */{len}"));
             let _ = h.insert_header(CONTENT_LENGTH, 0);
             common(&mut h);
-            return Answer {
-                header: h,
-                body: Bytes::new(),
-            };
+            return Answer { header: h, body: Bytes::new() };
         }
     };
     let _ = h.insert_header(CONTENT_TYPE, meta.content_type.clone());
     common(&mut h);
-    Answer {
-        header: h,
-        body: if head { Bytes::new() } else { body },
-    }
+    Answer { header: h, body: if head { Bytes::new() } else { body } }
 }
 
 #[cfg(test)]
@@ -184,11 +164,7 @@ mod tests {
     }
 
     fn hv<'a>(a: &'a Answer, name: &str) -> &'a str {
-        a.header
-            .headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
+        a.header.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
     }
 
     #[test]
@@ -226,13 +202,7 @@ mod tests {
     fn matching_etag_gives_304_without_body() {
         let o = obj(b"0123456789", None);
         let etag = o.meta.etag.to_str().unwrap().to_string();
-        let a = object(
-            &req("GET", &[("if-none-match", &etag)]),
-            &o,
-            Tier::Memory,
-            0,
-            60,
-        );
+        let a = object(&req("GET", &[("if-none-match", &etag)]), &o, Tier::Memory, 0, 60);
         assert_eq!(a.status(), 304);
         assert!(a.body.is_empty());
         assert_eq!(hv(&a, "etag"), etag);
@@ -241,24 +211,12 @@ mod tests {
     #[test]
     fn ranges_give_206_and_416() {
         let o = obj(b"0123456789", None);
-        let a = object(
-            &req("GET", &[("range", "bytes=2-4")]),
-            &o,
-            Tier::Memory,
-            0,
-            60,
-        );
+        let a = object(&req("GET", &[("range", "bytes=2-4")]), &o, Tier::Memory, 0, 60);
         assert_eq!(a.status(), 206);
         assert_eq!(&a.body[..], b"234");
         assert_eq!(hv(&a, "content-range"), "bytes 2-4/10");
         assert_eq!(hv(&a, "content-length"), "3");
-        let a = object(
-            &req("GET", &[("range", "bytes=10-")]),
-            &o,
-            Tier::Memory,
-            0,
-            60,
-        );
+        let a = object(&req("GET", &[("range", "bytes=10-")]), &o, Tier::Memory, 0, 60);
         assert_eq!(a.status(), 416);
         assert_eq!(hv(&a, "content-range"), "bytes */10");
     }
