@@ -68,6 +68,8 @@ pub struct UploadConfig {
     /// Anonymous uploads per client per hour and per day.
     pub anonymous_per_hour: u32,
     pub anonymous_per_day: u32,
+    /// Days uploads of accounts with an unverified email are kept.
+    pub unverified_retention_days: i64,
     /// Addresses (ip:port) that URL imports may reach although they are not
     /// public. For tests only: leave empty in production.
     pub import_allow: Vec<std::net::SocketAddr>,
@@ -107,6 +109,7 @@ impl Default for UploadConfig {
             recovery_days: 30,
             anonymous_per_hour: 20,
             anonymous_per_day: 100,
+            unverified_retention_days: 30,
             import_allow: Vec::new(),
         }
     }

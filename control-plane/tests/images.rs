@@ -137,6 +137,15 @@ on_both_databases!(anonymous_uploads_expire_and_the_legacy_route_says_so, |t: Te
     assert_eq!(r.json["extension"], "png");
     assert_eq!(r.json["expires_at"], T0 + 30 * 86_400);
     assert_eq!(r.json["upgrade"]["type"], "signup");
+
+    // An unverified account (the legacy one-call key) keeps uploads 30 days; a verified one keeps them.
+    let legacy = t.call(Req::post("/v1/keys", json!({"email": "unverified@example.com"}))).await;
+    let key = legacy.json["key"].as_str().unwrap().to_string();
+    let r = t.call(upload(&png(8, 8, 8)).key(&key)).await;
+    assert_eq!(r.json["expires_at"], "2026-01-31T00:00:00Z");
+    let u = t.user("verified@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    assert_eq!(t.call(upload(&png(8, 8, 9)).key(&key)).await.json["expires_at"], serde_json::Value::Null);
 });
 
 on_both_databases!(anonymous_uploads_are_rate_limited_without_storing_the_address, |t: TestApp| async move {

@@ -396,7 +396,19 @@ async fn store(
     }
 
     let now = state.clock.unix_now();
-    let expires_at = expiry(now, anonymous, form.ttl, plan);
+    let mut expires_at = expiry(now, anonymous, form.ttl, plan);
+    if let Uploader::Team { team_id, .. } = uploader {
+        // Unverified accounts keep uploads for a limited window (API.md).
+        let unverified = sqlx::query("SELECT 1 FROM users WHERE personal_team_id = $1 AND email_verified_at IS NULL")
+            .bind(team_id)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .is_some();
+        if unverified {
+            let window = now + state.cfg.uploads.unverified_retention_days * DAY;
+            expires_at = Some(expires_at.map_or(window, |e| e.min(window)));
+        }
+    }
     let public = form.public.unwrap_or(true);
     let id = ImageId::generate();
     let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
