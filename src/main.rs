@@ -159,6 +159,12 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
     cp.database_url = format!("sqlite://{}", data_dir.join("imgcdn.db").display());
     cp.email.transport = "file".into();
     cp.email.outbox_dir = data_dir.join("outbox");
+    // The control plane publishes where this edge reads, and builds URLs to it.
+    cp.stores.public = StoreConfig::fs(data_dir.join("store").to_string_lossy());
+    cp.stores.recovery = StoreConfig::fs(data_dir.join("recovery").to_string_lossy());
+    if let Some(listen) = edge.listen.first() {
+        cp.edge_base_url = format!("http://{listen}");
+    }
     // Plain HTTP on localhost: a Secure cookie would never be sent back.
     cp.cookie_secure = false;
     println!("imgcdn dev: data in {}", data_dir.display());

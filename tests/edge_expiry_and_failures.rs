@@ -171,7 +171,7 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
     let file = dir.path().join("cat.png");
     let image = png(20, 10, 9);
     std::fs::write(&file, &image).unwrap();
-    let (public, admin) = (free_addr(), free_addr());
+    let (public, admin, api) = (free_addr(), free_addr(), free_addr());
     let out = std::process::Command::new(BIN)
         .args(["put", "--base-url", &format!("http://{public}"), "--data-dir"])
         .arg(&data)
@@ -183,7 +183,8 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
     assert!(url.ends_with(".png"), "{url}");
 
     let mut child = std::process::Command::new(BIN)
-        .args(["dev", "--listen", &public.to_string(), "--admin-listen", &admin.to_string(), "--data-dir"])
+        .args(["dev", "--listen", &public.to_string(), "--admin-listen", &admin.to_string()])
+        .args(["--api-listen", &api.to_string(), "--data-dir"])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -203,6 +204,27 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
     let r = client().get(&url).send().await.unwrap();
     assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
     assert!(files_under(&data.join("edge-cache")).len() <= 1);
+
+    // The control plane of `dev` publishes where its edge reads and points URLs at it.
+    let boundary = "dev-test";
+    let other = png(16, 16, 10);
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
+        .into_bytes();
+    body.extend_from_slice(&other);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = client()
+        .post(format!("http://{api}/v1/images"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let img: serde_json::Value = r.json().await.unwrap();
+    let served = client().get(img["url"].as_str().unwrap()).send().await.unwrap();
+    assert!(img["url"].as_str().unwrap().starts_with(&format!("http://{public}/")));
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(&served.bytes().await.unwrap()[..], &other[..]);
     let _ = child.kill();
     let _ = child.wait();
 }
