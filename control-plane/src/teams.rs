@@ -50,13 +50,7 @@ impl Role {
 /// The caller's role in `team_id` if at least `min`: 404 if not a member,
 /// 403 if the role is too low.
 pub async fn require_role(state: &AppState, team_id: &str, user_id: &str, min: Role) -> ApiResult<Role> {
-    let role = sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
-        .bind(team_id)
-        .bind(user_id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .and_then(|r| Role::parse(&r.get::<String, _>(0)))
-        .ok_or(ApiError::NotFound)?;
+    let role = role_of(state, team_id, user_id).await?;
     if role < min {
         return Err(ApiError::Forbidden(format!("This needs the {} role in this team.", min.as_str())));
     }
@@ -321,6 +315,7 @@ async fn owners(state: &AppState, team_id: &str) -> ApiResult<i64> {
         .get(0))
 }
 
+/// `user_id`'s role in `team_id`, or 404 if not a member.
 async fn role_of(state: &AppState, team_id: &str, user_id: &str) -> ApiResult<Role> {
     sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)

@@ -9,6 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
+use super::iso;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ClientMeta, SessionAuth, SESSION_COOKIE};
 use crate::secrets::{hash_token, new_id, random_token};
@@ -132,13 +133,6 @@ pub async fn logout_all(State(state): State<AppState>, auth: SessionAuth) -> Api
     let mut conn = state.db.pool.acquire().await?;
     end_all(&mut conn, &auth.user_id, None).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie(&state))]).into_response())
-}
-
-fn iso(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// `GET /v1/sessions`: the caller's own sessions.
