@@ -24,6 +24,13 @@ on_both_databases!(sign_up_then_verify_by_the_emailed_link, |t: TestApp| async m
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].subject, "Confirm your email address");
     let token = mails[0].token("/verify-email").expect("link in mail");
+    // The raw message carries the link as is (no quoted-printable mangling).
+    let raw: Vec<String> =
+        std::fs::read_dir(&t.outbox).unwrap().flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect();
+    assert!(
+        raw.iter().any(|m| m.contains(&format!("/verify-email?token={token}\r\n"))),
+        "link not intact in the .eml: {raw:?}"
+    );
 
     // The password is stored as argon2id only.
     let row =

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::{AnyConnection, Row};
 
@@ -120,6 +121,21 @@ pub async fn queue_marketing(db: &Db, subject: &str, body: &str, now: i64) -> Re
     Ok(rows.len() as u64)
 }
 
+/// Plain 7-bit when the text allows it (ASCII without NUL or bare CR, lines
+/// within RFC 5322's hard 998-character limit), so links stay intact and
+/// readable in the raw message (the dev outbox is read that way); otherwise
+/// the encoding lettre picks. (lettre itself switches to quoted-printable
+/// past 76 characters, which splits every long link.)
+fn readable_body(text: String) -> Body {
+    let plain = text.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r') && text.lines().all(|l| l.len() <= 998);
+    if plain {
+        let crlf = text.replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text)
+    }
+}
+
 const LEASE_SECS: i64 = 120;
 const MAX_ATTEMPTS: i64 = 20;
 
@@ -163,7 +179,7 @@ pub async fn deliver_due(
                 .to(to)
                 .subject(row.get::<String, _>("subject"))
                 .header(ContentType::TEXT_PLAIN)
-                .body(row.get::<String, _>("body"))
+                .body(readable_body(row.get::<String, _>("body")))
                 .map_err(|e| e.to_string())
         });
         let result = match message {
