@@ -261,3 +261,79 @@ fn the_example_configs_are_valid() {
         Command::new(BIN).args(["edge", "--check", "--config"]).arg(root.join("config/edge.toml")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The control plane's logs never hold a client address, even at trace
+/// level: requests from 127.0.0.2 (sign-up, login, a failed login, an
+/// anonymous upload, a bad request) leave no trace of it in the output.
+#[tokio::test]
+async fn no_client_address_reaches_the_control_plane_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\ncookie_secure = false\n[email]\noutbox_dir = {:?}\n\
+             [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n[stores.public]\nscheme = \"fs\"\nroot = {:?}\n\
+             [stores.recovery]\nscheme = \"fs\"\nroot = {:?}\n",
+            dir.path().join("cp.db").display(),
+            dir.path().join("outbox").display().to_string(),
+            dir.path().join("store").display().to_string(),
+            dir.path().join("recovery").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("cp.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["control-plane", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "trace")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut base = None;
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("control plane: http://")) {
+            base = line.trim().strip_prefix("control plane: ").map(str::to_string);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = base.expect("control plane did not start");
+    let visitor = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let c = reqwest::Client::builder().no_proxy().local_address(visitor).build().unwrap();
+    let signup = json!({"email": "logs@example.com", "name": "L", "password": "tulip-Orbit-94"});
+    assert_eq!(
+        c.post(format!("{base}/v1/auth/signup")).json(&signup).send().await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    let wrong = json!({"email": "logs@example.com", "password": "wrong-wrong-wrong"});
+    assert_eq!(
+        c.post(format!("{base}/v1/auth/login")).json(&wrong).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = c.post(format!("{base}/v1/images")).header("content-type", "text/plain").body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let boundary = "b";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
+        .into_bytes();
+    body.extend_from_slice(&imgcdn_shared::testing::png(8, 8, 1));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = c
+        .post(format!("{base}/v1/images"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("applied migration"), "the log was not captured:\n{text}");
+    for (i, line) in text.lines().enumerate() {
+        assert!(!line.contains("127.0.0.2"), "log line {i} holds the client address: {line}");
+    }
+}
