@@ -65,8 +65,14 @@ fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         for f in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-            let text = common::decode_quoted_printable(&std::fs::read_to_string(f.path()).unwrap_or_default());
-            if text.contains(&format!("To: {to}")) {
+            let raw = std::fs::read_to_string(f.path()).unwrap_or_default();
+            // Decode only what says it is quoted-printable: a plain body's "=AB" is text.
+            let text = if raw.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
+                common::decode_quoted_printable(&raw)
+            } else {
+                raw
+            };
+            if text.contains(&format!("To: {to}\r\n")) {
                 if let Some(i) = text.find(&format!("{path}?token=")) {
                     let rest = &text[i + path.len() + 7..];
                     return rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();

@@ -189,7 +189,8 @@ impl TestApp {
 
     /// Mail sent to `to` so far, oldest first.
     pub async fn mail_to(&self, to: &str) -> Vec<Mail> {
-        self.deliver().await.into_iter().filter(|m| m.to.contains(to)).collect()
+        // Exact address: "verified@x" must not match mail to "unverified@x".
+        self.deliver().await.into_iter().filter(|m| m.to.trim_matches(|c| c == '<' || c == '>') == to).collect()
     }
 
     /// A key with read and write for `u`'s personal team.
