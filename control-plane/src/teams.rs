@@ -57,16 +57,21 @@ pub async fn require_role(state: &AppState, team_id: &str, user_id: &str, min: R
     Ok(role)
 }
 
+/// The team object from a row with `id, name, personal, created_at`.
+fn team_value(r: &sqlx::any::AnyRow, role: &str) -> Value {
+    json!({
+        "id": r.get::<String, _>("id"), "object": "team", "name": r.get::<String, _>("name"),
+        "personal": r.get::<i64, _>("personal") != 0, "role": role, "created_at": iso(r.get("created_at")),
+    })
+}
+
 async fn team_json(state: &AppState, team_id: &str, role: Role) -> ApiResult<Value> {
     let r = sqlx::query("SELECT id, name, personal, created_at FROM teams WHERE id = $1")
         .bind(team_id)
         .fetch_optional(&state.db.pool)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(json!({
-        "id": r.get::<String, _>("id"), "object": "team", "name": r.get::<String, _>("name"),
-        "personal": r.get::<i64, _>("personal") != 0, "role": role.as_str(), "created_at": iso(r.get("created_at")),
-    }))
+    Ok(team_value(&r, role.as_str()))
 }
 
 #[derive(Deserialize)]
@@ -109,13 +114,7 @@ pub async fn list(State(state): State<AppState>, auth: SessionAuth) -> ApiResult
     .bind(&auth.user_id)
     .fetch_all(&state.db.pool)
     .await?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({
-            "id": r.get::<String, _>("id"), "object": "team", "name": r.get::<String, _>("name"),
-            "personal": r.get::<i64, _>("personal") != 0, "role": r.get::<String, _>("role"), "created_at": iso(r.get("created_at")),
-        }))
-        .collect();
+    let data: Vec<Value> = rows.iter().map(|r| team_value(r, &r.get::<String, _>("role"))).collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 

@@ -250,15 +250,7 @@ on_both_databases!(password_reset_by_emailed_link_ends_every_session, |t: TestAp
     assert!(t.mail_to("nobody@example.com").await.is_empty());
     let r = t.call(Req::post("/v1/auth/password-reset", json!({"email": "reset@example.com"}))).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let token = t
-        .mail_to("reset@example.com")
-        .await
-        .iter()
-        .rev()
-        .find(|m| m.subject == "Reset your password")
-        .unwrap()
-        .token("/reset-password")
-        .unwrap();
+    let token = t.newest_link("reset@example.com", "Reset your password", "/reset-password").await;
     // A weak password is refused without using up the link.
     let r = t.call(Req::post("/v1/auth/password-reset/confirm", json!({"token": token, "password": "weak"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -273,15 +265,7 @@ on_both_databases!(password_reset_by_emailed_link_ends_every_session, |t: TestAp
 
     // An expired link does nothing.
     t.call(Req::post("/v1/auth/password-reset", json!({"email": "reset@example.com"}))).await;
-    let token = t
-        .mail_to("reset@example.com")
-        .await
-        .iter()
-        .rev()
-        .find(|m| m.subject == "Reset your password")
-        .unwrap()
-        .token("/reset-password")
-        .unwrap();
+    let token = t.newest_link("reset@example.com", "Reset your password", "/reset-password").await;
     t.clock.advance(t.state.cfg.reset_link_ttl_secs + 1);
     let r =
         t.call(Req::post("/v1/auth/password-reset/confirm", json!({"token": token, "password": "later-New-11"}))).await;

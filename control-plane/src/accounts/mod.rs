@@ -24,6 +24,7 @@ use sqlx::{AnyConnection, Row};
 use crate::email::{enqueue, templates};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ClientMeta, SessionAuth};
+use crate::http::html_escape;
 use crate::http::json::ApiJson;
 use crate::secrets::{hash_token, new_id, random_token};
 use crate::AppState;
@@ -313,10 +314,6 @@ pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQu
             .into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn page(title: &str, body: &str) -> String {

@@ -78,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Escape text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 async fn accept_invite_page() -> impl IntoResponse {
     Html(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\

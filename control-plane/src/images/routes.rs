@@ -27,7 +27,7 @@ use super::ttl;
 use super::{fetch, idempotency};
 use crate::config::Plan;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{cookie, ClientMeta, KeyAuth, Principal, SessionAuth, SESSION_COOKIE};
+use crate::http::extract::{cookie, cookie_in, ClientMeta, KeyAuth, Principal, SessionAuth, SESSION_COOKIE};
 use crate::http::json::ApiJson;
 use crate::AppState;
 
@@ -140,8 +140,7 @@ fn json_field(field: &str, text: &str) -> ApiResult<Value> {
     serde_json::from_str(text).map_err(|_| ApiError::validation(field, format!("{field} must be JSON.")))
 }
 
-fn too_large(plan: &Plan, anonymous: bool, limit: u64) -> ApiError {
-    let _ = plan;
+fn too_large(anonymous: bool, limit: u64) -> ApiError {
     ApiError::FileTooLarge {
         message: format!("The file is larger than {} MB, the limit of your plan.", limit / 1_000_000),
         anonymous,
@@ -160,7 +159,7 @@ async fn read_form(mut form: Multipart, plan: &Plan, anonymous: bool) -> ApiResu
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
                 if (buf.len() + chunk.len()) as u64 > plan.max_file_bytes {
                     // Stop reading here: the rest of the body is never buffered.
-                    return Err(too_large(plan, anonymous, plan.max_file_bytes));
+                    return Err(too_large(anonymous, plan.max_file_bytes));
                 }
                 buf.extend_from_slice(&chunk);
             }
@@ -196,12 +195,7 @@ pub struct ImportBody {
 /// The fields of an import request (the URL is fetched later, after the
 /// idempotency check).
 fn import_fields(body: ImportBody) -> ApiResult<(String, UploadForm)> {
-    let ttl = match body.ttl {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?),
-        Some(Value::String(s)) => Some(ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?),
-        Some(_) => return Err(ApiError::validation("ttl", "ttl is seconds or a string like 7d.")),
-    };
+    let ttl = ttl::from_json(body.ttl.as_ref()).map_err(|m| ApiError::validation("ttl", m))?;
     let form = UploadForm {
         caption: body.caption.as_deref().map(check_caption).transpose()?,
         public: body.public,
@@ -224,7 +218,7 @@ async fn fetch_into(state: &AppState, url: &str, form: &mut UploadForm, plan: &P
             form.file = Some(f.bytes);
             Ok(())
         }
-        Err(fetch::FetchError::TooLarge { limit }) => Err(too_large(plan, anonymous, limit)),
+        Err(fetch::FetchError::TooLarge { limit }) => Err(too_large(anonymous, limit)),
         Err(e) => Err(ApiError::FetchFailed(e.to_string())),
     }
 }
@@ -392,7 +386,7 @@ async fn store(
         .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
         .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
     if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
-        return Err(too_large(plan, anonymous, plan.max_svg_bytes));
+        return Err(too_large(anonymous, plan.max_svg_bytes));
     }
 
     let now = state.clock.unix_now();
@@ -659,11 +653,11 @@ pub async fn patch(
     let labels = body.labels.map(check_labels).transpose()?.unwrap_or(row.labels.clone());
     let metadata = body.metadata.map(check_metadata).transpose()?.unwrap_or(row.metadata.clone());
     let now = state.clock.unix_now();
-    let expires_at = match body.ttl {
+    // Absent keeps the expiry; a ttl sets a new one from now. (PATCH cannot
+    // remove an expiry: that could lift a plan's retention window.)
+    let expires_at = match ttl::from_json(body.ttl.as_ref()).map_err(|m| ApiError::validation("ttl", m))? {
+        Some(secs) => Some(now + secs),
         None => row.expires_at,
-        Some(Value::Number(n)) => Some(now + ttl::parse(&n.to_string()).map_err(|m| ApiError::validation("ttl", m))?),
-        Some(Value::String(s)) => Some(now + ttl::parse(&s).map_err(|m| ApiError::validation("ttl", m))?),
-        Some(_) => return Err(ApiError::validation("ttl", "ttl is seconds or a string like 7d.")),
     };
     let public = body.public.unwrap_or(row.public);
     sqlx::query(
@@ -813,16 +807,8 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
         Err(e) => return e.into_response(),
     };
     if !row.public {
-        let token = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == SESSION_COOKIE)
-            .map(|(_, v)| v.to_string());
-        let session = match token {
-            Some(t) => crate::accounts::sessions::lookup(&state, &t).await.ok().flatten(),
+        let session = match cookie_in(&headers, SESSION_COOKIE) {
+            Some(t) => crate::accounts::sessions::lookup(&state, t).await.ok().flatten(),
             None => None,
         };
         let member = match (session, &row.team_id) {
@@ -835,7 +821,7 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
             return not_found();
         }
     }
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let esc = crate::http::html_escape;
     let caption = row.caption.clone().unwrap_or_default();
     let url = row.url(&state.cfg);
     let robots = if row.public { "" } else { "<meta name=\"robots\" content=\"noindex\">" };

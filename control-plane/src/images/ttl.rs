@@ -26,9 +26,30 @@ pub fn parse(raw: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// A `ttl` given in JSON: seconds as a number, or a string like `7d`;
+/// `null` or absent = none.
+pub fn from_json(v: Option<&serde_json::Value>) -> Result<Option<i64>, String> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => parse(&n.to_string()).map(Some),
+        Some(serde_json::Value::String(s)) => parse(s).map(Some),
+        Some(_) => Err("ttl is seconds or a string like 7d.".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{from_json, parse};
+
+    #[test]
+    fn json_forms() {
+        assert_eq!(from_json(None), Ok(None));
+        assert_eq!(from_json(Some(&serde_json::json!(null))), Ok(None));
+        assert_eq!(from_json(Some(&serde_json::json!(600))), Ok(Some(600)));
+        assert_eq!(from_json(Some(&serde_json::json!("2h"))), Ok(Some(7200)));
+        assert!(from_json(Some(&serde_json::json!([1]))).is_err());
+        assert!(from_json(Some(&serde_json::json!(5))).is_err());
+    }
 
     #[test]
     fn forms_and_bounds() {

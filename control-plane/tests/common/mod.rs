@@ -193,6 +193,14 @@ impl TestApp {
         self.deliver().await.into_iter().filter(|m| m.to.trim_matches(|c| c == '<' || c == '>') == to).collect()
     }
 
+    /// The token of the newest mail to `to` with `subject`, linking to `path`.
+    pub async fn newest_link(&self, to: &str, subject: &str, path: &str) -> String {
+        let mails = self.mail_to(to).await;
+        let mail =
+            mails.iter().rev().find(|m| m.subject == subject).unwrap_or_else(|| panic!("no {subject:?} mail to {to}"));
+        mail.token(path).unwrap_or_else(|| panic!("no {path} link in {subject:?}"))
+    }
+
     /// A key with read and write for `u`'s personal team.
     pub async fn key_for(&self, u: &User) -> String {
         let r = self
