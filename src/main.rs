@@ -4,6 +4,7 @@
 //! - `imgcdn edge --config FILE`: an edge proxy.
 //! - `imgcdn control-plane --config FILE`: the control plane.
 //! - `imgcdn put FILE`: publish an image into a local fs store by hand.
+//! - `imgcdn admin operator create NAME`: the first operator (and others).
 #![forbid(unsafe_code)]
 
 mod logging;
@@ -64,6 +65,31 @@ enum Command {
     },
     /// Publish an image file into the local fs store (for `imgcdn dev`).
     Put(put::PutArgs),
+    /// Administer a control plane's database directly (e.g. create the first operator).
+    Admin {
+        /// The control plane's TOML config (for database_url); IMGCDN_* variables apply.
+        #[arg(long, env = "IMGCDN_CONTROL_PLANE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Operators: the people who take images down, warn and restore them.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator and print its token (shown once).
+    Create { name: String },
+    /// List operators.
+    List,
+    /// Revoke an operator's token.
+    Revoke { name: String },
 }
 
 #[derive(Args)]
@@ -104,6 +130,9 @@ fn main() -> ExitCode {
                 None => EdgeConfig::default(),
             };
             listen.apply(&mut cfg);
+            if let (Some(sync), Ok(token)) = (cfg.sync.as_mut(), std::env::var("IMGCDN_EDGE_SYNC_TOKEN")) {
+                sync.token = token;
+            }
             if check {
                 return match cfg.validate() {
                     Ok(()) => {
@@ -137,7 +166,52 @@ fn main() -> ExitCode {
             run_control_plane(cfg)
         }
         Command::Put(args) => put::run(args),
+        Command::Admin { config, command } => {
+            let cfg = match control_plane_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            admin(cfg, command)
+        }
     }
+}
+
+/// `imgcdn admin …`: straight to the database, no running control plane needed.
+fn admin(cfg: CpConfig, command: AdminCommand) -> ExitCode {
+    use imgcdn_control_plane::sync::operators;
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async {
+        let db = match imgcdn_control_plane::Db::connect(&cfg.database_url).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("imgcdn admin: database: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let AdminCommand::Operator(op) = command;
+        let result = match op {
+            OperatorCommand::Create { name } => operators::create(&db, &name, now).await.map(|token| {
+                println!("operator {name} created; its token (shown only now):\n{token}");
+            }),
+            OperatorCommand::Revoke { name } => {
+                operators::revoke(&db, &name, now).await.map(|()| println!("operator {name} revoked"))
+            }
+            OperatorCommand::List => operators::list(&db).await.map_err(Into::into).map(|ops| {
+                for (name, created, revoked) in ops {
+                    let state = if revoked.is_some() { "revoked" } else { "active" };
+                    println!("{name}\t{state}\tcreated {created}");
+                }
+            }),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("imgcdn admin: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 /// The edge and the control plane together, with embedded defaults.
@@ -167,6 +241,17 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
     }
     // Plain HTTP on localhost: a Secure cookie would never be sent back.
     cp.cookie_secure = false;
+    // The edge syncs takedowns and hidden images from this control plane,
+    // with a token made up for this run.
+    let token = imgcdn_control_plane::secrets::random_token(32);
+    cp.edge_sync.edges.insert("dev-edge".into(), token.clone());
+    edge.sync = Some(imgcdn_edge::config::SyncConfig {
+        control_planes: vec![cp.public_base_url.clone()],
+        token,
+        state_path: data_dir.join("edge-sync.json"),
+        policy_url: format!("{}/legal/takedowns", cp.public_base_url),
+        ..Default::default()
+    });
     println!("imgcdn dev: data in {}", data_dir.display());
     let (api, stop) = match start_control_plane_thread(cp) {
         Ok(x) => x,

@@ -47,6 +47,7 @@ pub struct Config {
     pub stores: StoresConfig,
     pub uploads: UploadConfig,
     pub plans: PlansConfig,
+    pub edge_sync: EdgeSyncConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +74,42 @@ pub struct UploadConfig {
     /// Addresses (ip:port) that URL imports may reach although they are not
     /// public. For tests only: leave empty in production.
     pub import_allow: Vec<std::net::SocketAddr>,
+}
+
+/// Edge sync (see `imgcdn_shared::sync`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSyncConfig {
+    /// Edge name → its bearer token (at least 32 characters; one per edge,
+    /// so one can be revoked alone). An edge's name is what the operator
+    /// API reports propagation by.
+    pub edges: std::collections::BTreeMap<String, String>,
+    /// Longest a `changes` long-poll waits for a change, in milliseconds.
+    pub max_wait_ms: u64,
+    /// An edge more than this many sequence numbers behind is told to
+    /// fetch a snapshot instead of replaying changes.
+    pub snapshot_after: u64,
+    /// Re-read the log head this often (ms), in case a PostgreSQL
+    /// notification was lost or another process wrote to SQLite.
+    pub poll_ms: u64,
+}
+
+impl Default for EdgeSyncConfig {
+    fn default() -> Self {
+        EdgeSyncConfig { edges: Default::default(), max_wait_ms: 30_000, snapshot_after: 10_000, poll_ms: 1_000 }
+    }
+}
+
+impl std::fmt::Debug for EdgeSyncConfig {
+    /// Tokens never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeSyncConfig")
+            .field("edges", &self.edges.keys().collect::<Vec<_>>())
+            .field("max_wait_ms", &self.max_wait_ms)
+            .field("snapshot_after", &self.snapshot_after)
+            .field("poll_ms", &self.poll_ms)
+            .finish()
+    }
 }
 
 /// One plan's limits. `None` = no limit / kept until deleted.
@@ -220,6 +257,7 @@ impl Default for Config {
             stores: StoresConfig::default(),
             uploads: UploadConfig::default(),
             plans: PlansConfig::default(),
+            edge_sync: EdgeSyncConfig::default(),
         }
     }
 }
@@ -386,6 +424,24 @@ impl Config {
         }
         if self.plans.anonymous.retention_days.is_none_or(|d| d > 730) {
             p.push("plans.anonymous.retention_days: anonymous uploads are kept at most 2 years (730 days)".to_string());
+        }
+        let mut tokens = std::collections::HashSet::new();
+        for (name, token) in &self.edge_sync.edges {
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                p.push(format!("edge_sync.edges: {name:?} is not a name of letters, digits, '.', '_' or '-'"));
+            }
+            if token.len() < 32 {
+                p.push(format!("edge_sync.edges.{name}: the token must be at least 32 characters"));
+            }
+            if !tokens.insert(token) {
+                p.push(format!("edge_sync.edges.{name}: token shared with another edge"));
+            }
+        }
+        if self.edge_sync.poll_ms == 0 || self.edge_sync.snapshot_after == 0 {
+            p.push("edge_sync: poll_ms and snapshot_after must be positive".to_string());
         }
         if self.json_body_limit < 1024 {
             p.push("json_body_limit: at least 1024".to_string());

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "images", include_str!("../migrations/0002_images.sql")),
     (3, "idempotency", include_str!("../migrations/0003_idempotency.sql")),
     (4, "shared_objects", include_str!("../migrations/0004_shared_objects.sql")),
+    (5, "edge_sync", include_str!("../migrations/0005_edge_sync.sql")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

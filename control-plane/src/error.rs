@@ -57,6 +57,9 @@ pub enum ApiError {
     #[error("We could not store the image. Please try again.")]
     UploadFailed(String),
     /// 500: the cause is logged, never sent.
+    /// 410 on the edge-sync `changes` call: the edge must fetch a snapshot.
+    #[error("Too far behind (or ahead of this log): fetch a snapshot.")]
+    SnapshotRequired,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::MediaFailed | ApiError::FetchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::SnapshotRequired => StatusCode::GONE,
             ApiError::UploadFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => ("idempotency_error", "idempotency_key_conflict"),
             ApiError::IdempotencyInProgress => ("idempotency_error", "idempotency_key_in_progress"),
             ApiError::UploadFailed(_) => ("processing_error", "upload_failed"),
+            ApiError::SnapshotRequired => ("invalid_request_error", imgcdn_shared::sync::SNAPSHOT_REQUIRED),
             ApiError::Internal(_) => ("api_error", "internal_error"),
         }
     }

@@ -9,6 +9,7 @@
 //! - [`teams`]: teams, roles, invitations; [`teams::require_role`] guards
 //!   every team-scoped route.
 //! - [`email`]: the outbox and its delivery loop (SMTP or `.eml` files).
+//! - [`sync`]: edge sync: the visibility log, edge endpoints, operators.
 //! - [`ratelimit`]: in-memory limits keyed by a daily-rotating secret.
 //! - [`http`]: the router ([`app`]), extractors, errors ([`error`]).
 //!
@@ -30,6 +31,7 @@ pub mod images;
 pub mod keys;
 pub mod ratelimit;
 pub mod secrets;
+pub mod sync;
 pub mod teams;
 
 use std::future::Future;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub mail_wake: Arc<Notify>,
     /// The public and recovery object stores.
     pub stores: Arc<images::store::Stores>,
+    /// The latest edge-sync sequence number known here; wakes long-polls.
+    pub sync: Arc<sync::Hub>,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
             cfg: Arc::new(cfg),
             clock,
             mail_wake: Arc::new(Notify::new()),
+            sync: Arc::new(sync::Hub::default()),
         })
     }
 }
@@ -137,12 +142,14 @@ impl ControlPlane {
             std::time::Duration::from_secs(60),
             stop_tx.subscribe(),
         ));
+        let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let addr = listener.local_addr().ok();
         let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         let _ = delivery.await;
         let _ = sweeper.await;
+        let _ = sync_watch.await;
         result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }
 }

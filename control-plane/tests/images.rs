@@ -302,8 +302,14 @@ on_both_databases!(patch_changes_fields_and_keeps_the_manifest_expiry_in_step, |
     assert_eq!(r.json["public"], false);
     assert_eq!(r.json["labels"]["a"], "b");
     assert_eq!(r.json["expires_at"], "2026-01-08T00:00:00Z");
-    let manifest =
-        Manifest::from_json(&std::fs::read(t.public_store().join(format!("manifests/{id}.json"))).unwrap()).unwrap();
+    // Private: the manifest is withdrawn (the bytes stay), so no edge can serve it.
+    let manifest_path = t.public_store().join(format!("manifests/{id}.json"));
+    assert!(!manifest_path.exists(), "a private image has no manifest in the public store");
+    assert!(t.public_store().join(format!("objects/{id}")).exists());
+    // Public again: the manifest is back, with the new expiry the edge enforces.
+    let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"public": true}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let manifest = Manifest::from_json(&std::fs::read(&manifest_path).unwrap()).unwrap();
     assert_eq!(manifest.expires_at.unwrap().unix_timestamp(), T0 + 7 * 86_400);
     let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"ttl": "100d"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -36,7 +36,9 @@ impl ServeHttp for AdminApp {
                 text(StatusCode::OK, "text/plain; version=0.0.4", self.tiers.metrics.render())
             }
             "/healthz" => text(StatusCode::OK, plain, b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, plain, b"ready\n".to_vec()),
+            "/readyz" if self.ready.load(Ordering::Acquire) && self.tiers.visibility.is_ready() => {
+                text(StatusCode::OK, plain, b"ready\n".to_vec())
+            }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, plain, b"starting\n".to_vec()),
             _ => text(StatusCode::NOT_FOUND, plain, b"not found\n".to_vec()),
         }

@@ -35,6 +35,64 @@ pub struct EdgeConfig {
     pub http: HttpConfig,
     /// TLS listener (only with the `tls` cargo feature).
     pub tls: Option<TlsConfig>,
+    /// Edge sync with the control plane (takedowns, hidden and restricted
+    /// images). Leave out only for an edge nobody can take anything down
+    /// from (tests, benchmarks).
+    pub sync: Option<SyncConfig>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Control-plane base URLs; the edge uses the first and moves to the
+    /// next when one fails.
+    pub control_planes: Vec<String>,
+    /// This edge's token, as configured in the control plane's
+    /// `edge_sync.edges` (or set `IMGCDN_EDGE_SYNC_TOKEN`).
+    pub token: String,
+    /// Where the applied state is kept across restarts.
+    pub state_path: PathBuf,
+    /// How long one long-poll may wait for a change (ms).
+    pub wait_ms: u64,
+    /// Pause after a failed call before trying again (ms).
+    pub retry_ms: u64,
+    /// Serve before any state was ever received (a takedown issued before
+    /// the edge first synced would not be enforced until it syncs). Default:
+    /// not ready, every image request is a 503, until a snapshot arrives.
+    pub serve_without_state: bool,
+    /// Restricted (warned) images: `serve` them with `X-Content-Warning:
+    /// restricted`, or `block` them (403).
+    pub restricted: String,
+    /// Sent as `Link: <policy_url>; rel="blocked-by"` with every 451.
+    pub policy_url: String,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            control_planes: vec!["http://127.0.0.1:8090".into()],
+            token: String::new(),
+            state_path: PathBuf::from("./data/edge-sync.json"),
+            wait_ms: 25_000,
+            retry_ms: 1_000,
+            serve_without_state: false,
+            restricted: "serve".into(),
+            policy_url: "http://127.0.0.1:8090/legal/takedowns".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncConfig {
+    /// The token never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("control_planes", &self.control_planes)
+            .field("state_path", &self.state_path)
+            .field("wait_ms", &self.wait_ms)
+            .field("serve_without_state", &self.serve_without_state)
+            .field("restricted", &self.restricted)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +160,7 @@ impl Default for EdgeConfig {
             origin: OriginConfig::default(),
             http: HttpConfig::default(),
             tls: None,
+            sync: None,
         }
     }
 }
@@ -181,6 +240,32 @@ impl EdgeConfig {
         if self.origin.max_concurrent == 0 {
             p.push("origin.max_concurrent: must be above 0".to_string());
         }
+        if let Some(s) = &self.sync {
+            if s.control_planes.is_empty() {
+                p.push("sync.control_planes: at least one control-plane URL".to_string());
+            }
+            let is_http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+            for (i, u) in s.control_planes.iter().enumerate() {
+                if !is_http(u) {
+                    p.push(format!("sync.control_planes[{i}]: {u:?} is not an http(s) URL"));
+                }
+            }
+            if s.token.len() < 32 {
+                p.push("sync.token: required, at least 32 characters (or set IMGCDN_EDGE_SYNC_TOKEN)".to_string());
+            }
+            if s.state_path.as_os_str().is_empty() {
+                p.push("sync.state_path: required".to_string());
+            }
+            if s.wait_ms == 0 || s.retry_ms == 0 {
+                p.push("sync: wait_ms and retry_ms must be above 0".to_string());
+            }
+            if !["serve", "block"].contains(&s.restricted.as_str()) {
+                p.push(format!("sync.restricted: {:?} is not serve or block", s.restricted));
+            }
+            if !is_http(&s.policy_url) {
+                p.push("sync.policy_url: must be an http(s) URL".to_string());
+            }
+        }
         if let Some(tls) = &self.tls {
             if !cfg!(feature = "tls") {
                 p.push("tls: this build has no TLS support (rebuild with --features tls)".to_string());
@@ -214,6 +299,23 @@ mod tests {
         assert_eq!(c.memory.max_bytes, 1000);
         assert_eq!(c.disk.max_bytes, DiskConfig::default().max_bytes);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn sync_settings_are_checked() {
+        let mut c = EdgeConfig { sync: Some(SyncConfig::default()), ..EdgeConfig::default() };
+        let errs = c.validate().unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("sync.token")), "{errs:?}");
+        let s = c.sync.as_mut().unwrap();
+        s.token = "t".repeat(32);
+        c.validate().unwrap();
+        let s = c.sync.as_mut().unwrap();
+        s.control_planes = vec!["ftp://x".into()];
+        s.restricted = "blur".into();
+        let errs = c.validate().unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("sync.control_planes[0]")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("sync.restricted")), "{errs:?}");
+        assert!(!format!("{c:?}").contains(&"t".repeat(32)), "the token is not in Debug output");
     }
 
     #[test]

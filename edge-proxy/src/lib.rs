@@ -7,6 +7,8 @@
 //! - [`origin`]: reads from the public store through OpenDAL, single-flight
 //!   and bounded.
 //! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …).
+//! - [`sync`]: takedowns and hidden images from the control plane, enforced
+//!   on every request before any tier.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz` on a separate listener.
 //! - [`server`]: puts it together; [`Edge::build`] then [`Edge::run`].
 //!
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod origin;
 pub mod serve;
 pub mod server;
+pub mod sync;
 
 pub use config::EdgeConfig;
 pub use server::{Edge, StartError};

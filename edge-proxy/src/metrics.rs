@@ -4,7 +4,7 @@
 //! that comes from a visitor, and never an address.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -51,6 +51,13 @@ pub struct Metrics {
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     pub origin_read_seconds: Histogram,
+    pub sync_applied_seq: IntGauge,
+    sync_lag: IntGauge,
+    sync_seconds_since_success: IntGauge,
+    sync_entries: IntGauge,
+    pub sync_purges: IntCounter,
+    pub sync_errors: IntCounter,
+    pub sync_snapshots: IntCounter,
 }
 
 /// Status codes we label by; anything else is "other".
@@ -115,6 +122,16 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("imgcdn_edge_cache_bytes", "Bytes held by a tier"), &["tier"]).unwrap();
         let cache_entries =
             IntGaugeVec::new(Opts::new("imgcdn_edge_cache_entries", "Entries held by a tier"), &["tier"]).unwrap();
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).unwrap();
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
+        let sync_applied_seq = gauge("imgcdn_edge_sync_applied_seq", "Edge-sync sequence applied and persisted here");
+        let sync_lag = gauge("imgcdn_edge_sync_lag", "Control plane's log head minus the applied sequence");
+        let sync_seconds_since_success =
+            gauge("imgcdn_edge_sync_seconds_since_success", "Seconds since the last successful sync call (-1: never)");
+        let sync_entries = gauge("imgcdn_edge_sync_entries", "Image ids with a takedown, hide or warning in force");
+        let sync_purges = counter("imgcdn_edge_sync_purges_total", "Ids purged from the caches by sync");
+        let sync_errors = counter("imgcdn_edge_sync_errors_total", "Failed sync calls");
+        let sync_snapshots = counter("imgcdn_edge_sync_snapshots_total", "Snapshots applied");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_served.clone()),
@@ -127,6 +144,13 @@ impl Metrics {
             Box::new(disk_write_errors.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_entries.clone()),
+            Box::new(sync_applied_seq.clone()),
+            Box::new(sync_lag.clone()),
+            Box::new(sync_seconds_since_success.clone()),
+            Box::new(sync_entries.clone()),
+            Box::new(sync_purges.clone()),
+            Box::new(sync_errors.clone()),
+            Box::new(sync_snapshots.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -143,7 +167,22 @@ impl Metrics {
             cache_bytes,
             cache_entries,
             origin_read_seconds,
+            sync_applied_seq,
+            sync_lag,
+            sync_seconds_since_success,
+            sync_entries,
+            sync_purges,
+            sync_errors,
+            sync_snapshots,
         }
+    }
+
+    /// Refresh the sync gauges that depend on the time of scraping.
+    pub fn set_sync(&self, applied: u64, head: u64, entries: usize, last_success: u64, now: i64) {
+        self.sync_applied_seq.set(applied as i64);
+        self.sync_lag.set(head.saturating_sub(applied) as i64);
+        self.sync_entries.set(entries as i64);
+        self.sync_seconds_since_success.set(if last_success == 0 { -1 } else { (now - last_success as i64).max(0) });
     }
 
     /// Count one answered request.

@@ -8,6 +8,7 @@ use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignalWatch};
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
@@ -18,6 +19,7 @@ use crate::config::{ConfigErrors, EdgeConfig};
 use crate::metrics::{Metrics, Tier};
 use crate::origin::Origin;
 use crate::serve::{EdgeApp, HttpSettings, Tiers};
+use crate::sync::{SyncTask, Visibility};
 
 /// Write buffer of each public HTTP/1 connection. pingora's default is one
 /// MSS (1460 bytes), so the header of any image larger than that went out in
@@ -71,7 +73,12 @@ impl Edge {
         })
         .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
         let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone());
-        let tiers = Arc::new(Tiers { memory, disk: Arc::new(disk), origin, metrics, clock });
+        // The applied edge-sync state is loaded before anything is served.
+        let visibility = Arc::new(match &cfg.sync {
+            Some(s) => Visibility::load(&s.state_path, s.serve_without_state),
+            None => Visibility::disabled(),
+        });
+        let tiers = Arc::new(Tiers { memory, disk: Arc::new(disk), origin, metrics, clock, visibility });
 
         let conf = ServerConf {
             threads: cfg.threads,
@@ -90,6 +97,8 @@ impl Edge {
                 keepalive_secs: cfg.keepalive_secs,
                 max_age_secs: cfg.http.max_age_secs,
                 server_options,
+                policy_link: cfg.sync.as_ref().map(|s| s.policy_url.clone()),
+                block_restricted: cfg.sync.as_ref().is_some_and(|s| s.restricted == "block"),
             },
         };
         let mut public = Service::new("imgcdn edge".to_string(), app);
@@ -105,7 +114,7 @@ impl Edge {
         }
         public.threads = Some(cfg.threads);
 
-        // Nothing to wait for yet beyond the disk index, which is loaded.
+        // The disk index is loaded; /readyz also waits for an edge-sync state.
         let ready = Arc::new(AtomicBool::new(false));
         let mut admin =
             Service::new("imgcdn edge admin".to_string(), AdminApp { tiers: tiers.clone(), ready: ready.clone() });
@@ -114,6 +123,9 @@ impl Edge {
 
         server.add_service(public);
         server.add_service(admin);
+        if let Some(s) = &cfg.sync {
+            server.add_service(background_service("imgcdn edge sync", SyncTask::new(s.clone(), tiers.clone())));
+        }
         ready.store(true, Ordering::Release);
         Ok(Edge { server, tiers })
     }

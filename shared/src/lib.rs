@@ -5,6 +5,7 @@
 //! - [`format`]: the image formats we serve, their extensions and content types.
 //! - [`manifest`]: `manifests/{id}.json`, the record that makes an object servable.
 //! - [`storage`]: key layout in the stores and the OpenDAL store configuration.
+//! - [`sync`]: the edge-sync wire format (visibility changes, snapshot, ack).
 //!
 //! The edge proxy and the control plane both depend on this crate; it
 //! depends on neither (no pingora, axum or sqlx here).
@@ -15,6 +16,7 @@ pub mod format;
 pub mod id;
 pub mod manifest;
 pub mod storage;
+pub mod sync;
 pub mod testing;
 pub mod url;
 

@@ -115,6 +115,10 @@ pub async fn key_abilities(
     else {
         return next.run(req).await;
     };
+    // Operator and edge tokens are checked by their own extractors.
+    if !token.trim().starts_with(crate::keys::KEY_PREFIX) {
+        return next.run(req).await;
+    }
     let key = match lookup_key(&state, token.trim()).await {
         Ok(Some(k)) => k,
         Ok(None) => return ApiError::Unauthorized("This API key is not valid.".into()).into_response(),
@@ -173,6 +177,16 @@ impl FromRequestParts<AppState> for Principal {
             KeyAuth::from_request_parts(parts, state).await.map(Principal::Key)
         } else {
             SessionAuth::from_request_parts(parts, state).await.map(Principal::Session)
+        }
+    }
+}
+
+impl Principal {
+    /// How the edge-sync log names who made a change.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Session(s) => format!("user:{}", s.user_id),
+            Principal::Key(k) => format!("key:{}", k.key_id),
         }
     }
 }

@@ -64,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/verify-email", get(accounts::verify_page).post(accounts::verify_form))
         .route("/reset-password", get(accounts::reset_page).post(accounts::reset_form))
         .route("/accept-invite", get(accept_invite_page))
+        .route("/legal/takedowns", get(takedown_policy_page))
+        .merge(crate::sync::routes::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::key_abilities))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -81,6 +83,19 @@ pub fn router(state: AppState) -> Router {
 /// Escape text for HTML element content and quoted attribute values.
 pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Where a `451` from an edge links (`Link: <…>; rel="blocked-by"`).
+async fn takedown_policy_page() -> impl IntoResponse {
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Removed content · imgcdn</title></head>\
+         <body><main><h1>This image is not available</h1>\
+         <p>An image answers <code>451 Unavailable For Legal Reasons</code> when we removed it from public serving \
+         after a legal request or for breaking our Acceptable Use Policy. We do not say which, or who asked.</p>\
+         <p>If you uploaded it and think this is a mistake, contact us from the account that owns it: removed \
+         images are kept in our recovery store for a limited window, so a contested removal can be undone.</p>\
+         </main></body></html>",
+    )
 }
 
 async fn accept_invite_page() -> impl IntoResponse {

@@ -202,6 +202,7 @@ pub const OPERATIONS: &[Op] = &[
     op("post", "/reset-password", "Password reset form", Auth::None, None, (200, "")),
     op("get", "/accept-invite", "Invitation landing page", Auth::None, None, (200, "")),
     op("get", "/{id}", "Viewer page of an image (Open Graph tags)", Auth::None, None, (200, "")),
+    op("get", "/legal/takedowns", "Why an image answers 451 (the edges link here)", Auth::None, None, (200, "")),
 ];
 
 fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {

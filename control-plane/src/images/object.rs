@@ -11,7 +11,8 @@ use crate::config::Config;
 
 /// Columns read by [`ImageRow::from_row`].
 pub const COLUMNS: &str = "id, team_id, source, format, content_type, width, height, bytes, sha256, filename, caption, \
-                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key";
+                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
+                           takedown_reason, warned";
 
 #[derive(Debug, Clone)]
 pub struct ImageRow {
@@ -35,6 +36,9 @@ pub struct ImageRow {
     pub deleted_at: Option<i64>,
     /// The object this image shows when it is not its own `objects/{id}`.
     pub object_key: Option<String>,
+    /// Operator decisions (edge sync): a takedown reason code, a warning.
+    pub takedown_reason: Option<String>,
+    pub warned: bool,
 }
 
 fn object(text: &str) -> Map<String, Value> {
@@ -63,11 +67,36 @@ impl ImageRow {
             expires_at: r.get("expires_at"),
             deleted_at: r.get("deleted_at"),
             object_key: r.get("object_key"),
+            takedown_reason: r.get("takedown_reason"),
+            warned: r.get::<i64, _>("warned") != 0,
         }
     }
 
     pub fn image_id(&self) -> ImageId {
         self.id.parse().expect("stored ids are valid")
+    }
+
+    /// What edges must do with this image now: takedown > hide > warn >
+    /// nothing (`Restore`). Hidden: deleted, expired or private.
+    pub fn edge_action(&self, now: i64) -> (imgcdn_shared::sync::Action, Option<String>) {
+        use imgcdn_shared::sync::Action;
+        if let Some(reason) = &self.takedown_reason {
+            return (Action::Takedown, Some(reason.clone()));
+        }
+        if self.deleted_at.is_some() || self.expires_at.is_some_and(|e| e <= now) || !self.public {
+            return (Action::Hide, None);
+        }
+        if self.warned {
+            return (Action::Warn, None);
+        }
+        (Action::Restore, None)
+    }
+
+    /// Whether the public store should hold this image's manifest: only
+    /// what an edge may serve (warned images are served, marked).
+    pub fn should_be_published(&self, now: i64) -> bool {
+        use imgcdn_shared::sync::Action;
+        self.status == "ready" && matches!(self.edge_action(now).0, Action::Warn | Action::Restore)
     }
 
     /// The storage key of the bytes this image shows.

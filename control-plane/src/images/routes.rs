@@ -458,9 +458,12 @@ async fn store(
     .bind(shared_object.clone())
     .execute(&state.db.pool)
     .await?;
-    let published = match &shared_object {
-        Some(_) => state.stores.publish_manifest(&id, &manifest).await,
-        None => state.stores.publish(&id, inspected.bytes, &manifest).await,
+    // A private image gets its bytes but no manifest: edges cannot serve it.
+    let published = match (&shared_object, public) {
+        (Some(_), true) => state.stores.publish_manifest(&id, &manifest).await,
+        (Some(_), false) => Ok(()),
+        (None, true) => state.stores.publish(&id, inspected.bytes, &manifest).await,
+        (None, false) => state.stores.put_object(&id, inspected.bytes).await,
     };
     if let Err(e) = published {
         let _ = sqlx::query("UPDATE images SET status = 'failed' WHERE id = $1")
@@ -660,6 +663,7 @@ pub async fn patch(
         None => row.expires_at,
     };
     let public = body.public.unwrap_or(row.public);
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query(
         "UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6",
     )
@@ -669,33 +673,62 @@ pub async fn patch(
     .bind(i64::from(public))
     .bind(expires_at)
     .bind(&id)
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
-    if expires_at != row.expires_at && row.status == "ready" {
-        // The edge enforces expiry from the manifest: keep it in step.
-        let mut updated = row.clone();
-        updated.expires_at = expires_at;
-        let manifest = updated.manifest();
-        state
-            .stores
-            .rewrite_manifest(&row.image_id(), &manifest)
-            .await
-            .map_err(|e| ApiError::Internal(format!("manifest: {e}")))?;
+    let change = if public != row.public {
+        let note = if public { "made public" } else { "made private" };
+        crate::sync::record(&mut tx, state.db.backend, &id, &who.actor(), note, now).await?
+    } else {
+        None
+    };
+    tx.commit().await?;
+    if let Some(c) = change {
+        state.sync.advance(c.seq);
     }
-    let row = fetch(&state, &id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(row.json(&state.cfg)))
+    let updated = fetch(&state, &id).await?.ok_or(ApiError::NotFound)?;
+    if public != row.public || expires_at != row.expires_at {
+        // Publish or withdraw the manifest; a new expiry goes into it,
+        // since the edge enforces expiry from the manifest.
+        reconcile_publication(&state, &updated).await?;
+    }
+    Ok(Json(updated.json(&state.cfg)))
+}
+
+/// Make the public store agree with what may be served: the manifest of a
+/// ready image that is public, not taken down and not expired is written
+/// (with its current expiry); otherwise it is withdrawn (the bytes stay, so
+/// a restore or `public: true` can bring it back). Deleted images are left
+/// to [`remove`], which moves them to the recovery store.
+pub(crate) async fn reconcile_publication(state: &AppState, row: &ImageRow) -> ApiResult<()> {
+    if row.deleted_at.is_some() || row.status != "ready" {
+        return Ok(());
+    }
+    let id = row.image_id();
+    let done = if row.should_be_published(state.clock.unix_now()) {
+        state.stores.publish_manifest(&id, &row.manifest()).await
+    } else {
+        state.stores.withdraw(&id).await
+    };
+    done.map_err(|e| ApiError::Internal(format!("manifest of {id}: {e}")))
 }
 
 /// Take an image off public serving and into the recovery store. Its bytes
 /// leave the public store only if no other live image shows them.
-pub(crate) async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> ApiResult<()> {
+pub(crate) async fn remove(state: &AppState, row: &ImageRow, reason: &str, actor: &str) -> ApiResult<()> {
     let now = state.clock.unix_now();
-    // Mark first: if the store step fails, a retry (or the sweep) finds the row.
+    // Mark first, and log the change for the edges in the same transaction:
+    // if the store step fails, a retry (or the sweep) finds the row.
+    let mut tx = state.db.pool.begin().await?;
     sqlx::query("UPDATE images SET deleted_at = COALESCE(deleted_at, $1) WHERE id = $2")
         .bind(now)
         .bind(&row.id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    let change = crate::sync::record(&mut tx, state.db.backend, &row.id, actor, reason, now).await?;
+    tx.commit().await?;
+    if let Some(c) = change {
+        state.sync.advance(c.seq);
+    }
     let object = row.stored_object();
     let others: i64 = sqlx::query(
         "SELECT COUNT(*) FROM images WHERE deleted_at IS NULL AND status <> 'failed' AND id <> $1 \
@@ -709,7 +742,7 @@ pub(crate) async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> Ap
     let reap_at = now + state.cfg.uploads.recovery_days * DAY;
     state
         .stores
-        .unpublish(&row.image_id(), &object, others == 0, reason, now, reap_at)
+        .unpublish(&row.image_id(), &row.manifest(), &object, others == 0, reason, now, reap_at)
         .await
         .map_err(|e| ApiError::Internal(format!("unpublish {}: {e}", row.id)))
 }
@@ -718,7 +751,7 @@ pub(crate) async fn remove(state: &AppState, row: &ImageRow, reason: &str) -> Ap
 pub async fn delete(State(state): State<AppState>, who: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let team = caller_team(&state, &who).await?;
     let row = owned(&state, &team, &id).await?;
-    remove(&state, &row, "deleted").await?;
+    remove(&state, &row, "deleted", &who.actor()).await?;
     Ok(Json(json!({ "id": id, "object": "image", "deleted": true })))
 }
 
@@ -741,7 +774,7 @@ pub async fn delete_batch(
     for id in &body.ids {
         match fetch(&state, id).await? {
             Some(row) if row.team_id.as_deref() == Some(team.as_str()) => {
-                remove(&state, &row, "deleted").await?;
+                remove(&state, &row, "deleted", &who.actor()).await?;
                 data.push(json!({ "id": id, "object": "image", "deleted": true }));
             }
             _ => errors.push(json!({ "id": id, "error": { "type": "invalid_request_error", "code": "not_found", "message": "not found" } })),
@@ -821,10 +854,23 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
             return not_found();
         }
     }
+    if row.takedown_reason.is_some() {
+        let page = "<!doctype html><title>Unavailable</title><h1>This image is unavailable for legal reasons</h1>\
+                    <p><a href=\"/legal/takedowns\">Why?</a></p>";
+        return (StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, Html(page.to_string())).into_response();
+    }
     let esc = crate::http::html_escape;
     let caption = row.caption.clone().unwrap_or_default();
     let url = row.url(&state.cfg);
-    let robots = if row.public { "" } else { "<meta name=\"robots\" content=\"noindex\">" };
+    let robots = if row.public && !row.warned { "" } else { "<meta name=\"robots\" content=\"noindex\">" };
+    let figure = format!(
+        "<figure><img src=\"{url}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\"><figcaption>{cap}</figcaption></figure>",
+        url = esc(&url),
+        w = row.width,
+        h = row.height,
+        title = esc(if caption.is_empty() { "Image" } else { &caption }),
+        cap = esc(&caption),
+    );
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <meta name=\"referrer\" content=\"no-referrer\">{robots}<title>{title}</title>\
@@ -832,13 +878,20 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
          <meta property=\"og:image\" content=\"{url}\"><meta property=\"og:image:width\" content=\"{w}\">\
          <meta property=\"og:image:height\" content=\"{h}\"><meta property=\"og:url\" content=\"{page}\">\
          <meta name=\"twitter:card\" content=\"summary_large_image\"></head>\
-         <body><main><figure><img src=\"{url}\" width=\"{w}\" height=\"{h}\" alt=\"{title}\"><figcaption>{cap}</figcaption></figure></main></body></html>",
+         <body><main>{figure}</main></body></html>",
+        figure = if row.warned {
+            // Restricted: an interstitial the visitor clicks through (no script needed).
+            format!(
+                "<details class=\"content-warning\"><summary>This image may be sensitive. Show it</summary>{figure}</details>"
+            )
+        } else {
+            figure
+        },
         title = esc(if caption.is_empty() { "Image" } else { &caption }),
         url = esc(&url),
         page = esc(&row.page_url(&state.cfg)),
         w = row.width,
         h = row.height,
-        cap = esc(&caption),
     ))
     .into_response()
 }

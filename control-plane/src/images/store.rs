@@ -7,7 +7,7 @@
 //! once), then the public object: at every step the image is either still
 //! served or already safe in recovery, never lost.
 
-use imgcdn_shared::storage::{manifest_key, publish, StoreConfig};
+use imgcdn_shared::storage::{manifest_key, object_key, publish, StoreConfig};
 use imgcdn_shared::{ImageId, Manifest};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
@@ -35,42 +35,45 @@ impl Stores {
         publish(&self.public, id, bytes, manifest).await
     }
 
-    /// Publish an image that shows bytes already in the store: the manifest only.
+    /// Write the manifest of a servable image (one that shows bytes already
+    /// in the store, a new expiry, or published again).
     pub async fn publish_manifest(&self, id: &ImageId, manifest: &Manifest) -> Result<(), opendal::Error> {
         self.public.write(&manifest_key(id), manifest.to_json()).await.map(|_| ())
     }
 
-    /// Rewrite the manifest of a published image (e.g. a new expiry).
-    pub async fn rewrite_manifest(&self, id: &ImageId, manifest: &Manifest) -> Result<(), opendal::Error> {
-        self.public.write(&manifest_key(id), manifest.to_json()).await.map(|_| ())
+    /// Store the bytes of a private image: no manifest, so nothing serves it.
+    pub async fn put_object(&self, id: &ImageId, bytes: Vec<u8>) -> Result<(), opendal::Error> {
+        self.public.write(&object_key(id), bytes).await.map(|_| ())
+    }
+
+    /// Withdraw an image from serving (private, taken down): the manifest
+    /// goes, the bytes stay for a later restore.
+    pub async fn withdraw(&self, id: &ImageId) -> Result<(), opendal::Error> {
+        self.public.delete(&manifest_key(id)).await
     }
 
     /// Move a published image to the recovery store. Idempotent: an image
     /// already gone from the public store is fine. The bytes (`object`) are
     /// copied to recovery always, but deleted from the public store only
     /// when `delete_bytes` (no other live image shows them).
+    #[allow(clippy::too_many_arguments)]
     pub async fn unpublish(
         &self,
         id: &ImageId,
+        manifest: &Manifest,
         object: &str,
         delete_bytes: bool,
         reason: &str,
         now: i64,
         reap_at: i64,
     ) -> Result<(), opendal::Error> {
-        let manifest = match self.public.read(&manifest_key(id)).await {
-            Ok(b) => Manifest::from_json(&b.to_bytes()).ok(),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
         match self.public.read(object).await {
             Ok(bytes) => {
                 self.recovery.write(&format!("recovery/{id}/object"), bytes).await?;
-                if let Some(manifest) = manifest {
-                    let record = RecoveryRecord { manifest, reason: reason.to_string(), removed_at: now, reap_at };
-                    let json = serde_json::to_vec_pretty(&record).expect("record serialises");
-                    self.recovery.write(&format!("recovery/{id}/record.json"), json).await?;
-                }
+                let record =
+                    RecoveryRecord { manifest: manifest.clone(), reason: reason.to_string(), removed_at: now, reap_at };
+                let json = serde_json::to_vec_pretty(&record).expect("record serialises");
+                self.recovery.write(&format!("recovery/{id}/record.json"), json).await?;
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),

@@ -49,7 +49,16 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
         let Ok(image) = id.parse::<ImageId>() else {
             continue;
         };
-        let published = state.stores.public.exists(&manifest_key(&image)).await.map_err(|e| err(&e))?;
+        // Complete when its manifest is out, or, for a private image (which
+        // gets no manifest), when its bytes are.
+        let private: i64 = sqlx::query("SELECT public FROM images WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&state.db.pool)
+            .await
+            .map_err(|e| err(&e))?
+            .get(0);
+        let marker = if private == 0 { object_key(&image) } else { manifest_key(&image) };
+        let published = state.stores.public.exists(&marker).await.map_err(|e| err(&e))?;
         if published {
             sqlx::query("UPDATE images SET status = 'ready', published_at = COALESCE(published_at, $1) WHERE id = $2 AND status = 'processing'")
                 .bind(now)
@@ -76,7 +85,7 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
             .map_err(|e| err(&e))?;
     for row in deleted.iter().map(ImageRow::from_row) {
         if state.stores.public.exists(&manifest_key(&row.image_id())).await.map_err(|e| err(&e))? {
-            remove(state, &row, "deleted").await.map_err(|e| err(&e))?;
+            remove(state, &row, "deleted", "system:sweep").await.map_err(|e| err(&e))?;
             out.redeleted += 1;
         }
     }
@@ -89,7 +98,7 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
     .await
     .map_err(|e| err(&e))?;
     for row in expired.iter().map(ImageRow::from_row) {
-        remove(state, &row, "expired").await.map_err(|e| err(&e))?;
+        remove(state, &row, "expired", "system:sweep").await.map_err(|e| err(&e))?;
         out.expired += 1;
     }
     Ok(out)

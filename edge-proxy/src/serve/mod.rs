@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use http::Method;
+use imgcdn_shared::sync::Action;
 use imgcdn_shared::{ImageId, ImagePath};
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
@@ -25,6 +26,7 @@ use crate::cache::CachedObject;
 use crate::clock::Clock;
 use crate::metrics::{Metrics, Tier};
 use crate::origin::{Origin, OriginError};
+use crate::sync::Visibility;
 use response::Answer;
 
 /// The three tiers and the rules for moving objects between them.
@@ -34,6 +36,8 @@ pub struct Tiers {
     pub origin: Origin,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Takedowns, hidden and restricted ids from edge sync.
+    pub visibility: Arc<Visibility>,
 }
 
 impl Tiers {
@@ -67,9 +71,18 @@ impl Tiers {
             .origin
             .fetch(id, now, |obj| {
                 // Runs once per origin read, however many requests share it.
+                // An id taken down or hidden while the read was in flight is
+                // not cached (sync swaps its state before purging).
+                if self.visibility.blocks_caching(&id) {
+                    return;
+                }
                 self.memory.insert(id, obj.clone());
                 let (disk, obj, metrics) = (self.disk.clone(), obj.clone(), self.metrics.clone());
+                let visibility = self.visibility.clone();
                 tokio::task::spawn_blocking(move || {
+                    if visibility.blocks_caching(&id) {
+                        return;
+                    }
                     if let Err(e) = disk.put(id, &obj) {
                         metrics.disk_write_errors.inc();
                         log::warn!("disk cache write for {id} failed: {e}");
@@ -87,8 +100,35 @@ impl Tiers {
         let _ = tokio::task::spawn_blocking(move || disk.remove(&id)).await;
     }
 
+    /// Drop every id in `ids` from both tiers; returns how many were cached.
+    pub async fn purge_many(&self, ids: Vec<ImageId>) -> usize {
+        if ids.is_empty() {
+            return 0;
+        }
+        for id in &ids {
+            self.memory.remove(id);
+        }
+        let disk = self.disk.clone();
+        let n = ids.len();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in &ids {
+                disk.remove(id);
+            }
+        })
+        .await;
+        n
+    }
+
     /// Refresh the cache size gauges (called when metrics are scraped).
     pub fn update_gauges(&self) {
+        let applied = self.visibility.applied();
+        self.metrics.set_sync(
+            applied.seq,
+            self.visibility.head.load(std::sync::atomic::Ordering::Relaxed).max(applied.seq),
+            applied.entries.len(),
+            self.visibility.last_success.load(std::sync::atomic::Ordering::Relaxed),
+            self.clock.unix_now(),
+        );
         let (n, b) = self.memory.usage();
         self.metrics.set_cache_usage(Tier::Memory, n, b);
         let (n, b) = self.disk.usage();
@@ -101,6 +141,10 @@ pub struct HttpSettings {
     pub keepalive_secs: u64,
     pub max_age_secs: u64,
     pub server_options: HttpServerOptions,
+    /// `Link` header value for 451 answers.
+    pub policy_link: Option<String>,
+    /// Answer restricted (warned) images with 403 instead of serving them marked.
+    pub block_restricted: bool,
 }
 
 pub struct EdgeApp {
@@ -119,12 +163,33 @@ impl EdgeApp {
             Ok(p) => p,
             Err(e) => return (response::error(e.status(), method), Tier::None),
         };
+        // Edge sync is enforced before any tier.
+        let vis = &self.tiers.visibility;
+        if !vis.is_ready() {
+            return (response::error(503, method), Tier::None);
+        }
+        let restricted = match vis.action(&path.id) {
+            None => false,
+            Some(Action::Takedown) => {
+                return (
+                    response::unavailable_for_legal_reasons(method, self.settings.policy_link.as_deref()),
+                    Tier::None,
+                )
+            }
+            Some(Action::Hide) | Some(Action::Restore) => return (response::error(404, method), Tier::None),
+            Some(Action::Warn) if self.settings.block_restricted => return (response::error(403, method), Tier::None),
+            Some(Action::Warn) => true,
+        };
         match self.tiers.lookup(path.id).await {
             // The URL's extension must be the stored format (jpg/jpeg alike).
             Ok((obj, _)) if obj.meta.format != path.format => (response::error(404, method), Tier::None),
             Ok((obj, tier)) => {
                 let now = self.tiers.clock.unix_now();
-                (response::object(req, &obj, tier, now, self.settings.max_age_secs), tier)
+                let mut answer = response::object(req, &obj, tier, now, self.settings.max_age_secs);
+                if restricted {
+                    response::mark_restricted(&mut answer);
+                }
+                (answer, tier)
             }
             Err(e) => (response::error(e.status(), method), Tier::Origin),
         }

@@ -32,7 +32,9 @@ pub fn error(status: u16, method: &Method) -> Answer {
     let text = match status {
         400 => "bad request\n",
         404 => "not found\n",
+        403 => "forbidden\n",
         405 => "method not allowed\n",
+        503 => "service unavailable\n",
         502 => "bad gateway\n",
         504 => "gateway timeout\n",
         _ => "error\n",
@@ -47,6 +49,27 @@ pub fn error(status: u16, method: &Method) -> Answer {
     }
     let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(text.as_bytes()) };
     Answer { header: h, body }
+}
+
+/// `451 Unavailable For Legal Reasons` (RFC 7725): no detail beyond a link
+/// to the policy page.
+pub fn unavailable_for_legal_reasons(method: &Method, policy_link: Option<&str>) -> Answer {
+    let mut a = error(451, method);
+    let text = "unavailable for legal reasons\n";
+    let _ = a.header.insert_header(header::CONTENT_LENGTH, text.len());
+    if method != Method::HEAD {
+        a.body = Bytes::from_static(text.as_bytes());
+    }
+    if let Some(link) = policy_link {
+        let _ = a.header.insert_header(header::LINK, format!("<{link}>; rel=\"blocked-by\""));
+    }
+    a
+}
+
+/// Mark a restricted (warned) image: embedders and clients can tell, and the
+/// viewer page shows an interstitial before it.
+pub fn mark_restricted(a: &mut Answer) {
+    let _ = a.header.insert_header("X-Content-Warning", "restricted");
 }
 
 // Names of the headers set on every object response, spelled as they go on

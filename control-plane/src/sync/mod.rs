@@ -1,0 +1,223 @@
+//! Edge sync, control-plane side: the sequenced log of visibility changes
+//! (wire format in [`imgcdn_shared::sync`]), what wakes long-polls, and
+//! the operator decisions that feed it.
+//!
+//! Every path that changes what an edge may serve (delete, PATCH
+//! `public`, expiry, operator takedown / warn / restore) updates the image
+//! row and calls [`record`] in the same transaction. [`record`] computes
+//! what edges must now do with the id ([`ImageRow::edge_action`]) and
+//! appends a change only when that differs from the last one logged, so the
+//! log says exactly what each id is at the edge from each `seq` on.
+//!
+//! Sequence numbers come from bumping the single `sync_head` row, whose
+//! lock is held to the end of the transaction: changes commit in `seq`
+//! order, so an edge that has seen `seq` N can never later miss one below.
+//!
+//! Waking long-polls: a local commit advances the [`Hub`] at once; on
+//! PostgreSQL the commit also sends `NOTIFY imgcdn_edge_sync`, which every
+//! replica's [`watch_loop`] receives; and every replica re-reads the head
+//! every `edge_sync.poll_ms` in case a notification was lost (or on SQLite,
+//! for changes written by another process).
+
+pub mod operators;
+pub mod routes;
+
+use std::time::Duration;
+
+use imgcdn_shared::sync::{Action, Change, Snapshot};
+use imgcdn_shared::ImageId;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::watch;
+
+use crate::db::Backend;
+use crate::images::object::{ImageRow, COLUMNS};
+use crate::AppState;
+
+/// The PostgreSQL notification channel.
+pub const CHANNEL: &str = "imgcdn_edge_sync";
+
+/// The latest `seq` this process knows of; long-polls wait on it.
+pub struct Hub {
+    head: watch::Sender<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { head: watch::Sender::new(0) }
+    }
+}
+
+impl Hub {
+    /// Raise the known head to `seq` (never lowers it), waking waiters.
+    pub fn advance(&self, seq: u64) {
+        self.head.send_if_modified(|h| {
+            let newer = seq > *h;
+            if newer {
+                *h = seq;
+            }
+            newer
+        });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+fn change_from_row(r: &AnyRow) -> Option<Change> {
+    Some(Change {
+        seq: u64::try_from(r.get::<i64, _>("seq")).ok()?,
+        id: r.get::<String, _>("image_id").parse().ok()?,
+        action: Action::parse(&r.get::<String, _>("action"))?,
+        reason: r.get("reason"),
+    })
+}
+
+/// Append the change `image_id` now needs, if any, inside the caller's
+/// transaction (after it updated the row). `note` says why, `actor` who.
+pub async fn record(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    image_id: &str,
+    actor: &str,
+    note: &str,
+    now: i64,
+) -> Result<Option<Change>, sqlx::Error> {
+    let Some(row) = sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+        .bind(image_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let row = ImageRow::from_row(&row);
+    let (action, reason) = row.edge_action(now);
+    let last =
+        sqlx::query("SELECT action, reason FROM visibility_changes WHERE image_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(image_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| (Action::parse(&r.get::<String, _>(0)), r.get::<Option<String>, _>(1)))
+            .unwrap_or((Some(Action::Restore), None));
+    if last == (Some(action), reason.clone()) {
+        return Ok(None);
+    }
+    let seq: i64 = sqlx::query("UPDATE sync_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+    sqlx::query(
+        "INSERT INTO visibility_changes (seq, image_id, action, reason, note, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(seq)
+    .bind(image_id)
+    .bind(action.as_str())
+    .bind(reason.clone())
+    .bind(note)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if backend == Backend::Postgres {
+        // Delivered to every listening replica when (and only if) this commits.
+        sqlx::query(&format!("NOTIFY {CHANNEL}, '{seq}'")).execute(&mut *conn).await?;
+    }
+    Ok(Some(Change { seq: seq as u64, id: row.image_id(), action, reason }))
+}
+
+/// The latest `seq` handed out (committed).
+pub async fn head(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let seq: i64 = sqlx::query("SELECT seq FROM sync_head WHERE id = 1").fetch_one(pool).await?.get(0);
+    Ok(seq.max(0) as u64)
+}
+
+/// Changes after `after` up to `head`, in order, at most `limit`.
+pub async fn changes_after(pool: &AnyPool, after: u64, head: u64, limit: usize) -> Result<Vec<Change>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, image_id, action, reason FROM visibility_changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(after as i64)
+    .bind(head as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().filter_map(change_from_row).collect())
+}
+
+/// Every id with something to enforce as of the current head. Consistent
+/// without a special isolation level: everything up to a committed head is
+/// committed, and the query reads only up to it.
+pub async fn snapshot(pool: &AnyPool) -> Result<Snapshot, sqlx::Error> {
+    let seq = head(pool).await?;
+    let rows = sqlx::query(
+        "SELECT c.seq, c.image_id, c.action, c.reason FROM visibility_changes c \
+         WHERE c.seq <= $1 AND c.action <> 'restore' \
+         AND c.seq = (SELECT MAX(d.seq) FROM visibility_changes d WHERE d.image_id = c.image_id AND d.seq <= $1) \
+         ORDER BY c.seq",
+    )
+    .bind(seq as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(Snapshot { seq, entries: rows.iter().filter_map(change_from_row).collect() })
+}
+
+/// Keep the [`Hub`] current with changes committed anywhere: PostgreSQL
+/// notifications when available, and a re-read of the head every `poll`.
+pub async fn watch_loop(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let poll = Duration::from_millis(state.cfg.edge_sync.poll_ms);
+    let mut listener = None;
+    loop {
+        if state.db.backend == Backend::Postgres && listener.is_none() {
+            listener = listen(&state.cfg.database_url).await;
+        }
+        match head(&state.db.pool).await {
+            Ok(h) => state.sync.advance(h),
+            Err(e) => tracing::warn!(error = %e, "edge sync: reading the head failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(poll) => {}
+            n = next_notification(&mut listener) => match n {
+                Ok(seq) => state.sync.advance(seq),
+                Err(e) => {
+                    tracing::warn!(error = %e, "edge sync: notifications lost; polling until reconnected");
+                    listener = None;
+                }
+            },
+        }
+    }
+}
+
+async fn listen(url: &str) -> Option<sqlx::postgres::PgListener> {
+    let attempt = async {
+        let mut l = sqlx::postgres::PgListener::connect(url).await?;
+        l.listen(CHANNEL).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match attempt.await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "edge sync: cannot LISTEN; polling");
+            None
+        }
+    }
+}
+
+/// The next notified `seq` (pending forever without a listener).
+async fn next_notification(listener: &mut Option<sqlx::postgres::PgListener>) -> Result<u64, sqlx::Error> {
+    match listener {
+        Some(l) => loop {
+            let n = l.recv().await?;
+            if let Ok(seq) = n.payload().parse() {
+                return Ok(seq);
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// An id from a path, or 404.
+pub(crate) fn parse_id(id: &str) -> Result<ImageId, crate::error::ApiError> {
+    id.parse().map_err(|_| crate::error::ApiError::NotFound)
+}
