@@ -32,7 +32,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const SNAPSHOT_REQUIRED: &str = "snapshot_required";
 
 /// What an edge does with an image id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Legal or policy removal: `451 Unavailable For Legal Reasons`.

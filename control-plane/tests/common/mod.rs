@@ -10,13 +10,18 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use imgcdn_control_plane::{app, config::Config, email, AppState, Db};
-use imgcdn_shared::clock::ManualClock;
+use imgcdn_shared::clock::{Clock, ManualClock};
 use serde_json::Value;
 use tower::ServiceExt;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// 2026-01-01T00:00:00Z
 pub const T0: i64 = 1_767_225_600;
+/// Edge-sync tokens configured for two edges in every test app.
+pub const EDGE_A_TOKEN: &str = "edge-a-token-0123456789abcdefghijklmnop";
+pub const EDGE_B_TOKEN: &str = "edge-b-token-0123456789abcdefghijklmnop";
+/// Every test app tells an edge this far behind to fetch a snapshot.
+pub const SNAPSHOT_AFTER: u64 = 7;
 
 pub struct TestApp {
     pub state: AppState,
@@ -63,6 +68,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // A small plan to reach its quota in a test.
     cfg.plans.pro.max_images = Some(3);
     cfg.viewer_base_url = "https://img.test".into();
+    cfg.edge_sync.edges.insert("edge-a".into(), EDGE_A_TOKEN.into());
+    cfg.edge_sync.edges.insert("edge-b".into(), EDGE_B_TOKEN.into());
+    cfg.edge_sync.snapshot_after = SNAPSHOT_AFTER;
     cfg
 }
 
@@ -208,6 +216,11 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.json["key"].as_str().unwrap().to_string()
+    }
+
+    /// A new operator's token.
+    pub async fn operator(&self, name: &str) -> String {
+        imgcdn_control_plane::sync::operators::create(&self.state.db, name, self.clock.unix_now()).await.unwrap()
     }
 
     /// The public store's root directory.
