@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::BIN;
+use common::{PgDatabase, BIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -210,26 +210,8 @@ async fn a_newcomer_on_sqlite() {
 
 #[tokio::test]
 async fn a_newcomer_on_postgres() {
-    let name = format!("imgcdn_e2e_{}", std::process::id());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-qc", sql])
-            .output()
-    };
-    // Two commands: DROP/CREATE DATABASE cannot share a transaction.
-    let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    match psql(&format!("CREATE DATABASE {name}")) {
-        Ok(o) if o.status.success() => {}
-        other => {
-            if std::env::var_os("CI").is_some() {
-                panic!("PostgreSQL is required in CI: {other:?}");
-            }
-            eprintln!("SKIPPED: PostgreSQL end-to-end test needs psql and a server at 127.0.0.1:5432 ({other:?})");
-            return;
-        }
-    }
-    newcomer_journey(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
-    let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let Some(db) = PgDatabase::create("imgcdn_e2e") else { return };
+    newcomer_journey(&db.url).await;
 }
 
 #[test]

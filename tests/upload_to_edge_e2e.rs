@@ -5,54 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use common::*;
 use imgcdn_shared::testing::png_with_text;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-struct Cp(Child);
-
-impl Drop for Cp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start `imgcdn control-plane` publishing into `dir/store`, building CDN
-/// URLs on `edge_base`; returns the process and its base URL.
-fn start_control_plane(dir: &Path, edge_base: &str) -> (Cp, String) {
-    let cfg = dir.join("cp.toml");
-    let root = |p: &str| dir.join(p).display().to_string();
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{db}\"\ncookie_secure = false\nedge_base_url = {edge_base:?}\n\
-             [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
-             [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n",
-            db = root("cp.db"),
-            outbox = root("outbox"),
-            store = root("store"),
-            recovery = root("recovery"),
-        ),
-    )
-    .unwrap();
-    let mut child =
-        Command::new(BIN).args(["control-plane", "--config"]).arg(&cfg).stdout(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("control plane exited").unwrap();
-        if let Some(url) = line.trim().strip_prefix("control plane: ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Cp(child), base)
-}
 
 fn multipart(file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "imgcdn-e2e-boundary";
@@ -80,7 +36,11 @@ async fn uploaded_images_are_served_by_the_edge_until_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = EdgeOpts::new(dir.path());
     let edge = EdgeProcess::start(dir.path(), &opts);
-    let (_cp, api) = start_control_plane(dir.path(), &edge.base);
+    let cp = ControlPlaneProcess::start(
+        dir.path(),
+        &CpOpts { edge_base: edge.base.clone(), database_url: None, extra_toml: String::new() },
+    );
+    let api = cp.base.clone();
     let c = client();
 
     // Anonymous: a PNG carrying a text chunk, which the upload strips.

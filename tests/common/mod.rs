@@ -72,6 +72,8 @@ pub struct EdgeOpts {
     pub origin_timeout_ms: u64,
     pub negative_ttl_secs: u64,
     pub rust_log: String,
+    /// The body of a `[sync]` section (edge sync), if any.
+    pub sync_toml: Option<String>,
 }
 
 impl EdgeOpts {
@@ -83,7 +85,20 @@ impl EdgeOpts {
             origin_timeout_ms: 5000,
             negative_ttl_secs: 0,
             rust_log: "info".into(),
+            sync_toml: None,
         }
+    }
+
+    /// Sync with the control planes at `apis` using `token`, keeping the
+    /// state in `state`; long-polls of 5 s and quick retries for tests.
+    pub fn with_sync(mut self, apis: &[&str], token: &str, state: &Path) -> EdgeOpts {
+        self.sync_toml = Some(format!(
+            "control_planes = {apis:?}\ntoken = {token:?}\nstate_path = {state:?}\nwait_ms = 5000\nretry_ms = 200\n\
+             policy_url = \"{first}/legal/takedowns\"\n",
+            state = state.display().to_string(),
+            first = apis[0],
+        ));
+        self
     }
 }
 
@@ -99,6 +114,12 @@ pub struct EdgeProcess {
 impl EdgeProcess {
     /// Start an edge and wait until `/readyz` answers 200.
     pub fn start(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
+        let edge = EdgeProcess::spawn(dir, opts);
+        edge.wait_ready();
+        edge
+    }
+
+    fn spawn(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
         let (public, admin) = (free_addr(), free_addr());
         let config = format!(
             "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\ngrace_period_secs = 1\nshutdown_timeout_secs = 2\n\
@@ -111,6 +132,10 @@ impl EdgeProcess {
             timeout = opts.origin_timeout_ms,
             neg = opts.negative_ttl_secs,
         );
+        let config = match &opts.sync_toml {
+            Some(sync) => format!("{config}[sync]\n{sync}"),
+            None => config,
+        };
         let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let config_path = dir.join(format!("edge-{n}.toml"));
         fs::write(&config_path, config).unwrap();
@@ -125,15 +150,24 @@ impl EdgeProcess {
             .stderr(log)
             .spawn()
             .expect("spawn imgcdn edge");
-        let edge = EdgeProcess {
-            child,
-            base: format!("http://{public}"),
-            admin: format!("http://{admin}"),
-            log_path,
-            config_path,
-        };
-        edge.wait_ready();
+        EdgeProcess { child, base: format!("http://{public}"), admin: format!("http://{admin}"), log_path, config_path }
+    }
+
+    /// Start an edge expected not to become ready (it waits for sync state):
+    /// returns once it answers `/healthz`.
+    pub fn start_unready(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
+        let edge = EdgeProcess::spawn(dir, opts);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ureq_get(&format!("{}/healthz", edge.admin)).is_ok_and(|r| r.0 == 200) {
+            assert!(Instant::now() < deadline, "edge never answered /healthz: {}", edge.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         edge
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn is_ready(&self) -> bool {
+        ureq_get(&format!("{}/readyz", self.admin)).is_ok_and(|r| r.0 == 200)
     }
 
     fn wait_ready(&self) {
@@ -254,4 +288,135 @@ pub fn decode_quoted_printable(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A running `imgcdn control-plane`, killed on drop.
+pub struct ControlPlaneProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub config_path: PathBuf,
+}
+
+/// Settings for one control-plane process. Stores live under `dir`.
+pub struct CpOpts {
+    pub edge_base: String,
+    /// `sqlite://…` (default: `dir/cp.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Extra TOML appended to the config (e.g. an `[edge_sync]` section).
+    pub extra_toml: String,
+}
+
+impl ControlPlaneProcess {
+    /// Start `imgcdn control-plane` on a free port, publishing into
+    /// `dir/store`; returns once it is listening.
+    pub fn start(dir: &Path, opts: &CpOpts) -> ControlPlaneProcess {
+        let root = |p: &str| dir.join(p).display().to_string();
+        let db = opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", root("cp.db")));
+        let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let config_path = dir.join(format!("cp-{n}.toml"));
+        fs::write(
+            &config_path,
+            format!(
+                "listen = \"{listen}\"\ndatabase_url = {db:?}\ncookie_secure = false\nedge_base_url = {edge:?}\n\
+                 [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
+                 [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n{extra}",
+                listen = free_addr(),
+                edge = opts.edge_base,
+                outbox = root("outbox"),
+                store = root("store"),
+                recovery = root("recovery"),
+                extra = opts.extra_toml,
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["control-plane", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let base = loop {
+            let line = lines.next().expect("control plane exited").unwrap();
+            if let Some(url) = line.trim().strip_prefix("control plane: ") {
+                break url.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        ControlPlaneProcess { child, base, config_path }
+    }
+
+    /// `imgcdn admin operator create NAME` against this control plane's
+    /// database; returns the printed token.
+    pub fn create_operator(&self, name: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["admin", "--config"])
+            .arg(&self.config_path)
+            .args(["operator", "create", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().find(|l| l.starts_with("img_op_")).expect("a token line").to_string()
+    }
+}
+
+impl Drop for ControlPlaneProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` every 20 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh PostgreSQL database on the local server, dropped on drop.
+pub struct PgDatabase {
+    name: String,
+    pub url: String,
+}
+
+fn psql(sql: &str) -> std::io::Result<std::process::Output> {
+    Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+}
+
+impl PgDatabase {
+    /// `None` (with a visible message) when no server answers; in CI that is an error.
+    pub fn create(name: &str) -> Option<PgDatabase> {
+        let name = format!("{name}_{}", std::process::id());
+        // Two commands: DROP/CREATE DATABASE cannot share a transaction.
+        let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        match psql(&format!("CREATE DATABASE {name}")) {
+            Ok(o) if o.status.success() => {}
+            other => {
+                if std::env::var_os("CI").is_some() {
+                    panic!("PostgreSQL is required in CI: {other:?}");
+                }
+                eprintln!("SKIPPED: PostgreSQL end-to-end test needs psql and a server at 127.0.0.1:5432 ({other:?})");
+                return None;
+            }
+        }
+        Some(PgDatabase { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
 }
