@@ -79,7 +79,10 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
     let cp = ControlPlaneProcess::start(dir.path(), &cp_opts(None, 10_000));
     let op = cp.create_operator("ops");
     let state = dir.path().join("edge-1-sync.json");
-    let opts = EdgeOpts::new(dir.path()).with_sync(&[&cp.base], TOKEN_1, &state);
+    let mut opts = EdgeOpts::new(dir.path()).with_sync(&[&cp.base], TOKEN_1, &state);
+    // Remember "not found" for a minute, as in production: a restore must
+    // still be served at once.
+    opts.negative_ttl_secs = 60;
     let edge = EdgeProcess::start(dir.path(), &opts);
     let c = client();
     let key = api_key(&c, &cp.base, "sync@example.com").await;

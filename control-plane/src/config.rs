@@ -96,7 +96,7 @@ pub struct EdgeSyncConfig {
 
 impl Default for EdgeSyncConfig {
     fn default() -> Self {
-        EdgeSyncConfig { edges: Default::default(), max_wait_ms: 30_000, snapshot_after: 10_000, poll_ms: 1_000 }
+        EdgeSyncConfig { edges: Default::default(), max_wait_ms: 25_000, snapshot_after: 10_000, poll_ms: 1_000 }
     }
 }
 
@@ -439,6 +439,9 @@ impl Config {
             if !tokens.insert(token) {
                 p.push(format!("edge_sync.edges.{name}: token shared with another edge"));
             }
+        }
+        if self.edge_sync.max_wait_ms + 1000 > self.request_timeout_secs * 1000 {
+            p.push("edge_sync.max_wait_ms: must stay at least 1 s under request_timeout_secs".to_string());
         }
         if self.edge_sync.poll_ms == 0 || self.edge_sync.snapshot_after == 0 {
             p.push("edge_sync: poll_ms and snapshot_after must be positive".to_string());

@@ -295,6 +295,12 @@ impl SyncTask {
     /// Swap in `next`, purge `ids` from both tiers, persist, then ack.
     async fn install(&self, next: Applied, ids: Vec<ImageId>) -> Result<(), SyncError> {
         let seq = next.seq;
+        // A restored id may have been remembered as absent while it had no
+        // manifest; forget that, so it is served again at once.
+        let before = self.visibility().applied();
+        for id in before.entries.keys().filter(|id| !next.entries.contains_key(*id)) {
+            self.tiers.origin.forget_absent(id);
+        }
         // Swap first: from here no request serves these ids, and no origin
         // fill caches them (see `Tiers::lookup`); then drop what is cached.
         self.visibility().swap(next);

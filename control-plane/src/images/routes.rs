@@ -681,6 +681,7 @@ pub async fn patch(
     } else {
         None
     };
+    publish_before_commit(&state, &mut tx, &id).await?;
     tx.commit().await?;
     if let Some(c) = change {
         state.sync.advance(c.seq);
@@ -692,6 +693,27 @@ pub async fn patch(
         reconcile_publication(&state, &updated).await?;
     }
     Ok(Json(updated.json(&state.cfg)))
+}
+
+/// Within a transaction that made `id` servable again (public, restored),
+/// write its manifest before the change commits: an edge told "restore"
+/// must find the manifest, or it would answer (and remember) 404. Making an
+/// image less visible goes the other way: the log first (edges stop at
+/// once), then [`reconcile_publication`] withdraws the manifest.
+pub(crate) async fn publish_before_commit(state: &AppState, tx: &mut sqlx::AnyConnection, id: &str) -> ApiResult<()> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| ImageRow::from_row(&r));
+    match row {
+        Some(row) if row.deleted_at.is_none() && row.should_be_published(state.clock.unix_now()) => state
+            .stores
+            .publish_manifest(&row.image_id(), &row.manifest())
+            .await
+            .map_err(|e| ApiError::Internal(format!("manifest of {id}: {e}"))),
+        _ => Ok(()),
+    }
 }
 
 /// Make the public store agree with what may be served: the manifest of a

@@ -156,7 +156,8 @@ pub struct Decision {
 
 /// An operator decision: update the row, log the change, both in one
 /// transaction; then wake long-polls and bring the public store in line
-/// (a taken-down or hidden image keeps its bytes but loses its manifest).
+/// (a taken-down or hidden image keeps its bytes but loses its manifest;
+/// a restored one gets it back before the restore is logged).
 async fn decide(
     state: &AppState,
     op: &Operator,
@@ -177,6 +178,7 @@ async fn decide(
         return Err(ApiError::NotFound);
     }
     let change = record(&mut tx, state.db.backend, id, &op.actor(), note, now).await?;
+    crate::images::routes::publish_before_commit(state, &mut tx, id).await?;
     tx.commit().await?;
     if let Some(c) = &change {
         state.sync.advance(c.seq);
