@@ -590,3 +590,32 @@ on_both_databases!(
         assert_eq!(objects(), 2);
     }
 );
+
+#[cfg(feature = "heic")]
+on_both_databases!(a_heic_photo_is_stored_and_served_as_a_jpeg_without_its_gps, |t: TestApp| async move {
+    let u = t.user("iphone@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    let heic = imgcdn_control_plane::images::heic::sample_heic(80, 60, Some(b"Exif\0\0GPS 48.8584N 2.2945E at home"));
+    let r = t.call(Req::new("POST", "/v1/images").key(&key).multipart(&[("file", Some("IMG_0001.HEIC"), &heic)])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["format"], "jpg");
+    assert_eq!((r.json["width"].as_i64(), r.json["height"].as_i64()), (Some(80), Some(60)));
+    assert!(r.json["url"].as_str().unwrap().ends_with(".jpg"));
+    assert_eq!(r.json["filename"], "IMG_0001.HEIC");
+    let id = r.json["id"].as_str().unwrap();
+    let stored = std::fs::read(t.public_store().join(format!("objects/{id}"))).unwrap();
+    assert!(stored.starts_with(&[0xFF, 0xD8, 0xFF]), "stored as JPEG");
+    assert!(!stored.windows(8).any(|w| w == b"48.8584N"), "no GPS in the stored bytes");
+    let manifest =
+        Manifest::from_json(&std::fs::read(t.public_store().join(format!("manifests/{id}.json"))).unwrap()).unwrap();
+    assert_eq!(manifest.content_type, "image/jpeg");
+    assert_eq!(manifest.bytes, stored.len() as u64);
+    // A damaged HEIC is a clear validation error, and nothing is stored.
+    let r = t
+        .call(Req::new("POST", "/v1/images").key(&key).multipart(&[("file", Some("x.heic"), &heic[..heic.len() / 2])]))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "validation_error");
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("HEIC"), "{}", r.text);
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 1);
+});

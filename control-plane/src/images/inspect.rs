@@ -7,9 +7,9 @@
 //! - **The format comes from the bytes** (magic numbers and structure), never
 //!   from a file name or a declared content type, so an upload cannot make
 //!   the edge serve it under a type it is not. Accepted: JPEG, PNG, GIF,
-//!   WebP, AVIF, SVG, BMP, ICO. HEIC/HEIF is recognised and refused with its
-//!   own error ([`InspectError::Heic`]): turning it into JPEG needs an HEVC
-//!   decoder, and none exists without C libraries.
+//!   WebP, AVIF, SVG, BMP, ICO, and HEIC/HEIF, which is converted to JPEG
+//!   (see [`super::heic`]; without the `heic` feature it is refused with its
+//!   own error, [`InspectError::Heic`]).
 //! - **Decompression bombs are refused from the header**: the declared
 //!   width × height is checked against [`Limits::max_pixels`] before any
 //!   pixel is decoded or any pixel buffer allocated.
@@ -120,10 +120,10 @@ impl fmt::Debug for Inspected {
 /// Why an upload is refused. The messages are written for the uploader.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("not an image format we accept (accepted: JPEG, PNG, GIF, WebP, AVIF, SVG, BMP, ICO)")]
+    #[error("not an image format we accept (accepted: JPEG, PNG, GIF, WebP, AVIF, HEIC, SVG, BMP, ICO)")]
     Unsupported,
     #[error(
-        "HEIC/HEIF images are not accepted yet; please upload JPEG, PNG or WebP \
+        "HEIC/HEIF images are not accepted by this server; please upload JPEG, PNG or WebP \
          (on an iPhone: Settings > Camera > Formats > Most Compatible)"
     )]
     Heic,
@@ -141,11 +141,18 @@ pub enum InspectError {
 /// CPU-bound (it decodes the whole image): call it from
 /// `tokio::task::spawn_blocking`, not on an async worker.
 pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectError> {
-    let format = detect(&bytes)?;
+    let format = match detect(&bytes) {
+        // Stored and served as JPEG (see `heic`).
+        Err(InspectError::Heic) => return super::heic::to_jpeg(&bytes, limits),
+        other => other?,
+    };
     match format {
         Format::Svg => svg::inspect(bytes, limits),
         Format::Avif => {
-            let (width, height) = isobmff::avif_size(&bytes)?;
+            let (width, height) = match isobmff::avif_size(&bytes) {
+                Err(InspectError::Heic) => return super::heic::to_jpeg(&bytes, limits),
+                other => other?,
+            };
             check_pixels(width, height, limits)?;
             Ok(Inspected { format, width, height, bytes, metadata_stripped: false })
         }
@@ -206,7 +213,7 @@ fn detect(b: &[u8]) -> Result<Format, InspectError> {
     Err(InspectError::Unsupported)
 }
 
-fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), InspectError> {
+pub(super) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), InspectError> {
     if width == 0 || height == 0 {
         return Err(malformed(format!("the image has no pixels ({width}x{height})")));
     }
@@ -760,6 +767,8 @@ mod isobmff {
             .ok_or_else(|| missing("description of the primary item"))?;
         match &kind {
             b"av01" | b"grid" => {}
+            // HEVC inside a file branded AVIF is still HEIC (`detect` sends
+            // it to the HEIC path).
             // HEVC inside a file branded AVIF is still HEIC.
             b"hvc1" | b"hev1" => return Err(InspectError::Heic),
             other => {
@@ -1767,14 +1776,20 @@ mod tests {
     }
 
     #[test]
-    fn heic_is_recognised_and_refused_with_its_own_error() {
+    fn heic_is_recognised_and_sent_to_the_heic_path() {
         let heic = [ftyp(b"heic", &[b"mif1", b"heic"]), isobmff_box(b"mdat", &[0; 8])].concat();
         let heif = ftyp(b"mif1", &[b"mif1", b"miaf"]);
         // HEVC data in a file that claims to be AVIF is still HEIC.
         let hevc_in_avif = avif(40, 30, b"hvc1");
         for bytes in [heic, heif, hevc_in_avif] {
             let result = inspect_default(&bytes);
-            assert!(matches!(result, Err(InspectError::Heic)), "{result:?}");
+            // These are only containers (no HEVC data): with libheif they are
+            // refused as damaged HEIC, without it as HEIC.
+            if cfg!(feature = "heic") {
+                assert!(matches!(&result, Err(InspectError::Malformed(m)) if m.starts_with("HEIC")), "{result:?}");
+            } else {
+                assert!(matches!(result, Err(InspectError::Heic)), "{result:?}");
+            }
         }
         assert!(InspectError::Heic.to_string().contains("HEIC"));
     }

@@ -1,6 +1,7 @@
 //! Images: upload, import, inspection, storage, the Images API and plans.
 //!
 //! - [`inspect`]: what a file really is (format, size, bombs, metadata).
+//! - [`heic`]: HEIC/HEIF photos, converted to JPEG.
 //! - [`fetch`]: importing by URL, public addresses only.
 //! - [`idempotency`]: `Idempotency-Key` on image creation.
 //! - [`store`]: the public and recovery stores (publish, unpublish).
@@ -10,6 +11,7 @@
 //! - [`ttl`]: `ttl` parsing.
 
 pub mod fetch;
+pub mod heic;
 pub mod idempotency;
 pub mod inspect;
 pub mod object;
