@@ -144,6 +144,12 @@ impl ControlPlane {
         ));
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let addr = listener.local_addr().ok();
+        let hub = state.sync.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Waiting long-polls would hold the graceful shutdown up to their wait.
+            hub.close();
+        };
         let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);

@@ -32,6 +32,23 @@ fn actions(page: &ChangesPage) -> Vec<(String, Action)> {
     page.changes.iter().map(|c| (c.id.to_string(), c.action)).collect()
 }
 
+/// A `changes` long-poll of up to a minute, run in the background.
+fn long_poll(
+    state: imgcdn_control_plane::AppState,
+    token: &'static str,
+    after: u64,
+) -> tokio::task::JoinHandle<ChangesPage> {
+    tokio::spawn(async move {
+        let req = axum::http::Request::get(format!("/v1/edge/changes?after={after}&wait_ms=60000"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(imgcdn_control_plane::app(state), req).await.unwrap();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        serde_json::from_slice::<ChangesPage>(&bytes).unwrap()
+    })
+}
+
 async fn act(t: &TestApp, op: &str, id: &str, what: &str, body: serde_json::Value) -> Resp {
     t.call(Req::post(&format!("/v1/admin/images/{id}/{what}"), body).key(op)).await
 }
@@ -142,6 +159,15 @@ on_both_databases!(operator_api_takes_only_operator_tokens, |t: TestApp| async m
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{who}: {}", r.text);
     }
     assert_eq!(t.count("SELECT COUNT(*) FROM visibility_changes").await, 0);
+    // Operator, edge or made-up tokens are no API keys anywhere else: never
+    // taken for an anonymous upload.
+    for token in [op.as_str(), EDGE_A_TOKEN, "garbage"] {
+        let r = t
+            .call(Req::new("POST", "/v1/images").key(token).multipart(&[("file", Some("a.png"), &png(4, 4, 9))]))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token}: {}", r.text);
+    }
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 1);
     // Bad input: unknown reason, unknown or malformed id.
     let r = act(&t, &op, &id, "takedown", json!({"reason": "dislike"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -232,6 +258,11 @@ on_both_databases!(acks_show_which_edges_applied_a_change_and_when, |t: TestApp|
     let key = t.key_for(&u).await;
     let op = t.operator("frank").await;
     let id = upload(&t, &key, 20, &[]).await;
+    // Configured edges show before they ever call in.
+    let r = t.call(Req::get("/v1/admin/edges").key(&op)).await;
+    assert_eq!(r.json["data"].as_array().unwrap().len(), 2, "{}", r.text);
+    assert_eq!(r.json["data"][1]["edge"], "edge-b");
+    assert_eq!(r.json["data"][1]["last_seen_at"], serde_json::Value::Null);
     let seq = act(&t, &op, &id, "takedown", json!({"reason": "csam"})).await.json["change"]["seq"].as_u64().unwrap();
     // Both edges poll; only edge-a applies and acknowledges.
     changes(&t, 0).await;
@@ -239,9 +270,12 @@ on_both_databases!(acks_show_which_edges_applied_a_change_and_when, |t: TestApp|
     t.clock.advance(2);
     let r = t.call(Req::post("/v1/edge/ack", json!({"seq": seq})).key(EDGE_A_TOKEN)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    // Acknowledging what the log does not have is refused.
+    // Acknowledging what the log does not have is refused; a late, lower
+    // ack does not move the edge back.
     let r = t.call(Req::post("/v1/edge/ack", json!({"seq": seq + 10})).key(EDGE_A_TOKEN)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = t.call(Req::post("/v1/edge/ack", json!({"seq": 0})).key(EDGE_A_TOKEN)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
 
     let r = t.call(Req::get(&format!("/v1/admin/changes/{seq}")).key(&op)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -268,23 +302,40 @@ on_both_databases!(a_long_poll_waits_and_a_change_wakes_it, |t: TestApp| async m
     let id = upload(&t, &key, 21, &[]).await;
     // Nothing new: the poll waits out its (short) wait and answers empty.
     let r = t.call(Req::get("/v1/edge/changes?after=0&wait_ms=200").key(EDGE_A_TOKEN)).await;
-    assert_eq!(serde_json::from_value::<ChangesPage>(r.json).unwrap(), ChangesPage { changes: vec![], head: 0 });
+    assert_eq!(
+        serde_json::from_value::<ChangesPage>(r.json).unwrap(),
+        ChangesPage { changes: vec![], head: 0, more: false }
+    );
     // A poll that would wait a minute returns as soon as a change is written.
-    let state = t.state.clone();
-    let poll = tokio::spawn(async move {
-        let req = axum::http::Request::get("/v1/edge/changes?after=0&wait_ms=60000")
-            .header("authorization", format!("Bearer {EDGE_A_TOKEN}"))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let resp = tower::ServiceExt::oneshot(imgcdn_control_plane::app(state), req).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-        serde_json::from_slice::<ChangesPage>(&bytes).unwrap()
-    });
+    let poll = long_poll(t.state.clone(), EDGE_A_TOKEN, 0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!poll.is_finished(), "the poll is waiting");
     act(&t, &op, &id, "takedown", json!({"reason": "csam"})).await;
     let page = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("woken by the change").unwrap();
     assert_eq!(actions(&page), vec![(id, Action::Takedown)]);
+    // Shutting down answers waiting polls at once (graceful shutdown is not held up).
+    let poll = long_poll(t.state.clone(), EDGE_A_TOKEN, page.head);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!poll.is_finished(), "nothing new: it waits");
+    t.state.sync.close();
+    let page = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("answered on shutdown").unwrap();
+    assert_eq!(page.changes, vec![]);
+});
+
+on_both_databases!(images_made_private_before_edge_sync_are_withdrawn_and_hidden_at_start, |t: TestApp| async move {
+    let u = t.user("legacy@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    let id = upload(&t, &key, 23, &[]).await;
+    let manifest = t.public_store().join(format!("manifests/{id}.json"));
+    // As a private image of an older version left it: published, nothing logged.
+    sqlx::query("UPDATE images SET public = 0 WHERE id = $1").bind(&id).execute(&t.state.db.pool).await.unwrap();
+    assert!(manifest.exists());
+    assert_eq!(imgcdn_control_plane::images::sweep::withdraw_unservable(&t.state).await.unwrap(), 1);
+    assert!(!manifest.exists());
+    assert_eq!(actions(&changes(&t, 0).await), vec![(id.clone(), Action::Hide)]);
+    // Idempotent.
+    assert_eq!(imgcdn_control_plane::images::sweep::withdraw_unservable(&t.state).await.unwrap(), 0);
+    assert_eq!(changes(&t, 0).await.changes.len(), 1);
 });
 
 /// Two control-plane replicas on one PostgreSQL database: a takedown
@@ -308,15 +359,7 @@ async fn a_change_on_one_postgres_replica_wakes_long_polls_on_another() {
     let id = upload(&a, &key, 22, &[]).await;
     // Let replica B's watcher LISTEN before the change.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let poll = tokio::spawn(async move {
-        let req = axum::http::Request::get("/v1/edge/changes?after=0&wait_ms=60000")
-            .header("authorization", format!("Bearer {EDGE_B_TOKEN}"))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let resp = tower::ServiceExt::oneshot(imgcdn_control_plane::app(b), req).await.unwrap();
-        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-        serde_json::from_slice::<ChangesPage>(&bytes).unwrap()
-    });
+    let poll = long_poll(b, EDGE_B_TOKEN, 0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!poll.is_finished());
     act(&a, &op, &id, "takedown", json!({"reason": "csam"})).await;

@@ -23,9 +23,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use imgcdn_shared::sync::{
-    Ack, Action, Change, ChangesPage, Snapshot, MAX_PAGE, PATH_ACK, PATH_CHANGES, PATH_SNAPSHOT,
-};
+use imgcdn_shared::sync::{Ack, Action, Change, ChangesPage, Snapshot, PATH_ACK, PATH_CHANGES, PATH_SNAPSHOT};
 use imgcdn_shared::ImageId;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -187,6 +185,8 @@ pub struct SyncTask {
     current: AtomicU64,
     /// The control plane said our sequence is too far behind (or ahead).
     needs_snapshot: AtomicBool,
+    /// The last sequence the control plane accepted an ack for.
+    acked: AtomicU64,
 }
 
 impl SyncTask {
@@ -196,7 +196,14 @@ impl SyncTask {
             .user_agent(concat!("imgcdn-edge/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("http client");
-        SyncTask { cfg, tiers, client, current: AtomicU64::new(0), needs_snapshot: AtomicBool::new(false) }
+        SyncTask {
+            cfg,
+            tiers,
+            client,
+            current: AtomicU64::new(0),
+            needs_snapshot: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+        }
     }
 
     fn visibility(&self) -> &Visibility {
@@ -245,14 +252,14 @@ impl SyncTask {
             Ok(page) => {
                 self.succeeded(page.head);
                 if page.changes.is_empty() && page.head == have.seq {
+                    // Nothing new; repeat an ack that did not get through.
+                    if self.acked.load(Ordering::Relaxed) != have.seq {
+                        self.ack(have.seq).await;
+                    }
                     return Ok(());
                 }
-                // A full page may stop short of the head: continue from its end.
-                let upto = if page.changes.len() >= MAX_PAGE {
-                    page.changes.last().map_or(have.seq, |c| c.seq)
-                } else {
-                    page.head
-                };
+                // A page that stops short of the head: continue from its end.
+                let upto = if page.more { page.changes.last().map_or(have.seq, |c| c.seq) } else { page.head };
                 let next = have.with(&page.changes, upto);
                 let purge: Vec<ImageId> = page
                     .changes
@@ -312,6 +319,13 @@ impl SyncTask {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         self.tiers.metrics.sync_applied_seq.set(seq as i64);
+        self.ack(seq).await;
+        Ok(())
+    }
+
+    /// Report `seq` as applied. A failure is logged and retried after the
+    /// next poll (see `step`); it never holds back enforcement.
+    async fn ack(&self, seq: u64) {
         let ack = self
             .client
             .post(format!("{}{PATH_ACK}", self.base()))
@@ -321,11 +335,10 @@ impl SyncTask {
             .send()
             .await;
         match ack {
-            Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status().is_success() => self.acked.store(seq, Ordering::Relaxed),
             Ok(r) => log::warn!("edge sync: ack of {seq} answered {}", r.status()),
             Err(e) => log::warn!("edge sync: ack of {seq} failed: {e}"),
         }
-        Ok(())
     }
 }
 

@@ -96,6 +96,10 @@ pub struct ChangesPage {
     /// The latest `seq` in the log when this page was read (≥ every change
     /// in it); `head - applied` is the edge's lag.
     pub head: u64,
+    /// The page stops before `head`: ask again after its last change.
+    /// Otherwise the edge has everything up to `head`.
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// Answer to `snapshot`: the latest non-`restore` change of every id, as
@@ -120,9 +124,12 @@ mod tests {
     fn wire_format_is_stable() {
         let c =
             Change { seq: 7, id: "aB3dE6gH".parse().unwrap(), action: Action::Takedown, reason: Some("csam".into()) };
-        let page = ChangesPage { changes: vec![c.clone()], head: 9 };
+        let page = ChangesPage { changes: vec![c.clone()], head: 9, more: false };
         let text = serde_json::to_string(&page).unwrap();
-        assert_eq!(text, r#"{"changes":[{"seq":7,"id":"aB3dE6gH","action":"takedown","reason":"csam"}],"head":9}"#);
+        assert_eq!(
+            text,
+            r#"{"changes":[{"seq":7,"id":"aB3dE6gH","action":"takedown","reason":"csam"}],"head":9,"more":false}"#
+        );
         assert_eq!(serde_json::from_str::<ChangesPage>(&text).unwrap(), page);
         let hide = Change { seq: 8, id: c.id, action: Action::Hide, reason: None };
         assert_eq!(serde_json::to_string(&hide).unwrap(), r#"{"seq":8,"id":"aB3dE6gH","action":"hide"}"#);

@@ -115,8 +115,12 @@ pub async fn key_abilities(
     else {
         return next.run(req).await;
     };
-    // Operator and edge tokens are checked by their own extractors.
-    if !token.trim().starts_with(crate::keys::KEY_PREFIX) {
+    // Operator and edge tokens are checked by their own extractors, on
+    // their own routes only; anywhere else a bearer that is not a valid key
+    // is a 401 (never, say, an anonymous upload).
+    let path = req.uri().path();
+    let own_auth = path.starts_with("/v1/admin/") || path.starts_with("/v1/edge/");
+    if own_auth && !token.trim().starts_with(crate::keys::KEY_PREFIX) {
         return next.run(req).await;
     }
     let key = match lookup_key(&state, token.trim()).await {

@@ -676,12 +676,13 @@ pub async fn patch(
     .execute(&mut *tx)
     .await?;
     let change = if public != row.public {
+        // The manifest first (outside the log's lock), then the log entry.
+        publish_before_commit(&state, &mut tx, &id).await?;
         let note = if public { "made public" } else { "made private" };
         crate::sync::record(&mut tx, state.db.backend, &id, &who.actor(), note, now).await?
     } else {
         None
     };
-    publish_before_commit(&state, &mut tx, &id).await?;
     tx.commit().await?;
     if let Some(c) = change {
         state.sync.advance(c.seq);
@@ -897,10 +898,20 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <meta name=\"referrer\" content=\"no-referrer\">{robots}<title>{title}</title>\
          <meta property=\"og:type\" content=\"website\"><meta property=\"og:title\" content=\"{title}\">\
-         <meta property=\"og:image\" content=\"{url}\"><meta property=\"og:image:width\" content=\"{w}\">\
-         <meta property=\"og:image:height\" content=\"{h}\"><meta property=\"og:url\" content=\"{page}\">\
-         <meta name=\"twitter:card\" content=\"summary_large_image\"></head>\
+         {preview}<meta property=\"og:url\" content=\"{page}\"></head>\
          <body><main>{figure}</main></body></html>",
+        // Link unfurls show the image itself: not for a restricted one.
+        preview = if row.warned {
+            String::new()
+        } else {
+            format!(
+                "<meta property=\"og:image\" content=\"{url}\"><meta property=\"og:image:width\" content=\"{w}\">\
+                 <meta property=\"og:image:height\" content=\"{h}\"><meta name=\"twitter:card\" content=\"summary_large_image\">",
+                url = esc(&url),
+                w = row.width,
+                h = row.height,
+            )
+        },
         figure = if row.warned {
             // Restricted: an interstitial the visitor clicks through (no script needed).
             format!(
@@ -910,10 +921,7 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, heade
             figure
         },
         title = esc(if caption.is_empty() { "Image" } else { &caption }),
-        url = esc(&url),
         page = esc(&row.page_url(&state.cfg)),
-        w = row.width,
-        h = row.height,
     ))
     .into_response()
 }

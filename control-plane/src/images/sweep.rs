@@ -104,8 +104,47 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
     Ok(out)
 }
 
+/// Withdraw the manifest of every image that must not be served (private
+/// or taken down) but still has one, logging what edges must do first.
+/// That happens when the store failed right after such a change, and for
+/// images made private before edge sync existed (they kept their manifest).
+/// Run once at start: it checks the store for every such image.
+pub async fn withdraw_unservable(state: &AppState) -> Result<u64, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM images WHERE deleted_at IS NULL AND status = 'ready' \
+         AND (public = 0 OR takedown_reason IS NOT NULL)"
+    ))
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(|e| err(&e))?;
+    let mut withdrawn = 0;
+    for row in rows.iter().map(ImageRow::from_row) {
+        if !state.stores.public.exists(&manifest_key(&row.image_id())).await.map_err(|e| err(&e))? {
+            continue;
+        }
+        let now = state.clock.unix_now();
+        let mut tx = state.db.pool.begin().await.map_err(|e| err(&e))?;
+        let change = crate::sync::record(&mut tx, state.db.backend, &row.id, "system:sweep", "not servable", now)
+            .await
+            .map_err(|e| err(&e))?;
+        tx.commit().await.map_err(|e| err(&e))?;
+        if let Some(c) = change {
+            state.sync.advance(c.seq);
+        }
+        state.stores.withdraw(&row.image_id()).await.map_err(|e| err(&e))?;
+        withdrawn += 1;
+    }
+    Ok(withdrawn)
+}
+
 /// Sweep every `every` until `shutdown` flips.
 pub async fn sweep_loop(state: AppState, every: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    match withdraw_unservable(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "withdrew manifests of images that must not be served"),
+        Err(e) => tracing::warn!(error = %e, "withdrawing unservable manifests failed"),
+    }
     loop {
         match run_once(&state).await {
             Ok(s) if s != Swept::default() => tracing::info!(?s, "image sweep"),

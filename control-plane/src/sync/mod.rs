@@ -40,11 +40,13 @@ pub const CHANNEL: &str = "imgcdn_edge_sync";
 /// The latest `seq` this process knows of; long-polls wait on it.
 pub struct Hub {
     head: watch::Sender<u64>,
+    /// Set when the server shuts down: waiting long-polls answer at once.
+    closing: watch::Sender<bool>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub { head: watch::Sender::new(0) }
+        Hub { head: watch::Sender::new(0), closing: watch::Sender::new(false) }
     }
 }
 
@@ -62,6 +64,17 @@ impl Hub {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
+    }
+
+    /// End every waiting long-poll (graceful shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`close`](Hub::close) was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 }
 
@@ -132,7 +145,8 @@ pub async fn head(pool: &AnyPool) -> Result<u64, sqlx::Error> {
     Ok(seq.max(0) as u64)
 }
 
-/// Changes after `after` up to `head`, in order, at most `limit`.
+/// Changes after `after` up to `head`, in order, at most `limit`. A row
+/// that cannot be read is an error, never skipped (an edge would miss it).
 pub async fn changes_after(pool: &AnyPool, after: u64, head: u64, limit: usize) -> Result<Vec<Change>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, image_id, action, reason FROM visibility_changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
@@ -142,7 +156,11 @@ pub async fn changes_after(pool: &AnyPool, after: u64, head: u64, limit: usize) 
     .bind(limit as i64)
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().filter_map(change_from_row).collect())
+    rows.iter().map(|r| change_from_row(r).ok_or_else(|| unreadable(r))).collect()
+}
+
+fn unreadable(r: &AnyRow) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("unreadable visibility change (seq {:?})", r.try_get::<i64, _>("seq").ok()))
 }
 
 /// Every id with something to enforce as of the current head. Consistent
@@ -159,7 +177,8 @@ pub async fn snapshot(pool: &AnyPool) -> Result<Snapshot, sqlx::Error> {
     .bind(seq as i64)
     .fetch_all(pool)
     .await?;
-    Ok(Snapshot { seq, entries: rows.iter().filter_map(change_from_row).collect() })
+    let entries = rows.iter().map(|r| change_from_row(r).ok_or_else(|| unreadable(r))).collect::<Result<_, _>>()?;
+    Ok(Snapshot { seq, entries })
 }
 
 /// Keep the [`Hub`] current with changes committed anywhere: PostgreSQL

@@ -96,12 +96,18 @@ async fn changes(
         }
         if h > q.after || tokio::time::Instant::now() >= deadline {
             let changes = changes_after(&state.db.pool, q.after, h, MAX_PAGE).await?;
-            return Ok(Json(ChangesPage { changes, head: h }));
+            let more = changes.last().is_some_and(|c| c.seq < h) && changes.len() == MAX_PAGE;
+            return Ok(Json(ChangesPage { changes, head: h, more }));
         }
         state.sync.advance(h);
-        match tokio::time::timeout_at(deadline, wake.wait_for(|known| *known > q.after)).await {
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(_)) => return Err(ApiError::Internal("edge sync hub closed".into())),
+        tokio::select! {
+            woken = tokio::time::timeout_at(deadline, wake.wait_for(|known| *known > q.after)) => {
+                if let Ok(Err(_)) = woken {
+                    return Err(ApiError::Internal("edge sync hub closed".into()));
+                }
+            }
+            // Shutting down: answer now (empty), the edge polls another replica.
+            _ = state.sync.closed() => return Ok(Json(ChangesPage { changes: vec![], head: q.after, more: false })),
         }
     }
 }
@@ -127,7 +133,8 @@ async fn ack(State(state): State<AppState>, edge: EdgeAuth, ApiJson(body): ApiJs
         .map(|r| r.get(0));
     sqlx::query(
         "INSERT INTO edges (name, applied_seq, last_seen_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET applied_seq = excluded.applied_seq, last_seen_at = excluded.last_seen_at",
+         ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+         applied_seq = CASE WHEN excluded.applied_seq > edges.applied_seq THEN excluded.applied_seq ELSE edges.applied_seq END",
     )
     .bind(&edge.name)
     .bind(seq)
@@ -177,8 +184,9 @@ async fn decide(
     if updated == 0 {
         return Err(ApiError::NotFound);
     }
-    let change = record(&mut tx, state.db.backend, id, &op.actor(), note, now).await?;
+    // Before `record` takes the log's lock: no store I/O under it.
     crate::images::routes::publish_before_commit(state, &mut tx, id).await?;
+    let change = record(&mut tx, state.db.backend, id, &op.actor(), note, now).await?;
     tx.commit().await?;
     if let Some(c) = &change {
         state.sync.advance(c.seq);
@@ -317,7 +325,7 @@ async fn change_propagation(
     .bind(seq)
     .fetch_all(&state.db.pool)
     .await?;
-    let edges: Vec<Value> = edges
+    let mut edges: Vec<Value> = edges
         .iter()
         .map(|r| {
             let applied_at: Option<i64> = r.get(3);
@@ -330,6 +338,7 @@ async fn change_propagation(
             })
         })
         .collect();
+    add_silent_edges(&state, &mut edges, || json!({ "applied": false, "applied_at": null, "applied_seq": null }));
     Ok(Json(json!({
         "seq": c.get::<i64, _>(0),
         "image_id": c.get::<String, _>(1),
@@ -348,12 +357,27 @@ async fn edges(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<V
     let rows = sqlx::query("SELECT name, applied_seq, last_seen_at FROM edges ORDER BY name")
         .fetch_all(&state.db.pool)
         .await?;
-    let data: Vec<Value> = rows
+    let mut data: Vec<Value> = rows
         .iter()
         .map(|r| {
             let applied: i64 = r.get(1);
             json!({ "edge": r.get::<String, _>(0), "applied_seq": applied, "lag": (h - applied).max(0), "last_seen_at": iso(r.get(2)) })
         })
         .collect();
+    add_silent_edges(&state, &mut data, || json!({ "applied_seq": null, "lag": null }));
     Ok(Json(json!({ "object": "list", "head": h, "data": data })))
+}
+
+/// Add the configured edges that never called in (`last_seen_at: null`):
+/// an edge that is down must show, not be missing from the list.
+fn add_silent_edges(state: &AppState, list: &mut Vec<Value>, blank: impl Fn() -> Value) {
+    for name in state.cfg.edge_sync.edges.keys() {
+        if !list.iter().any(|e| e["edge"] == name.as_str()) {
+            let mut e = blank();
+            e["edge"] = json!(name);
+            e["last_seen_at"] = Value::Null;
+            list.push(e);
+        }
+    }
+    list.sort_by(|a, b| a["edge"].as_str().cmp(&b["edge"].as_str()));
 }

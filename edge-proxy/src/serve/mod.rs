@@ -61,7 +61,7 @@ impl Tiers {
                     self.purge(id).await;
                     return Err(OriginError::NotFound);
                 }
-                self.memory.insert(id, obj.clone());
+                self.fill_memory(id, &obj);
                 return Ok((obj, Tier::Disk));
             }
             Ok(DiskRead::Corrupt) => self.metrics.disk_corrupt.inc(),
@@ -73,10 +73,9 @@ impl Tiers {
                 // Runs once per origin read, however many requests share it.
                 // An id taken down or hidden while the read was in flight is
                 // not cached (sync swaps its state before purging).
-                if self.visibility.blocks_caching(&id) {
+                if !self.fill_memory(id, obj) {
                     return;
                 }
-                self.memory.insert(id, obj.clone());
                 let (disk, obj, metrics) = (self.disk.clone(), obj.clone(), self.metrics.clone());
                 let visibility = self.visibility.clone();
                 tokio::task::spawn_blocking(move || {
@@ -87,17 +86,35 @@ impl Tiers {
                         metrics.disk_write_errors.inc();
                         log::warn!("disk cache write for {id} failed: {e}");
                     }
+                    // Taken down while we wrote: sync swapped its state before
+                    // purging, so checking again after the write catches it.
+                    if visibility.blocks_caching(&id) {
+                        disk.remove(&id);
+                    }
                 });
             })
             .await?;
         Ok((obj, Tier::Origin))
     }
 
+    /// Put `obj` in the memory tier unless edge sync says `id` must not be
+    /// cached; checked again after the insert, since sync swaps its state
+    /// before it purges. Returns whether the object stayed cached.
+    fn fill_memory(&self, id: ImageId, obj: &CachedObject) -> bool {
+        if self.visibility.blocks_caching(&id) {
+            return false;
+        }
+        self.memory.insert(id, obj.clone());
+        if self.visibility.blocks_caching(&id) {
+            self.memory.remove(&id);
+            return false;
+        }
+        true
+    }
+
     /// Drop `id` from both cache tiers.
     pub async fn purge(&self, id: ImageId) {
-        self.memory.remove(&id);
-        let disk = self.disk.clone();
-        let _ = tokio::task::spawn_blocking(move || disk.remove(&id)).await;
+        self.purge_many(vec![id]).await;
     }
 
     /// Drop every id in `ids` from both tiers; returns how many were cached.
