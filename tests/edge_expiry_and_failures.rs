@@ -190,6 +190,14 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Ready once its edge has the edge-sync snapshot from its control plane
+    // (until then it answers 503: it does not know what is taken down).
+    for _ in 0..200 {
+        if ureq_get(&format!("http://{admin}/readyz")).is_ok_and(|r| r.0 == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut got = None;
     for _ in 0..200 {
         if let Ok(r) = client().get(&url).send().await {
