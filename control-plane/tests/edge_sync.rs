@@ -174,6 +174,9 @@ on_both_databases!(operator_api_takes_only_operator_tokens, |t: TestApp| async m
     assert_eq!(r.json["error"]["details"]["field"], "reason");
     assert_eq!(act(&t, &op, "zzzzzzzz", "takedown", json!({"reason": "csam"})).await.status, StatusCode::NOT_FOUND);
     assert_eq!(act(&t, &op, "../x", "restore", json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(act(&t, &op, &id, "nuke", json!({})).await.status, StatusCode::NOT_FOUND);
+    let long = "n".repeat(2001);
+    assert_eq!(act(&t, &op, &id, "warn", json!({"note": long})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
     // Revoked operators are out; names are unique.
     imgcdn_control_plane::sync::operators::revoke(&t.state.db, "carol", 0).await.unwrap();
     assert_eq!(act(&t, &op, &id, "warn", json!({})).await.status, StatusCode::UNAUTHORIZED);

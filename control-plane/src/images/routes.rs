@@ -504,7 +504,7 @@ async fn live_images(state: &AppState, team_id: &str) -> ApiResult<i64> {
         .get(0))
 }
 
-async fn fetch(state: &AppState, id: &str) -> ApiResult<Option<ImageRow>> {
+pub(crate) async fn fetch(state: &AppState, id: &str) -> ApiResult<Option<ImageRow>> {
     Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.db.pool)

@@ -20,7 +20,7 @@ use crate::accounts::iso;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::bearer;
 use crate::http::json::ApiJson;
-use crate::images::object::{ImageRow, COLUMNS};
+use crate::images::object::ImageRow;
 use crate::secrets::same;
 use crate::AppState;
 
@@ -30,9 +30,7 @@ pub fn router() -> Router<AppState> {
         .route(imgcdn_shared::sync::PATH_SNAPSHOT, get(snapshot))
         .route(imgcdn_shared::sync::PATH_ACK, post(ack))
         .route("/v1/admin/images/{id}", get(image_state))
-        .route("/v1/admin/images/{id}/takedown", post(takedown))
-        .route("/v1/admin/images/{id}/warn", post(warn))
-        .route("/v1/admin/images/{id}/restore", post(restore))
+        .route("/v1/admin/images/{id}/{decision}", post(decision))
         .route("/v1/admin/takedowns", get(takedowns))
         .route("/v1/admin/changes/{seq}", get(change_propagation))
         .route("/v1/admin/edges", get(edges))
@@ -200,58 +198,35 @@ async fn decide(
     })))
 }
 
-fn note_of(d: &Decision) -> ApiResult<String> {
+/// `POST /v1/admin/images/{id}/takedown {reason, note?}`, `…/warn {note?}`,
+/// `…/restore {note?}` (restore undoes takedown and warning).
+async fn decision(
+    State(state): State<AppState>,
+    op: Operator,
+    Path((id, decision)): Path<(String, String)>,
+    ApiJson(d): ApiJson<Decision>,
+) -> ApiResult<Json<Value>> {
     let note = d.note.clone().unwrap_or_default();
     if note.len() > 2000 {
         return Err(ApiError::validation("note", "At most 2000 characters."));
     }
-    Ok(note)
-}
-
-/// `POST /v1/admin/images/{id}/takedown {reason, note}`
-async fn takedown(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    ApiJson(d): ApiJson<Decision>,
-) -> ApiResult<Json<Value>> {
-    let reason = d.reason.clone().unwrap_or_default();
-    if !TAKEDOWN_REASONS.contains(&reason.as_str()) {
-        return Err(ApiError::validation("reason", format!("One of {}.", TAKEDOWN_REASONS.join(", "))));
-    }
-    let note = note_of(&d)?;
-    decide(&state, &op, &id, "UPDATE images SET takedown_reason = $1 WHERE id = $2", Some(reason), &note).await
-}
-
-/// `POST /v1/admin/images/{id}/warn {note}`
-async fn warn(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    ApiJson(d): ApiJson<Decision>,
-) -> ApiResult<Json<Value>> {
-    let note = note_of(&d)?;
-    decide(&state, &op, &id, "UPDATE images SET warned = 1 WHERE id = $1", None, &note).await
-}
-
-/// `POST /v1/admin/images/{id}/restore {note}`: undo takedown and warning.
-async fn restore(
-    State(state): State<AppState>,
-    op: Operator,
-    Path(id): Path<String>,
-    ApiJson(d): ApiJson<Decision>,
-) -> ApiResult<Json<Value>> {
-    let note = note_of(&d)?;
-    decide(&state, &op, &id, "UPDATE images SET takedown_reason = NULL, warned = 0 WHERE id = $1", None, &note).await
+    let (set, bind) = match decision.as_str() {
+        "takedown" => {
+            let reason = d.reason.clone().unwrap_or_default();
+            if !TAKEDOWN_REASONS.contains(&reason.as_str()) {
+                return Err(ApiError::validation("reason", format!("One of {}.", TAKEDOWN_REASONS.join(", "))));
+            }
+            ("UPDATE images SET takedown_reason = $1 WHERE id = $2", Some(reason))
+        }
+        "warn" => ("UPDATE images SET warned = 1 WHERE id = $1", None),
+        "restore" => ("UPDATE images SET takedown_reason = NULL, warned = 0 WHERE id = $1", None),
+        _ => return Err(ApiError::NotFound),
+    };
+    decide(&state, &op, &id, set, bind, &note).await
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<ImageRow> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?
-        .map(|r| ImageRow::from_row(&r))
-        .ok_or(ApiError::NotFound)
+    crate::images::routes::fetch(state, id).await?.ok_or(ApiError::NotFound)
 }
 
 fn state_json(row: &ImageRow, now: i64) -> Value {
