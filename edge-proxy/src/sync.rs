@@ -187,6 +187,9 @@ pub struct SyncTask {
     needs_snapshot: AtomicBool,
     /// The last sequence the control plane accepted an ack for.
     acked: AtomicU64,
+    /// The sequence of the state last written to `state_path` (`u64::MAX`:
+    /// not known to be written).
+    persisted: AtomicU64,
 }
 
 impl SyncTask {
@@ -203,6 +206,7 @@ impl SyncTask {
             current: AtomicU64::new(0),
             needs_snapshot: AtomicBool::new(false),
             acked: AtomicU64::new(0),
+            persisted: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -252,7 +256,12 @@ impl SyncTask {
             Ok(page) => {
                 self.succeeded(page.head);
                 if page.changes.is_empty() && page.head == have.seq {
-                    // Nothing new; repeat an ack that did not get through.
+                    // Nothing new; finish what did not get through before: a
+                    // failed write of the state (it is enforced, but would be
+                    // lost on restart), then a failed ack.
+                    if self.persisted.load(Ordering::Relaxed) != have.seq {
+                        self.persist(have.clone()).await?;
+                    }
                     if self.acked.load(Ordering::Relaxed) != have.seq {
                         self.ack(have.seq).await;
                     }
@@ -313,13 +322,18 @@ impl SyncTask {
         self.visibility().swap(next);
         let purged = self.tiers.purge_many(ids).await;
         self.tiers.metrics.sync_purges.inc_by(purged as u64);
-        let applied = self.visibility().applied();
-        let path = self.cfg.state_path.clone();
+        self.persist(self.visibility().applied()).await?;
+        self.tiers.metrics.sync_applied_seq.set(seq as i64);
+        self.ack(seq).await;
+        Ok(())
+    }
+
+    async fn persist(&self, applied: Arc<Applied>) -> Result<(), SyncError> {
+        let (path, seq) = (self.cfg.state_path.clone(), applied.seq);
         tokio::task::spawn_blocking(move || persist(&path, &applied))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
-        self.tiers.metrics.sync_applied_seq.set(seq as i64);
-        self.ack(seq).await;
+        self.persisted.store(seq, Ordering::Relaxed);
         Ok(())
     }
 
