@@ -98,12 +98,18 @@ async fn changes(
             return Ok(Json(ChangesPage { changes, head: h, more }));
         }
         state.sync.advance(h);
+        // The hub may know a head above the database's (the database was
+        // restored from a backup under a running process): then it cannot
+        // tell us when to look again, so poll instead of spinning.
+        let hub_ahead = *wake.borrow() > h;
+        let poll = tokio::time::Instant::now() + Duration::from_millis(state.cfg.edge_sync.poll_ms);
         tokio::select! {
-            woken = tokio::time::timeout_at(deadline, wake.wait_for(|known| *known > q.after)) => {
+            woken = tokio::time::timeout_at(deadline, wake.wait_for(|known| *known > q.after)), if !hub_ahead => {
                 if let Ok(Err(_)) = woken {
                     return Err(ApiError::Internal("edge sync hub closed".into()));
                 }
             }
+            _ = tokio::time::sleep_until(poll.min(deadline)), if hub_ahead => {}
             // Shutting down: answer now (empty), the edge polls another replica.
             _ = state.sync.closed() => return Ok(Json(ChangesPage { changes: vec![], head: q.after, more: false })),
         }
