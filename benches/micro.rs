@@ -24,9 +24,8 @@ use imgcdn_edge::cache::memory::MemoryTier;
 use imgcdn_edge::cache::{CachedObject, ObjectMeta};
 use imgcdn_edge::metrics::Tier;
 use imgcdn_edge::serve::response;
-use imgcdn_shared::{Format, ImageId, ImagePath, Manifest};
+use imgcdn_shared::{Format, ImageId, ImagePath};
 use pingora_core::protocols::http::ServerSession;
-use sha2::{Digest, Sha256};
 
 /// A deterministic id (the benches must not depend on randomness).
 fn id(n: u32) -> ImageId {
@@ -42,16 +41,7 @@ fn id(n: u32) -> ImageId {
 
 fn object(size: usize, seed: u8) -> CachedObject {
     let body: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
-    let manifest = Manifest {
-        content_type: "image/png".into(),
-        bytes: body.len() as u64,
-        sha256: hex::encode(Sha256::digest(&body)),
-        width: 64,
-        height: 64,
-        expires_at: None,
-        transformable: true,
-        object: None,
-    };
+    let manifest = imgcdn_shared::testing::png_manifest(&body, None);
     CachedObject::new(body.into(), ObjectMeta::new(manifest).expect("valid manifest"))
 }
 

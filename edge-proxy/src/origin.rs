@@ -181,16 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id: ImageId = "abcdefgh".parse().unwrap();
         let body = vec![7u8; 3000];
-        let manifest = Manifest {
-            content_type: "image/png".into(),
-            bytes: body.len() as u64,
-            sha256: hex::encode(Sha256::digest(&body)),
-            width: 1,
-            height: 1,
-            expires_at: None,
-            transformable: true,
-            object: None,
-        };
+        let manifest = imgcdn_shared::testing::png_manifest(&body, None);
         std::fs::create_dir_all(dir.path().join("objects")).unwrap();
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         std::fs::write(dir.path().join(object_key(&id)), &body).unwrap();

@@ -1,6 +1,22 @@
 //! Image fixtures for tests and benchmarks: valid files built from
 //! nothing but the standard library, so no test needs an encoder crate.
 
+/// The manifest of a PNG `body` (1×1 as far as the edge cares), expiring at
+/// `expires_at`: sha256 and length right, so an edge verifies and serves it.
+pub fn png_manifest(body: &[u8], expires_at: Option<time::OffsetDateTime>) -> crate::Manifest {
+    use sha2::{Digest, Sha256};
+    crate::Manifest {
+        content_type: "image/png".into(),
+        bytes: body.len() as u64,
+        sha256: hex::encode(Sha256::digest(body)),
+        width: 1,
+        height: 1,
+        expires_at,
+        transformable: true,
+        object: None,
+    }
+}
+
 /// A valid PNG of `w`×`h` with noisy pixels (so it does not compress away).
 pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {

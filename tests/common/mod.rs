@@ -11,8 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use imgcdn_shared::storage::{manifest_key, object_key};
-use imgcdn_shared::{Format, ImageId, ImagePath, Manifest};
-use sha2::{Digest, Sha256};
+use imgcdn_shared::{Format, ImageId, ImagePath};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_imgcdn");
 
@@ -44,16 +43,7 @@ impl Store {
     }
 
     pub fn publish_as(&self, id: ImageId, bytes: &[u8], expires_at: Option<time::OffsetDateTime>) {
-        let manifest = Manifest {
-            content_type: "image/png".into(),
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(bytes)),
-            width: 1,
-            height: 1,
-            expires_at,
-            transformable: true,
-            object: None,
-        };
+        let manifest = imgcdn_shared::testing::png_manifest(bytes, expires_at);
         fs::write(self.root.join(object_key(&id)), bytes).unwrap();
         fs::write(self.root.join(manifest_key(&id)), manifest.to_json()).unwrap();
     }

@@ -708,11 +708,8 @@ pub(crate) async fn publish_before_commit(state: &AppState, tx: &mut sqlx::AnyCo
         .await?
         .map(|r| ImageRow::from_row(&r));
     match row {
-        Some(row) if row.deleted_at.is_none() && row.should_be_published(state.clock.unix_now()) => state
-            .stores
-            .publish_manifest(&row.image_id(), &row.manifest())
-            .await
-            .map_err(|e| ApiError::Internal(format!("manifest of {id}: {e}"))),
+        // Only the publishing direction here; withdrawing waits for the commit.
+        Some(row) if row.should_be_published(state.clock.unix_now()) => reconcile_publication(state, &row).await,
         _ => Ok(()),
     }
 }

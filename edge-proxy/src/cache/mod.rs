@@ -79,19 +79,10 @@ impl CachedObject {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     pub fn object(body: &[u8], expires_at: Option<i64>) -> CachedObject {
-        let manifest = Manifest {
-            content_type: "image/png".into(),
-            bytes: body.len() as u64,
-            sha256: hex::encode(Sha256::digest(body)),
-            width: 1,
-            height: 1,
-            expires_at: expires_at.map(|s| time::OffsetDateTime::from_unix_timestamp(s).unwrap()),
-            transformable: true,
-            object: None,
-        };
+        let expires_at = expires_at.map(|s| time::OffsetDateTime::from_unix_timestamp(s).unwrap());
+        let manifest = imgcdn_shared::testing::png_manifest(body, expires_at);
         CachedObject::new(Bytes::copy_from_slice(body), ObjectMeta::new(manifest).unwrap())
     }
 }
