@@ -178,7 +178,7 @@ fn main() -> ExitCode {
 
 /// `imgcdn admin …`: straight to the database, no running control plane needed.
 fn admin(cfg: CpConfig, command: AdminCommand) -> ExitCode {
-    use imgcdn_control_plane::sync::operators;
+    use imgcdn_control_plane::operators;
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let db = match imgcdn_control_plane::Db::connect(&cfg.database_url).await {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use imgcdn_media::InspectError;
 use imgcdn_shared::storage::{publish, StoreConfig};
 use imgcdn_shared::{Format, ImageId, ImagePath, Manifest};
 use sha2::{Digest, Sha256};
@@ -28,20 +29,6 @@ pub struct PutArgs {
     base_url: String,
 }
 
-fn detect(bytes: &[u8]) -> Option<Format> {
-    use imagesize::ImageType as T;
-    Some(match imagesize::image_type(bytes).ok()? {
-        T::Jpeg => Format::Jpeg,
-        T::Png => Format::Png,
-        T::Gif => Format::Gif,
-        T::Webp => Format::Webp,
-        T::Bmp => Format::Bmp,
-        T::Ico => Format::Ico,
-        T::Heif(imagesize::Compression::Av1) => Format::Avif,
-        _ => return None,
-    })
-}
-
 pub fn run(args: PutArgs) -> ExitCode {
     let bytes = match std::fs::read(&args.file) {
         Ok(b) => b,
@@ -50,15 +37,18 @@ pub fn run(args: PutArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(format) = detect(&bytes) else {
-        eprintln!(
-            "{}: not an image format `put` can publish (jpeg, png, gif, webp, avif, bmp, ico)",
-            args.file.display()
-        );
-        return ExitCode::from(2);
-    };
-    let size = match imagesize::blob_size(&bytes) {
-        Ok(s) => s,
+    // Not SVG: `probe` reads only its root element, and only the control
+    // plane's upload path checks that an SVG is safe to serve. Not HEIC:
+    // the control plane converts it to JPEG.
+    let (format, width, height) = match imgcdn_media::probe(&bytes) {
+        Ok((Format::Svg, ..)) | Err(InspectError::Unsupported | InspectError::Heic) => {
+            eprintln!(
+                "{}: not an image format `put` can publish (jpeg, png, gif, webp, avif, bmp, ico)",
+                args.file.display()
+            );
+            return ExitCode::from(2);
+        }
+        Ok(header) => header,
         Err(e) => {
             eprintln!("{}: cannot read dimensions: {e}", args.file.display());
             return ExitCode::from(2);
@@ -68,8 +58,8 @@ pub fn run(args: PutArgs) -> ExitCode {
         content_type: format.content_type().to_string(),
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
-        width: size.width as u32,
-        height: size.height as u32,
+        width,
+        height,
         expires_at: args.ttl.map(|s| time::OffsetDateTime::now_utc() + time::Duration::seconds(s as i64)),
         transformable: format.transformable(),
         object: None,

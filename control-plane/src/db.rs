@@ -51,13 +51,36 @@ impl Db {
                 // then let the Any pool use it.
                 let conn = sqlx::SqlitePool::connect_with(opts).await?;
                 conn.close().await;
-                AnyPoolOptions::new().max_connections(8).connect(url).await?
+                // The busy timeout is per connection: set it on every
+                // connection of the real pool, so a writer waits for the
+                // lock instead of failing with "database is locked".
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
         let db = Db { pool, backend };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// `BEGIN` (`BEGIN IMMEDIATE`): a deferred transaction that reads and
+    /// then writes can fail with "database is locked" when another writer
+    /// got in between, where an immediate one waits its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {

@@ -3,36 +3,78 @@
 //! dates, revocable. Keys belong to a team.
 //!
 //! Also the legacy `POST /v1/keys` `{email, name?}`, which creates an
-//! unverified, password-less account and its first key in one call, with
-//! per-email and per-client rate limits.
+//! unverified, password-less account and its first key in one call (see
+//! [`legacy_create`]).
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
-use crate::accounts::{insert_user, issue_email_token, normalize_email, record_consent};
+use crate::accounts::{insert_user, issue_email_token, record_consent};
+use crate::client::ClientMeta;
+use crate::dates::{date, day};
+use crate::db::Db;
 use crate::email::{enqueue, templates};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ClientMeta, Principal, SessionAuth};
-use crate::http::json::ApiJson;
 use crate::secrets::{hash_token, new_id, random_alnum};
-use crate::teams::{require_role, Role};
 use crate::AppState;
 
 pub const KEY_PREFIX: &str = "img_live_";
-const MAX_KEY_NAME: usize = 100;
+pub const MAX_KEY_NAME: usize = 100;
 
-/// Unix seconds truncated to the UTC day.
-pub fn day(t: i64) -> i64 {
-    t.div_euclid(86_400) * 86_400
+/// A valid, unrevoked key, as a request presents it.
+#[derive(Debug, Clone)]
+pub struct ActiveKey {
+    pub key_id: String,
+    pub team_id: String,
+    pub can_read: bool,
+    pub can_write: bool,
 }
 
-fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t).map(|d| d.date().to_string()).unwrap_or_default()
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abilities {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Abilities {
+    /// From the API's list form (`["read", "write"]`).
+    pub fn parse(list: &[String]) -> ApiResult<Abilities> {
+        if list.is_empty() || list.iter().any(|a| a != "read" && a != "write") {
+            return Err(ApiError::validation("abilities", "Abilities are a non-empty list of \"read\" and \"write\"."));
+        }
+        Ok(Abilities { read: list.iter().any(|a| a == "read"), write: list.iter().any(|a| a == "write") })
+    }
+}
+
+/// The key holding `token`, if it is valid and not revoked. Marks the key
+/// used today (day granularity: at most one write per key per day).
+pub async fn authenticate(db: &Db, token: &str, now: i64) -> Result<Option<ActiveKey>, sqlx::Error> {
+    if !token.starts_with(KEY_PREFIX) {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT id, team_id, can_read, can_write, last_used_day FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let key = ActiveKey {
+        key_id: row.get("id"),
+        team_id: row.get("team_id"),
+        can_read: row.get::<i64, _>("can_read") != 0,
+        can_write: row.get::<i64, _>("can_write") != 0,
+    };
+    let today = day(now);
+    if row.get::<Option<i64>, _>("last_used_day") != Some(today) {
+        sqlx::query("UPDATE api_keys SET last_used_day = $1 WHERE id = $2")
+            .bind(today)
+            .bind(&key.key_id)
+            .execute(&db.pool)
+            .await?;
+    }
+    Ok(Some(key))
 }
 
 /// Create a key; returns (id, secret).
@@ -41,8 +83,7 @@ async fn insert_key(
     team_id: &str,
     created_by: Option<&str>,
     name: &str,
-    can_read: bool,
-    can_write: bool,
+    abilities: Abilities,
     now: i64,
 ) -> Result<(String, String), sqlx::Error> {
     let id = new_id("key");
@@ -57,8 +98,8 @@ async fn insert_key(
     .bind(name)
     .bind(&secret[..KEY_PREFIX.len() + 4])
     .bind(hash_token(&secret))
-    .bind(i64::from(can_read))
-    .bind(i64::from(can_write))
+    .bind(i64::from(abilities.read))
+    .bind(i64::from(abilities.write))
     .bind(day(now))
     .execute(conn)
     .await?;
@@ -88,38 +129,33 @@ fn key_json(r: &sqlx::any::AnyRow) -> Value {
 
 const KEY_COLUMNS: &str = "id, team_id, name, prefix, can_read, can_write, created_day, last_used_day, revoked_at";
 
-#[derive(Deserialize)]
-pub struct CreateKeyBody {
-    name: String,
-    #[serde(default = "default_abilities")]
-    abilities: Vec<String>,
+/// The key object of `key_id` (no secret).
+pub async fn get_json(db: &Db, key_id: &str) -> ApiResult<Value> {
+    let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+        .bind(key_id)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(key_json(&row))
 }
 
-fn default_abilities() -> Vec<String> {
-    vec!["read".into(), "write".into()]
-}
-
-/// `POST /v1/teams/{team_id}/keys` (admin or owner).
+/// A new key for `team_id`, created by a signed-in user who may do so;
+/// the key object with its secret (shown this once).
 pub async fn create(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    Path(team_id): Path<String>,
-    ApiJson(body): ApiJson<CreateKeyBody>,
-) -> ApiResult<Response> {
-    require_role(&state, &team_id, &auth.user_id, Role::Admin).await?;
-    let name = body.name.trim();
+    state: &AppState,
+    team_id: &str,
+    user_id: &str,
+    email_verified: bool,
+    name: &str,
+    abilities: Abilities,
+) -> ApiResult<Value> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_KEY_NAME {
         return Err(ApiError::validation("name", format!("Name the key (1 to {MAX_KEY_NAME} characters).")));
     }
-    if body.abilities.is_empty() || body.abilities.iter().any(|a| a != "read" && a != "write") {
-        return Err(ApiError::validation("abilities", "Abilities are a non-empty list of \"read\" and \"write\"."));
-    }
-    let (can_read, can_write) =
-        (body.abilities.iter().any(|a| a == "read"), body.abilities.iter().any(|a| a == "write"));
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
-    if !auth.email_verified {
-        let held = active_keys_created_by(&mut tx, &auth.user_id).await?;
+    let mut tx = state.db.begin_write().await?;
+    if !email_verified {
+        let held = active_keys_created_by(&mut tx, user_id).await?;
         if held >= state.cfg.legacy_keys.unverified_max_keys {
             return Err(ApiError::Forbidden(format!(
                 "Unverified accounts can hold {} keys. Confirm your email address to create more.",
@@ -127,13 +163,13 @@ pub async fn create(
             )));
         }
     }
-    let (id, secret) = insert_key(&mut tx, &team_id, Some(&auth.user_id), name, can_read, can_write, now).await?;
+    let (id, secret) = insert_key(&mut tx, team_id, Some(user_id), name, abilities, now).await?;
     let row =
         sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")).bind(&id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     let mut out = key_json(&row);
     out["key"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    Ok(out)
 }
 
 async fn active_keys_created_by(conn: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
@@ -144,118 +180,73 @@ async fn active_keys_created_by(conn: &mut AnyConnection, user_id: &str) -> Resu
         .get(0))
 }
 
-/// `GET /v1/teams/{team_id}/keys` (any member): no secrets, ever.
-pub async fn list(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    Path(team_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    require_role(&state, &team_id, &auth.user_id, Role::Member).await?;
+/// Every key of `team_id`, newest first: no secrets, ever.
+pub async fn list(db: &Db, team_id: &str) -> ApiResult<Vec<Value>> {
     let rows =
         sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE team_id = $1 ORDER BY created_day DESC, id"))
-            .bind(&team_id)
-            .fetch_all(&state.db.pool)
+            .bind(team_id)
+            .fetch_all(&db.pool)
             .await?;
-    Ok(Json(json!({ "object": "list", "data": rows.iter().map(key_json).collect::<Vec<_>>() })))
+    Ok(rows.iter().map(key_json).collect())
 }
 
-/// `DELETE /v1/teams/{team_id}/keys/{key_id}` (admin or owner).
-pub async fn revoke(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    Path((team_id, key_id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    require_role(&state, &team_id, &auth.user_id, Role::Admin).await?;
+/// Revoke a key of `team_id`; `NotFound` if there is no such active key.
+pub async fn revoke(db: &Db, team_id: &str, key_id: &str, now: i64) -> ApiResult<()> {
     let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND team_id = $3 AND revoked_at IS NULL")
-        .bind(state.clock.unix_now())
-        .bind(&key_id)
-        .bind(&team_id)
-        .execute(&state.db.pool)
+        .bind(now)
+        .bind(key_id)
+        .bind(team_id)
+        .execute(&db.pool)
         .await?
         .rows_affected();
     if n == 0 {
         return Err(ApiError::NotFound);
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
-/// `GET /v1/whoami`: what the credential is (session or key).
-pub async fn whoami(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
-    Ok(Json(match who {
-        Principal::Key(k) => {
-            let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
-                .bind(&k.key_id)
-                .fetch_one(&state.db.pool)
-                .await?;
-            json!({ "object": "whoami", "type": "api_key", "team_id": k.team_id, "key": key_json(&row) })
-        }
-        Principal::Session(s) => {
-            json!({ "object": "whoami", "type": "session", "user_id": s.user_id })
-        }
-    }))
-}
-
-#[derive(Deserialize)]
-pub struct LegacyKeyBody {
-    email: String,
-    name: Option<String>,
-}
-
-/// Legacy `POST /v1/keys` `{email, name?}`: a new unverified account and
-/// its first key. An email that already has an account gets no key here
-/// (that would hand its images to whoever knows the address); its owner is
-/// mailed instead.
-pub async fn legacy_create(
-    State(state): State<AppState>,
-    client: ClientMeta,
-    ApiJson(body): ApiJson<LegacyKeyBody>,
-) -> ApiResult<Response> {
-    let email = normalize_email(&body.email)?;
-    let name = match body.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        Some(n) => crate::accounts::check_name(n)?,
-        None => email.split('@').next().unwrap_or("me").chars().take(crate::accounts::MAX_NAME).collect(),
-    };
+/// Legacy `POST /v1/keys`: a new unverified account and its first key (the
+/// key object with its secret). An email that already has an account gets
+/// no key here (that would hand its images to whoever knows the address);
+/// its owner is mailed instead, and the answer is a conflict.
+pub async fn legacy_create(state: &AppState, email: &str, name: &str, client: &ClientMeta) -> ApiResult<Value> {
     let limits = &state.cfg.legacy_keys;
     let limited = |s| ApiError::RateLimited { retry_after_secs: s };
     if let Some(ip) = &client.ip {
         state.limiter.hit("legacy-keys-client", ip, limits.per_client_per_hour, 3600).map_err(limited)?;
     }
-    state.limiter.hit("legacy-keys-email", &email, limits.per_email_per_hour, 3600).map_err(limited)?;
+    state.limiter.hit("legacy-keys-email", email, limits.per_email_per_hour, 3600).map_err(limited)?;
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
-    match insert_user(&mut tx, &email, &name, None, now).await {
+    let mut tx = state.db.begin_write().await?;
+    match insert_user(&mut tx, email, name, None, now).await {
         Ok(user_id) => {
-            record_consent(&mut tx, &user_id, "legacy_keys", false, &client, now).await?;
+            record_consent(&mut tx, &user_id, "legacy_keys", false, client, now).await?;
             let team_id: String = sqlx::query("SELECT personal_team_id FROM users WHERE id = $1")
                 .bind(&user_id)
                 .fetch_one(&mut *tx)
                 .await?
                 .get(0);
-            let (key_id, secret) =
-                insert_key(&mut tx, &team_id, Some(&user_id), "Default key", true, true, now).await?;
+            let all = Abilities { read: true, write: true };
+            let (key_id, secret) = insert_key(&mut tx, &team_id, Some(&user_id), "Default key", all, now).await?;
             let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
             let link = format!("{}/verify-email?token={token}", state.cfg.public_base_url.trim_end_matches('/'));
-            enqueue(&mut tx, templates::verify_email(&email, &name, &link), now).await?;
+            enqueue(&mut tx, templates::verify_email(email, name, &link), now).await?;
             tx.commit().await?;
             state.mail_wake.notify_one();
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({
-                    "object": "api_key", "id": key_id, "key": secret, "email": email, "verified": false,
-                    "limits": { "keys": limits.unverified_max_keys, "uploads": 100, "retention_days": 30 },
-                    "message": "Check your email to verify your account and lift the limits.",
-                })),
-            )
-                .into_response())
+            Ok(json!({
+                "object": "api_key", "id": key_id, "key": secret, "email": email, "verified": false,
+                "limits": { "keys": limits.unverified_max_keys, "uploads": 100, "retention_days": 30 },
+                "message": "Check your email to verify your account and lift the limits.",
+            }))
         }
         Err(ApiError::Conflict(_)) => {
             tx.rollback().await?;
-            let mut tx = state.db.pool.begin().await?;
+            let mut tx = state.db.begin_write().await?;
             let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
             enqueue(
                 &mut tx,
                 templates::security_alert(
-                    &email,
+                    email,
                     &format!("Someone asked for an API key for this address. Sign in at {login} to create keys."),
                 ),
                 now,

@@ -1,17 +1,19 @@
-//! The imgcdn control plane: accounts, sessions, API keys, teams and email
-//! (and, as they land, uploads, moderation, retention and edge sync).
+//! The imgcdn control plane: accounts, sessions, API keys, teams, email,
+//! uploads and the Images API, moderation, and edge sync.
 //!
-//! - [`config`]: [`Config`], defaults + TOML + environment, validated.
-//! - [`db`]: SQLite (embedded default) or PostgreSQL through one `AnyPool`.
-//! - [`accounts`]: sign-up, verification, sign-in, sessions, passwords, consent.
-//! - [`keys`]: API keys and the legacy `POST /v1/keys`.
-//! - [`images`]: uploads, the Images API, plans and quotas, the viewer page.
-//! - [`teams`]: teams, roles, invitations; [`teams::require_role`] guards
-//!   every team-scoped route.
-//! - [`email`]: the outbox and its delivery loop (SMTP or `.eml` files).
-//! - [`sync`]: edge sync: the visibility log, edge endpoints, operators.
-//! - [`ratelimit`]: in-memory limits keyed by a daily-rotating secret.
-//! - [`http`]: the router ([`app`]), extractors, errors ([`error`]).
+//! Layers, top to bottom (each imports only the ones below it):
+//!
+//! - [`http`]: the router ([`app`]) and its layers, the OpenAPI document.
+//! - [`api`]: the API handlers; [`web`]: the HTML pages.
+//! - [`auth`]: who is calling (session, API key, operator, edge, client).
+//! - the domain: [`accounts`] (sign-up, verification, sign-in, sessions,
+//!   passwords, consent), [`keys`], [`teams`], [`images`] (uploads, the
+//!   image lifecycle, stores, sweep), [`moderation`] (operator decisions),
+//!   [`operators`], [`sync`] (the edge-sync log, long-polls, edges),
+//!   [`email`] (the outbox and its delivery loop).
+//! - infrastructure: [`config`], [`db`], [`error`], [`json`], [`dates`],
+//!   [`secrets`], [`ratelimit`] (in-memory limits keyed by a daily-rotating
+//!   secret), [`client`].
 //!
 //! ```no_run
 //! # async fn run() {
@@ -22,17 +24,25 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod client;
 pub mod config;
+pub mod dates;
 pub mod db;
 pub mod email;
 pub mod error;
 pub mod http;
 pub mod images;
+pub mod json;
 pub mod keys;
+pub mod moderation;
+pub mod operators;
 pub mod ratelimit;
 pub mod secrets;
 pub mod sync;
 pub mod teams;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

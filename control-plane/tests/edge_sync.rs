@@ -178,9 +178,9 @@ on_both_databases!(operator_api_takes_only_operator_tokens, |t: TestApp| async m
     let long = "n".repeat(2001);
     assert_eq!(act(&t, &op, &id, "warn", json!({"note": long})).await.status, StatusCode::UNPROCESSABLE_ENTITY);
     // Revoked operators are out; names are unique.
-    imgcdn_control_plane::sync::operators::revoke(&t.state.db, "carol", 0).await.unwrap();
+    imgcdn_control_plane::operators::revoke(&t.state.db, "carol", 0).await.unwrap();
     assert_eq!(act(&t, &op, &id, "warn", json!({})).await.status, StatusCode::UNAUTHORIZED);
-    assert!(imgcdn_control_plane::sync::operators::create(&t.state.db, "carol", 0).await.is_err());
+    assert!(imgcdn_control_plane::operators::create(&t.state.db, "carol", 0).await.is_err());
     assert_eq!(t.count("SELECT COUNT(*) FROM visibility_changes").await, 0);
 });
 

@@ -595,7 +595,7 @@ on_both_databases!(
 on_both_databases!(a_heic_photo_is_stored_and_served_as_a_jpeg_without_its_gps, |t: TestApp| async move {
     let u = t.user("iphone@example.com", PW).await;
     let key = t.key_for(&u).await;
-    let heic = imgcdn_control_plane::images::heic::sample_heic(80, 60, Some(b"Exif\0\0GPS 48.8584N 2.2945E at home"));
+    let heic = imgcdn_media::heic::sample_heic(80, 60, Some(b"Exif\0\0GPS 48.8584N 2.2945E at home"));
     let r = t.call(Req::new("POST", "/v1/images").key(&key).multipart(&[("file", Some("IMG_0001.HEIC"), &heic)])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.json["format"], "jpg");

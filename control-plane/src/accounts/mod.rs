@@ -13,19 +13,14 @@
 pub mod password;
 pub mod sessions;
 
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::{Form, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
+use crate::client::ClientMeta;
+use crate::dates::iso;
+use crate::db::Db;
 use crate::email::{enqueue, templates};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ClientMeta, SessionAuth};
-use crate::http::html_escape;
-use crate::http::json::ApiJson;
 use crate::secrets::{hash_token, new_id, random_token};
 use crate::AppState;
 
@@ -63,13 +58,6 @@ pub fn check_name(raw: &str) -> Result<String, ApiError> {
         return Err(ApiError::validation("name", format!("Enter a name of 1 to {MAX_NAME} characters.")));
     }
     Ok(name)
-}
-
-pub fn iso(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// Insert a user with a personal team and owner membership. Returns the user id.
@@ -210,42 +198,42 @@ pub async fn user_json(conn: &mut AnyConnection, user_id: &str) -> Result<Value,
     }))
 }
 
-#[derive(Deserialize)]
-pub struct SignupBody {
-    email: String,
-    name: String,
-    password: String,
-    #[serde(default)]
-    marketing_emails: bool,
+/// The personal team of `user_id`.
+pub async fn personal_team(db: &Db, user_id: &str) -> ApiResult<String> {
+    Ok(sqlx::query("SELECT personal_team_id FROM users WHERE id = $1").bind(user_id).fetch_one(&db.pool).await?.get(0))
 }
 
-/// `POST /v1/auth/signup` → 202. The same answer whether or not the email
-/// already has an account; either way one mail goes to that address.
-pub async fn signup(
-    State(state): State<AppState>,
-    client: ClientMeta,
-    ApiJson(body): ApiJson<SignupBody>,
-) -> ApiResult<Response> {
-    let email = normalize_email(&body.email)?;
-    let name = check_name(&body.name)?;
-    state.passwords.check_policy(&body.password, &email)?;
+/// What a sign-up asks for.
+pub struct Signup {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub marketing_emails: bool,
+}
+
+/// Sign up: the same outcome whether or not the email already has an
+/// account (either way one mail goes to that address); the normalised email.
+pub async fn signup(state: &AppState, form: Signup, client: &ClientMeta) -> ApiResult<String> {
+    let email = normalize_email(&form.email)?;
+    let name = check_name(&form.name)?;
+    state.passwords.check_policy(&form.password, &email)?;
     if let Some(ip) = &client.ip {
         state.limiter.hit("signup", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
-    let hash = state.passwords.hash(body.password).await?;
+    let hash = state.passwords.hash(form.password).await?;
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     match insert_user(&mut tx, &email, &name, Some(&hash), now).await {
         Ok(user_id) => {
-            record_consent(&mut tx, &user_id, "signup", body.marketing_emails, &client, now).await?;
+            record_consent(&mut tx, &user_id, "signup", form.marketing_emails, client, now).await?;
             let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
-            enqueue(&mut tx, templates::verify_email(&email, &name, &link(&state, "/verify-email", &token)), now)
+            enqueue(&mut tx, templates::verify_email(&email, &name, &link(state, "/verify-email", &token)), now)
                 .await?;
         }
         Err(ApiError::Conflict(_)) => {
             // Start over: the failed insert may have aborted the transaction (PostgreSQL).
             tx.rollback().await?;
-            tx = state.db.pool.begin().await?;
+            tx = state.db.begin_write().await?;
             let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
             enqueue(&mut tx, templates::account_exists(&email, &login), now).await?;
         }
@@ -253,18 +241,13 @@ pub async fn signup(
     }
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "object": "signup", "status": "verification_sent", "email": email })))
-        .into_response())
+    Ok(email)
 }
 
-#[derive(Deserialize)]
-pub struct TokenBody {
-    token: String,
-}
-
-async fn verify_token(state: &AppState, token: &str) -> ApiResult<String> {
+/// Use an emailed verification token; the user it verified.
+pub async fn verify_email(state: &AppState, token: &str) -> ApiResult<String> {
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let user_id = consume_email_token(&mut tx, token, "verify", now)
         .await?
         .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
@@ -277,71 +260,15 @@ async fn verify_token(state: &AppState, token: &str) -> ApiResult<String> {
     Ok(user_id)
 }
 
-/// `POST /v1/auth/verify` `{token}`
-pub async fn verify(State(state): State<AppState>, ApiJson(body): ApiJson<TokenBody>) -> ApiResult<Json<Value>> {
-    let user_id = verify_token(&state, &body.token).await?;
-    let mut conn = state.db.pool.acquire().await?;
-    Ok(Json(user_json(&mut conn, &user_id).await?))
-}
-
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
-
-/// `GET /verify-email?token=…`: a page with a button. Mail scanners fetch
-/// links; only a deliberate POST uses the single-use token.
-pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
-    let token = html_escape(&q.token);
-    Html(page(
-        "Confirm your email",
-        &format!(
-            "<form method=\"post\" action=\"/verify-email\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <button type=\"submit\">Confirm my email address</button></form>"
-        ),
-    ))
-}
-
-/// `POST /verify-email` (the page's form).
-pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
-    match verify_token(&state, &body.token).await {
-        Ok(_) => Html(page("Email confirmed", "<p>Thank you. Your email address is confirmed.</p>")).into_response(),
-        Err(ApiError::Validation { message, .. }) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page("Link not valid", &format!("<p>{}</p>", html_escape(&message)))),
-        )
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} · imgcdn</title></head>\
-         <body><main><h1>{title}</h1>{body}</main></body></html>"
-    )
-}
-
-#[derive(Deserialize)]
-pub struct LoginBody {
-    email: String,
-    password: String,
-}
-
-/// `POST /v1/auth/login` → the user, a CSRF token, and the session cookie.
-pub async fn login(
-    State(state): State<AppState>,
-    client: ClientMeta,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> ApiResult<Response> {
+/// Check a password; the user id if it is right. A wrong password and an
+/// unknown email cost the same and fail the same way.
+pub async fn check_login(state: &AppState, email: &str, password: String, client: &ClientMeta) -> ApiResult<String> {
     let wrong = || ApiError::Unauthorized("Wrong email or password.".into());
     if let Some(ip) = &client.ip {
         state.limiter.hit("login", ip, 30, 600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
-    let email = normalize_email(&body.email).unwrap_or_default();
-    if body.password.len() > state.cfg.passwords.max_length {
+    let email = normalize_email(email).unwrap_or_default();
+    if password.len() > state.cfg.passwords.max_length {
         return Err(wrong());
     }
     let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
@@ -352,180 +279,131 @@ pub async fn login(
         Some(r) => (Some(r.get::<String, _>("id")), r.get::<Option<String>, _>("password_hash")),
         None => (None, None),
     };
-    if !state.passwords.verify(body.password, stored).await? {
+    if !state.passwords.verify(password, stored).await? {
         return Err(wrong());
     }
-    let user_id = user_id.ok_or_else(wrong)?;
-    let mut tx = state.db.pool.begin().await?;
-    let (token, csrf) = sessions::create(&mut tx, &state, &user_id, &client).await?;
-    let user = user_json(&mut tx, &user_id).await?;
-    tx.commit().await?;
-    Ok((
-        [(header::SET_COOKIE, sessions::set_cookie(&state, &token))],
-        Json(json!({ "object": "session", "user": user, "csrf_token": csrf })),
-    )
-        .into_response())
+    user_id.ok_or_else(wrong)
 }
 
-/// `GET /v1/me`
-pub async fn me(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Value>> {
-    let mut conn = state.db.pool.acquire().await?;
-    let mut user = user_json(&mut conn, &auth.user_id).await?;
-    user["csrf_token"] = json!(auth.csrf_token);
-    Ok(Json(user))
-}
-
-#[derive(Deserialize)]
-pub struct SettingsBody {
-    name: Option<String>,
+/// Change the name and/or marketing consent (GPC honoured: a settings
+/// change under GPC records the signal even if marketing was not touched).
+pub async fn update_profile(
+    state: &AppState,
+    user_id: &str,
+    name: Option<&str>,
     marketing_emails: Option<bool>,
-}
-
-/// `PATCH /v1/me`: name and marketing consent (GPC honoured).
-pub async fn update_me(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    client: ClientMeta,
-    ApiJson(body): ApiJson<SettingsBody>,
-) -> ApiResult<Json<Value>> {
-    let name = body.name.as_deref().map(check_name).transpose()?;
+    client: &ClientMeta,
+) -> ApiResult<Value> {
+    let name = name.map(check_name).transpose()?;
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     if let Some(name) = name {
-        sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(&auth.user_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE users SET name = $1 WHERE id = $2").bind(name).bind(user_id).execute(&mut *tx).await?;
     }
-    // A settings change under GPC records the signal even if marketing was not touched.
-    if body.marketing_emails.is_some() || client.gpc {
+    if marketing_emails.is_some() || client.gpc {
         let current =
             sqlx::query("SELECT marketing FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
-                .bind(&auth.user_id)
+                .bind(user_id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some_and(|r| r.get::<i64, _>(0) != 0);
-        record_consent(&mut tx, &auth.user_id, "settings", body.marketing_emails.unwrap_or(current), &client, now)
-            .await?;
+        record_consent(&mut tx, user_id, "settings", marketing_emails.unwrap_or(current), client, now).await?;
     }
-    let user = user_json(&mut tx, &auth.user_id).await?;
+    let user = user_json(&mut tx, user_id).await?;
     tx.commit().await?;
-    Ok(Json(user))
+    Ok(user)
 }
 
-/// `POST /v1/auth/resend-verification`
-pub async fn resend_verification(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<StatusCode> {
-    if auth.email_verified {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    state.limiter.hit("resend", &auth.user_id, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+/// Send a new verification link to `email` (rate-limited per user).
+pub async fn resend_verification(state: &AppState, user_id: &str, email: &str) -> ApiResult<()> {
+    state.limiter.hit("resend", user_id, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let name: String =
-        sqlx::query("SELECT name FROM users WHERE id = $1").bind(&auth.user_id).fetch_one(&mut *tx).await?.get(0);
-    let token = issue_email_token(&mut tx, &auth.user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
-    enqueue(&mut tx, templates::verify_email(&auth.email, &name, &link(&state, "/verify-email", &token)), now).await?;
+        sqlx::query("SELECT name FROM users WHERE id = $1").bind(user_id).fetch_one(&mut *tx).await?.get(0);
+    let token = issue_email_token(&mut tx, user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
+    enqueue(&mut tx, templates::verify_email(email, &name, &link(state, "/verify-email", &token)), now).await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
-#[derive(Deserialize)]
-pub struct ChangePasswordBody {
-    current_password: String,
-    new_password: String,
-}
-
-/// `POST /v1/auth/password`: change; other sessions end; an alert is mailed.
+/// Change the password of a signed-in user: other sessions end, an alert is mailed.
 pub async fn change_password(
-    State(state): State<AppState>,
-    auth: SessionAuth,
-    ApiJson(body): ApiJson<ChangePasswordBody>,
-) -> ApiResult<StatusCode> {
-    state.passwords.check_policy(&body.new_password, &auth.email)?;
+    state: &AppState,
+    session: &sessions::Session,
+    current: String,
+    new: String,
+) -> ApiResult<()> {
+    state.passwords.check_policy(&new, &session.email)?;
     let stored: Option<String> = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-        .bind(&auth.user_id)
+        .bind(&session.user_id)
         .fetch_one(&state.db.pool)
         .await?
         .get(0);
-    if !state.passwords.verify(body.current_password, stored).await? {
+    if !state.passwords.verify(current, stored).await? {
         return Err(ApiError::validation("current_password", "The current password is wrong."));
     }
-    let hash = state.passwords.hash(body.new_password).await?;
+    let hash = state.passwords.hash(new).await?;
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
-        .bind(&auth.user_id)
+        .bind(&session.user_id)
         .execute(&mut *tx)
         .await?;
-    sessions::end_all(&mut tx, &auth.user_id, Some(&auth.session_id)).await?;
+    sessions::end_all(&mut tx, &session.user_id, Some(&session.session_id)).await?;
     enqueue(
         &mut tx,
-        templates::security_alert(&auth.email, "Your password was changed, and your other sessions were signed out."),
+        templates::security_alert(
+            &session.email,
+            "Your password was changed, and your other sessions were signed out.",
+        ),
         now,
     )
     .await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
-#[derive(Deserialize)]
-pub struct ResetRequestBody {
-    email: String,
-}
-
-/// `POST /v1/auth/password-reset` → 202 whether or not the account exists.
-pub async fn request_reset(
-    State(state): State<AppState>,
-    client: ClientMeta,
-    ApiJson(body): ApiJson<ResetRequestBody>,
-) -> ApiResult<StatusCode> {
-    let email = normalize_email(&body.email)?;
+/// Mail a reset link if `email` has an account (the caller always answers
+/// the same).
+pub async fn request_reset(state: &AppState, email: &str, client: &ClientMeta) -> ApiResult<()> {
+    let email = normalize_email(email)?;
     state.limiter.hit("reset-email", &email, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     if let Some(ip) = &client.ip {
         state.limiter.hit("reset-ip", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let now = state.clock.unix_now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     if let Some(row) =
         sqlx::query("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(&mut *tx).await?
     {
         let user_id: String = row.get(0);
         let token = issue_email_token(&mut tx, &user_id, "reset", state.cfg.reset_link_ttl_secs, now).await?;
-        enqueue(&mut tx, templates::password_reset(&email, &link(&state, "/reset-password", &token)), now).await?;
+        enqueue(&mut tx, templates::password_reset(&email, &link(state, "/reset-password", &token)), now).await?;
     }
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
-#[derive(Deserialize)]
-pub struct ResetConfirmBody {
-    token: String,
-    password: String,
-}
-
-/// `POST /v1/auth/password-reset/confirm`: new password; every session ends.
-pub async fn confirm_reset(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<ResetConfirmBody>,
-) -> ApiResult<StatusCode> {
+/// Set a new password with an emailed reset token; every session ends.
+pub async fn confirm_reset(state: &AppState, token: &str, password: String) -> ApiResult<()> {
     let now = state.clock.unix_now();
     // Check the policy before using up the token; the email is needed for it.
-    let hash = hash_token(&body.token);
+    let hash = hash_token(token);
     let email: Option<String> =
         sqlx::query("SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
             .bind(&hash)
             .fetch_optional(&state.db.pool)
             .await?
             .map(|r| r.get(0));
-    state.passwords.check_policy(&body.password, email.as_deref().unwrap_or(""))?;
-    let new_hash = state.passwords.hash(body.password).await?;
-    let mut tx = state.db.pool.begin().await?;
-    let user_id = consume_email_token(&mut tx, &body.token, "reset", now)
+    state.passwords.check_policy(&password, email.as_deref().unwrap_or(""))?;
+    let new_hash = state.passwords.hash(password).await?;
+    let mut tx = state.db.begin_write().await?;
+    let user_id = consume_email_token(&mut tx, token, "reset", now)
         .await?
         .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
     // Resetting through the emailed link also proves the address.
@@ -548,38 +426,15 @@ pub async fn confirm_reset(
     }
     tx.commit().await?;
     state.mail_wake.notify_one();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
-/// `GET /reset-password?token=…`: a form for the new password.
-pub async fn reset_page(Query(q): Query<TokenQuery>) -> Html<String> {
-    let token = html_escape(&q.token);
-    Html(page(
-        "Choose a new password",
-        &format!(
-            "<form method=\"post\" action=\"/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required></label>\
-             <button type=\"submit\">Set password</button></form>"
-        ),
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct ResetForm {
-    #[serde(default)]
-    token: String,
-    #[serde(default)]
-    password: String,
-}
-
-/// `POST /reset-password` (the page's form).
-pub async fn reset_form(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
-    match confirm_reset(State(state), ApiJson(ResetConfirmBody { token: f.token, password: f.password })).await {
-        Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
-        Err(ApiError::Validation { message, .. }) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Html(page("Not changed", &format!("<p>{}</p>", html_escape(&message)))))
-                .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+/// Whether `team_id` is the personal team of an account whose email is
+/// not verified yet (its uploads are kept for a limited window).
+pub async fn is_unverified_personal_team(db: &Db, team_id: &str) -> ApiResult<bool> {
+    Ok(sqlx::query("SELECT 1 FROM users WHERE personal_team_id = $1 AND email_verified_at IS NULL")
+        .bind(team_id)
+        .fetch_optional(&db.pool)
+        .await?
+        .is_some())
 }

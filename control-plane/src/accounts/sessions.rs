@@ -2,20 +2,29 @@
 //! and a hard maximum. The client address and user agent at sign-in are
 //! kept on the row and so deleted with it.
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::HeaderValue;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
-use super::iso;
+use crate::client::ClientMeta;
+use crate::dates::{iso, DAY};
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ClientMeta, SessionAuth, SESSION_COOKIE};
 use crate::secrets::{hash_token, new_id, random_token};
 use crate::AppState;
 
-const DAY: i64 = 86_400;
+/// The cookie that carries the session token.
+pub const SESSION_COOKIE: &str = "imgcdn_session";
+
+/// A live session: who is signed in.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub session_id: String,
+    pub csrf_token: String,
+    pub email: String,
+    pub email_verified: bool,
+}
 
 /// Do not rewrite a session row more often than this on use.
 const TOUCH_EVERY_SECS: i64 = 300;
@@ -52,7 +61,7 @@ pub async fn create(
 
 /// Resolve a cookie token to a live session, sliding its expiry forward.
 /// Expired sessions are deleted when met.
-pub async fn lookup(state: &AppState, token: &str) -> Result<Option<SessionAuth>, ApiError> {
+pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Session>, ApiError> {
     if token.len() > 128 {
         return Ok(None);
     }
@@ -81,7 +90,7 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Option<SessionAuth>
             .execute(&state.db.pool)
             .await?;
     }
-    Ok(Some(SessionAuth {
+    Ok(Some(Session {
         user_id: row.get("user_id"),
         session_id: id,
         csrf_token: row.get("csrf_token"),
@@ -122,35 +131,28 @@ pub async fn end_all(conn: &mut AnyConnection, user_id: &str, keep: Option<&str>
     Ok(r.rows_affected())
 }
 
-/// `POST /v1/auth/logout`
-pub async fn logout(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Response> {
-    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(&auth.session_id).execute(&state.db.pool).await?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie(&state))]).into_response())
+/// End one session.
+pub async fn end(db: &Db, session_id: &str) -> ApiResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE id = $1").bind(session_id).execute(&db.pool).await?;
+    Ok(())
 }
 
-/// `POST /v1/auth/logout-all`
-pub async fn logout_all(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Response> {
-    let mut conn = state.db.pool.acquire().await?;
-    end_all(&mut conn, &auth.user_id, None).await?;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_cookie(&state))]).into_response())
-}
-
-/// `GET /v1/sessions`: the caller's own sessions.
-pub async fn list(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Value>> {
+/// The sessions of `user_id`, newest first; `current` is marked.
+pub async fn list(db: &Db, user_id: &str, current: &str) -> ApiResult<Vec<Value>> {
     let rows = sqlx::query(
         "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
     )
-    .bind(&auth.user_id)
-    .fetch_all(&state.db.pool)
+    .bind(user_id)
+    .fetch_all(&db.pool)
     .await?;
-    let data: Vec<Value> = rows
+    Ok(rows
         .iter()
         .map(|r| {
             let id: String = r.get("id");
             json!({
                 "id": id,
                 "object": "session",
-                "current": id == auth.session_id,
+                "current": id == current,
                 "created_at": iso(r.get("created_at")),
                 "last_seen_at": iso(r.get("last_seen_at")),
                 "expires_at": iso(r.get("expires_at")),
@@ -158,20 +160,19 @@ pub async fn list(State(state): State<AppState>, auth: SessionAuth) -> ApiResult
                 "user_agent": r.get::<Option<String>, _>("user_agent"),
             })
         })
-        .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+        .collect())
 }
 
-/// `DELETE /v1/sessions/{id}`: revoke one of the caller's sessions.
-pub async fn revoke(State(state): State<AppState>, auth: SessionAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+/// Revoke one of `user_id`'s sessions; `NotFound` if it has no such session.
+pub async fn revoke(db: &Db, user_id: &str, session_id: &str) -> ApiResult<()> {
     let n = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
-        .bind(&id)
-        .bind(&auth.user_id)
-        .execute(&state.db.pool)
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&db.pool)
         .await?
         .rows_affected();
     if n == 0 {
         return Err(ApiError::NotFound);
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -1,21 +1,28 @@
-//! Images: upload, import, inspection, storage, the Images API and plans.
+//! Images: the domain of an uploaded image, from upload to recovery.
 //!
-//! - [`inspect`]: what a file really is (format, size, bombs, metadata).
-//! - [`heic`]: HEIC/HEIF photos, converted to JPEG.
-//! - [`fetch`]: importing by URL, public addresses only.
+//! - [`row`]: an image as the database holds it, its status and visibility;
+//!   [`queries`]: every query on the `images` table.
+//! - [`lifecycle`]: the one way to change what may be served (edit, delete,
+//!   operator decisions, the sweep's repairs), with the store ordering rule.
+//! - [`upload`]: admission (rate limits, quota), import, and storing a new
+//!   image; [`fields`]: the owner's fields; [`ttl`]: ttl and expiry.
+//! - [`import`]: fetching a URL for an import, public addresses only.
 //! - [`idempotency`]: `Idempotency-Key` on image creation.
-//! - [`store`]: the public and recovery stores (publish, unpublish).
-//! - [`object`]: the Image object of API.md.
-//! - [`routes`]: `/v1/images…`, `/v1/usage`, the legacy `/v1/upload`, the viewer page.
+//! - [`store`]: the public and recovery stores (publish, withdraw, unpublish).
+//! - [`object`]: the Image object of API.md and its legacy form.
 //! - [`sweep`]: interrupted uploads and deletes, expired images.
-//! - [`ttl`]: `ttl` parsing.
+//!
+//! Inspecting the bytes (format, size limits, metadata stripping, SVG
+//! safety, HEIC) is the `imgcdn-media` crate's job.
 
-pub mod fetch;
-pub mod heic;
+pub mod fields;
 pub mod idempotency;
-pub mod inspect;
+pub mod import;
+pub mod lifecycle;
 pub mod object;
-pub mod routes;
+pub mod queries;
+pub mod row;
 pub mod store;
 pub mod sweep;
 pub mod ttl;
+pub mod upload;

@@ -2,11 +2,10 @@
 //! (wire format in [`imgcdn_shared::sync`]), what wakes long-polls, and
 //! the operator decisions that feed it.
 //!
-//! Every path that changes what an edge may serve (delete, PATCH
-//! `public`, expiry, operator takedown / warn / restore) updates the image
-//! row and calls [`record`] in the same transaction. [`record`] computes
-//! what edges must now do with the id ([`ImageRow::edge_action`]) and
-//! appends a change only when that differs from the last one logged, so the
+//! Every path that changes what an edge may serve goes through
+//! [`crate::images::lifecycle::apply`], which updates the image row, asks
+//! [`last_logged`] what edges were last told and, when that differs from
+//! what they must now do, calls [`record`] in the same transaction. So the
 //! log says exactly what each id is at the edge from each `seq` on.
 //!
 //! Sequence numbers come from bumping the single `sync_head` row, whose
@@ -19,19 +18,16 @@
 //! every `edge_sync.poll_ms` in case a notification was lost (or on SQLite,
 //! for changes written by another process).
 
-pub mod operators;
-pub mod routes;
+pub mod edges;
 
 use std::time::Duration;
 
 use imgcdn_shared::sync::{Action, Change, Snapshot};
-use imgcdn_shared::ImageId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::watch;
 
 use crate::db::Backend;
-use crate::images::object::{ImageRow, COLUMNS};
 use crate::AppState;
 
 /// The PostgreSQL notification channel.
@@ -87,35 +83,40 @@ fn change_from_row(r: &AnyRow) -> Option<Change> {
     })
 }
 
-/// Append the change `image_id` now needs, if any, inside the caller's
-/// transaction (after it updated the row). `note` says why, `actor` who.
+/// What the log last told edges about `image_id`; `(Restore, None)`
+/// ("nothing to enforce") when it never mentioned it.
+pub async fn last_logged(conn: &mut AnyConnection, image_id: &str) -> Result<(Action, Option<String>), sqlx::Error> {
+    let last =
+        sqlx::query("SELECT action, reason FROM visibility_changes WHERE image_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(image_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(match last {
+        Some(r) => {
+            let action: String = r.get(0);
+            let action = Action::parse(&action).ok_or_else(|| sqlx::Error::Protocol(format!("action {action:?}")))?;
+            (action, r.get::<Option<String>, _>(1))
+        }
+        None => (Action::Restore, None),
+    })
+}
+
+/// Append a change for `image_id` inside the caller's transaction: edges
+/// must now `action` it (`reason` for takedowns); `note` says why, `actor`
+/// who. Takes the log's lock until the transaction ends: do no slow I/O
+/// after calling this and before committing.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     conn: &mut AnyConnection,
     backend: Backend,
     image_id: &str,
-    actor: &str,
+    action: Action,
+    reason: Option<String>,
     note: &str,
+    actor: &str,
     now: i64,
-) -> Result<Option<Change>, sqlx::Error> {
-    let Some(row) = sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
-        .bind(image_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let row = ImageRow::from_row(&row);
-    let (action, reason) = row.edge_action(now);
-    let last =
-        sqlx::query("SELECT action, reason FROM visibility_changes WHERE image_id = $1 ORDER BY seq DESC LIMIT 1")
-            .bind(image_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| (Action::parse(&r.get::<String, _>(0)), r.get::<Option<String>, _>(1)))
-            .unwrap_or((Some(Action::Restore), None));
-    if last == (Some(action), reason.clone()) {
-        return Ok(None);
-    }
+) -> Result<Change, sqlx::Error> {
+    let id = image_id.parse().map_err(|_| sqlx::Error::Protocol(format!("image id {image_id:?}")))?;
     let seq: i64 = sqlx::query("UPDATE sync_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
         .fetch_one(&mut *conn)
         .await?
@@ -136,7 +137,7 @@ pub async fn record(
         // Delivered to every listening replica when (and only if) this commits.
         sqlx::query(&format!("NOTIFY {CHANNEL}, '{seq}'")).execute(&mut *conn).await?;
     }
-    Ok(Some(Change { seq: seq as u64, id: row.image_id(), action, reason }))
+    Ok(Change { seq: seq as u64, id, action, reason })
 }
 
 /// The latest `seq` handed out (committed).
@@ -234,9 +235,4 @@ async fn next_notification(listener: &mut Option<sqlx::postgres::PgListener>) ->
         },
         None => std::future::pending().await,
     }
-}
-
-/// An id from a path, or 404.
-pub(crate) fn parse_id(id: &str) -> Result<ImageId, crate::error::ApiError> {
-    id.parse().map_err(|_| crate::error::ApiError::NotFound)
 }

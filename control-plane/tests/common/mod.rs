@@ -220,7 +220,7 @@ impl TestApp {
 
     /// A new operator's token.
     pub async fn operator(&self, name: &str) -> String {
-        imgcdn_control_plane::sync::operators::create(&self.state.db, name, self.clock.unix_now()).await.unwrap()
+        imgcdn_control_plane::operators::create(&self.state.db, name, self.clock.unix_now()).await.unwrap()
     }
 
     /// The public store's root directory.

@@ -9,13 +9,17 @@
 //! system libheif (Debian: `libheif-dev`), behind the default `heic` cargo
 //! feature; a build without it refuses HEIC with a clear message.
 
-use super::inspect::{InspectError, Inspected, Limits};
+#[cfg(feature = "heic")]
+use crate::types::check_pixels;
+use crate::types::{InspectError, Inspected, Limits};
 
 /// JPEG quality of the converted photo: visually lossless for photos at
 /// about a third of the size of quality 100.
 #[cfg(feature = "heic")]
 const JPEG_QUALITY: u8 = 90;
 
+/// The photo as a JPEG without its metadata, after the pixel check.
+/// [`inspect`](crate::inspect()) calls this for HEIC/HEIF files.
 #[cfg(feature = "heic")]
 pub fn to_jpeg(bytes: &[u8], limits: &Limits) -> Result<Inspected, InspectError> {
     use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
@@ -23,14 +27,14 @@ pub fn to_jpeg(bytes: &[u8], limits: &Limits) -> Result<Inspected, InspectError>
     let bad = |e: libheif_rs::HeifError| InspectError::Malformed(format!("HEIC: {}", e.message));
     let ctx = HeifContext::read_from_bytes(bytes).map_err(bad)?;
     let handle = ctx.primary_image_handle().map_err(bad)?;
-    super::inspect::check_pixels(handle.width(), handle.height(), limits)?;
+    check_pixels(handle.width(), handle.height(), limits)?;
     let image = LibHeif::new().decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None).map_err(bad)?;
     let plane = image
         .planes()
         .interleaved
         .ok_or_else(|| InspectError::Malformed("HEIC: no RGB image after decoding".into()))?;
     let (width, height) = (plane.width, plane.height);
-    super::inspect::check_pixels(width, height, limits)?;
+    check_pixels(width, height, limits)?;
     let row = width as usize * 3;
     if plane.stride < row || plane.data.len() < plane.stride * (height as usize - 1) + row {
         return Err(InspectError::Malformed("HEIC: decoded image has an unexpected layout".into()));
@@ -46,6 +50,7 @@ pub fn to_jpeg(bytes: &[u8], limits: &Limits) -> Result<Inspected, InspectError>
     Ok(Inspected { format: imgcdn_shared::Format::Jpeg, width, height, bytes: jpeg, metadata_stripped: true })
 }
 
+/// Without the `heic` feature: always [`InspectError::Heic`].
 #[cfg(not(feature = "heic"))]
 pub fn to_jpeg(_bytes: &[u8], _limits: &Limits) -> Result<Inspected, InspectError> {
     Err(InspectError::Heic)
@@ -96,7 +101,7 @@ mod tests {
         let exif = b"Exif\0\0MM\0*\0\0\0\x08GPS 51.5074N 0.1278W secret place";
         let file = heic(64, 48, Some(exif));
         assert!(file.windows(12).any(|w| w == b"secret place"), "the fixture carries the Exif block");
-        let out = super::super::inspect::inspect(file, &limits()).unwrap();
+        let out = crate::inspect(file, &limits()).unwrap();
         assert_eq!(out.format, imgcdn_shared::Format::Jpeg);
         assert_eq!((out.width, out.height), (64, 48));
         assert!(out.metadata_stripped);
@@ -111,7 +116,7 @@ mod tests {
     #[test]
     fn heic_over_the_pixel_limit_is_refused_before_decoding() {
         let small = Limits { max_pixels: 100, max_svg_bytes: 1 << 20 };
-        let r = super::super::inspect::inspect(heic(16, 16, None), &small);
+        let r = crate::inspect(heic(16, 16, None), &small);
         assert!(matches!(r, Err(InspectError::TooManyPixels { width: 16, height: 16, .. })), "{r:?}");
     }
 
@@ -119,7 +124,7 @@ mod tests {
     fn damaged_heic_is_refused_clearly() {
         let file = heic(32, 32, None);
         for cut in [file.len() / 2, 40] {
-            let r = super::super::inspect::inspect(file[..cut].to_vec(), &limits());
+            let r = crate::inspect(file[..cut].to_vec(), &limits());
             assert!(matches!(r, Err(InspectError::Malformed(_))), "cut at {cut}: {r:?}");
         }
     }

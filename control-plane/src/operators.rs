@@ -3,15 +3,11 @@
 //! a user's API key or session, and are created from the command line
 //! (`imgcdn admin operator create NAME`) by whoever runs the deployment.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use sqlx::Row;
 
 use crate::db::{is_unique_violation, Db};
-use crate::error::ApiError;
-use crate::http::extract::bearer;
+use crate::images::lifecycle::Actor;
 use crate::secrets::{hash_token, new_id, random_alnum};
-use crate::AppState;
 
 pub const OPERATOR_TOKEN_PREFIX: &str = "img_op_";
 
@@ -23,25 +19,19 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// How the log names this operator.
-    pub fn actor(&self) -> String {
-        format!("operator:{}", self.id)
+    /// How the logs name this operator.
+    pub fn actor(&self) -> Actor {
+        Actor::Operator(self.id.clone())
     }
 }
 
-impl FromRequestParts<AppState> for Operator {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let denied = || ApiError::Unauthorized("Operator token required (Authorization: Bearer img_op_…).".into());
-        let token = bearer(parts).filter(|t| t.starts_with(OPERATOR_TOKEN_PREFIX)).ok_or_else(denied)?;
-        let row = sqlx::query("SELECT id, name FROM operators WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(hash_token(token))
-            .fetch_optional(&state.db.pool)
-            .await?
-            .ok_or_else(denied)?;
-        Ok(Operator { id: row.get(0), name: row.get(1) })
-    }
+/// The active operator holding `token`, if any.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Operator>, sqlx::Error> {
+    Ok(sqlx::query("SELECT id, name FROM operators WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(hash_token(token))
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|row| Operator { id: row.get(0), name: row.get(1) }))
 }
 
 /// Why an operator could not be created or revoked.

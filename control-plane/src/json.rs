@@ -1,4 +1,5 @@
-//! `ApiJson<T>`: axum's `Json` with rejections in our error shape.
+//! `ApiJson<T>`: axum's `Json` with rejections in our error shape (an
+//! extractor every API handler uses for its JSON body).
 
 use axum::extract::{FromRequest, Request};
 use axum::Json;

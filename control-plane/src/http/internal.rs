@@ -1,0 +1,20 @@
+//! Routes outside the public API document: the edge endpoints of edge sync
+//! (edge tokens) and the operator API (operator tokens).
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::{admin, edge_sync};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(imgcdn_shared::sync::PATH_CHANGES, get(edge_sync::changes))
+        .route(imgcdn_shared::sync::PATH_SNAPSHOT, get(edge_sync::snapshot))
+        .route(imgcdn_shared::sync::PATH_ACK, post(edge_sync::ack))
+        .route("/v1/admin/images/{id}", get(admin::image_state))
+        .route("/v1/admin/images/{id}/{decision}", post(admin::decision))
+        .route("/v1/admin/takedowns", get(admin::takedowns))
+        .route("/v1/admin/changes/{seq}", get(admin::change_propagation))
+        .route("/v1/admin/edges", get(admin::edges))
+}

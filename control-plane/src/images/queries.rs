@@ -1,0 +1,264 @@
+//! The SQL of the `images` table: every query on it lives here, so a
+//! schema change touches one file.
+
+use serde_json::{Map, Value};
+use sqlx::{AnyConnection, Row};
+
+use super::row::{ImageRow, ImageStatus, COLUMNS};
+use crate::db::{Backend, Db};
+
+/// One image by id (any state).
+pub async fn fetch(db: &Db, id: &str) -> Result<Option<ImageRow>, sqlx::Error> {
+    let mut conn = db.pool.acquire().await?;
+    fetch_in(&mut conn, id).await
+}
+
+/// One image by id, inside the caller's transaction.
+pub async fn fetch_in(conn: &mut AnyConnection, id: &str) -> Result<Option<ImageRow>, sqlx::Error> {
+    Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| ImageRow::from_row(&r)))
+}
+
+/// One image by id inside a write transaction, locked until it ends (on
+/// PostgreSQL; a SQLite write transaction already holds the database).
+pub async fn fetch_for_update(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: &str,
+) -> Result<Option<ImageRow>, sqlx::Error> {
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    Ok(sqlx::query(&format!("SELECT {COLUMNS} FROM images WHERE id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| ImageRow::from_row(&r)))
+}
+
+/// Images a team holds against its plan: not deleted, not failed.
+pub async fn live_count(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'")
+        .bind(team_id)
+        .fetch_one(&db.pool)
+        .await?
+        .get(0))
+}
+
+/// Every image a team ever uploaded (deleted and failed included).
+pub async fn total_count(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1").bind(team_id).fetch_one(&db.pool).await?.get(0))
+}
+
+/// Bytes a team stores: each stored object once, however many images show it.
+pub async fn storage_used(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM (SELECT DISTINCT COALESCE(object_key, 'objects/' || id) AS k, bytes \
+         FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed') AS stored",
+    )
+    .bind(team_id)
+    .fetch_one(&db.pool)
+    .await?
+    .get(0))
+}
+
+/// Up to `limit` ready, live images of a team, newest first, after the
+/// cursor `(created_at, id)` if given.
+pub async fn page(
+    db: &Db,
+    team_id: &str,
+    after: Option<&(i64, String)>,
+    limit: i64,
+) -> Result<Vec<ImageRow>, sqlx::Error> {
+    let live = "team_id = $1 AND deleted_at IS NULL AND status = 'ready'";
+    let rows = match after {
+        Some((t, id)) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM images WHERE {live} AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ))
+            .bind(team_id)
+            .bind(*t)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM images WHERE {live} ORDER BY created_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(team_id)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?
+        }
+    };
+    Ok(rows.iter().map(ImageRow::from_row).collect())
+}
+
+/// The first live image of `team_id` storing bytes with this SHA-256.
+pub async fn same_bytes(db: &Db, team_id: &str, sha256: &str) -> Result<Option<ImageRow>, sqlx::Error> {
+    Ok(sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND sha256 = $2 AND deleted_at IS NULL AND status = 'ready' \
+         ORDER BY created_at, id LIMIT 1"
+    ))
+    .bind(team_id)
+    .bind(sha256)
+    .fetch_optional(&db.pool)
+    .await?
+    .map(|r| ImageRow::from_row(&r)))
+}
+
+/// How many live images other than `id` show the stored `object`.
+pub async fn others_showing(db: &Db, id: &str, object: &str) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) FROM images WHERE deleted_at IS NULL AND status <> 'failed' AND id <> $1 \
+         AND (object_key = $2 OR ('objects/' || id) = $2)",
+    )
+    .bind(id)
+    .bind(object)
+    .fetch_one(&db.pool)
+    .await?
+    .get(0))
+}
+
+/// A new image, as an upload writes it (status `processing`).
+pub struct NewImage<'a> {
+    pub id: &'a str,
+    pub team_id: Option<&'a str>,
+    pub uploaded_by: Option<&'a str>,
+    pub source: &'a str,
+    pub format: &'a str,
+    pub content_type: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: usize,
+    pub sha256: &'a str,
+    pub filename: Option<String>,
+    pub caption: Option<String>,
+    pub public: bool,
+    pub labels: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub object_key: Option<String>,
+}
+
+pub async fn insert(db: &Db, n: NewImage<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
+         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'processing', $16, NULL, $17, NULL, $18)",
+    )
+    .bind(n.id)
+    .bind(n.team_id.map(str::to_string))
+    .bind(n.uploaded_by.map(str::to_string))
+    .bind(n.source)
+    .bind(n.format)
+    .bind(n.content_type)
+    .bind(i64::from(n.width))
+    .bind(i64::from(n.height))
+    .bind(n.bytes as i64)
+    .bind(n.sha256)
+    .bind(n.filename)
+    .bind(n.caption)
+    .bind(i64::from(n.public))
+    .bind(Value::Object(n.labels).to_string())
+    .bind(Value::Object(n.metadata).to_string())
+    .bind(n.created_at)
+    .bind(n.expires_at)
+    .bind(n.object_key)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Finish an upload: `processing` → `ready` (published at `now`) or
+/// `failed`. Only a row still `processing` changes; whether it did.
+pub async fn finish(db: &Db, id: &str, status: ImageStatus, now: i64) -> Result<bool, sqlx::Error> {
+    let published_at = (status == ImageStatus::Ready).then_some(now);
+    let n = sqlx::query(
+        "UPDATE images SET status = $1, published_at = COALESCE(published_at, $2) WHERE id = $3 AND status = 'processing'",
+    )
+    .bind(status.as_str())
+    .bind(published_at)
+    .bind(id)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// The user-editable fields, written together.
+pub async fn update_fields(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6",
+    )
+    .bind(row.caption.clone())
+    .bind(Value::Object(row.labels.clone()).to_string())
+    .bind(Value::Object(row.metadata.clone()).to_string())
+    .bind(i64::from(row.public))
+    .bind(row.expires_at)
+    .bind(&row.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Mark deleted (the first deletion time is kept).
+pub async fn mark_deleted(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET deleted_at = COALESCE(deleted_at, $1) WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Operator decisions: the takedown reason (or none) and the warning flag.
+pub async fn set_decisions(
+    conn: &mut AnyConnection,
+    id: &str,
+    takedown_reason: Option<&str>,
+    warned: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET takedown_reason = $1, warned = $2 WHERE id = $3")
+        .bind(takedown_reason.map(str::to_string))
+        .bind(i64::from(warned))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Uploads still `processing` that were created before `before`.
+pub async fn stale_processing(db: &Db, before: i64) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "status = 'processing' AND created_at < $1", Some(before)).await
+}
+
+/// Deleted images whose row says ready (their stores may still need tidying).
+pub async fn deleted_ready(db: &Db) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "deleted_at IS NOT NULL AND status = 'ready'", None).await
+}
+
+/// Live, ready images whose expiry is at or before `now`.
+pub async fn expired(db: &Db, now: i64) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "deleted_at IS NULL AND status = 'ready' AND expires_at IS NOT NULL AND expires_at <= $1", Some(now))
+        .await
+}
+
+/// Live, ready images an edge must not serve (private or taken down).
+pub async fn unservable(db: &Db) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "deleted_at IS NULL AND status = 'ready' AND (public = 0 OR takedown_reason IS NOT NULL)", None).await
+}
+
+async fn select(db: &Db, filter: &str, bind: Option<i64>) -> Result<Vec<ImageRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM images WHERE {filter}");
+    let mut q = sqlx::query(&sql);
+    if let Some(b) = bind {
+        q = q.bind(b);
+    }
+    Ok(q.fetch_all(&db.pool).await?.iter().map(ImageRow::from_row).collect())
+}

@@ -1,0 +1,156 @@
+//! An image as the database holds it: [`ImageRow`] and its [`ImageStatus`],
+//! and what follows from them for serving ([`ImageRow::visibility`]).
+
+use imgcdn_shared::{Format, ImageId, Manifest};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::lifecycle::Visibility;
+
+/// Columns read by [`ImageRow::from_row`].
+pub const COLUMNS: &str = "id, team_id, source, format, content_type, width, height, bytes, sha256, filename, caption, \
+                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
+                           takedown_reason, warned";
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageStatus {
+    /// The row is written; the bytes are not yet (all) in the store.
+    Processing,
+    /// Stored (and published, if public): the image exists for its owner.
+    Ready,
+    /// Storing failed, or an interrupted upload was undone: nothing stored.
+    Failed,
+}
+
+impl ImageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageStatus::Processing => "processing",
+            ImageStatus::Ready => "ready",
+            ImageStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for ImageStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "processing" => Ok(ImageStatus::Processing),
+            "ready" => Ok(ImageStatus::Ready),
+            "failed" => Ok(ImageStatus::Failed),
+            other => Err(format!("unknown image status {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub id: String,
+    pub team_id: Option<String>,
+    pub format: String,
+    pub width: i64,
+    pub height: i64,
+    pub bytes: i64,
+    pub sha256: String,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub caption: Option<String>,
+    pub public: bool,
+    pub labels: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub status: ImageStatus,
+    pub created_at: i64,
+    pub published_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    /// The object this image shows when it is not its own `objects/{id}`.
+    pub object_key: Option<String>,
+    /// Operator decisions (edge sync): a takedown reason code, a warning.
+    pub takedown_reason: Option<String>,
+    pub warned: bool,
+}
+
+fn object(text: &str) -> Map<String, Value> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl ImageRow {
+    pub fn from_row(r: &AnyRow) -> ImageRow {
+        ImageRow {
+            id: r.get("id"),
+            team_id: r.get("team_id"),
+            format: r.get("format"),
+            width: r.get("width"),
+            height: r.get("height"),
+            bytes: r.get("bytes"),
+            sha256: r.get("sha256"),
+            content_type: r.get("content_type"),
+            filename: r.get("filename"),
+            caption: r.get("caption"),
+            public: r.get::<i64, _>("public") != 0,
+            labels: object(&r.get::<String, _>("labels")),
+            metadata: object(&r.get::<String, _>("metadata")),
+            // Only this module writes statuses; an unknown one is treated as failed.
+            status: r.get::<String, _>("status").parse().unwrap_or(ImageStatus::Failed),
+            created_at: r.get("created_at"),
+            published_at: r.get("published_at"),
+            expires_at: r.get("expires_at"),
+            deleted_at: r.get("deleted_at"),
+            object_key: r.get("object_key"),
+            takedown_reason: r.get("takedown_reason"),
+            warned: r.get::<i64, _>("warned") != 0,
+        }
+    }
+
+    pub fn image_id(&self) -> ImageId {
+        self.id.parse().expect("stored ids are valid")
+    }
+
+    /// What edges must do with this image now: takedown > hide > warn >
+    /// serve. Hidden: deleted, expired or private.
+    pub fn visibility(&self, now: i64) -> Visibility {
+        if let Some(reason) = &self.takedown_reason {
+            return Visibility::Takedown(reason.clone());
+        }
+        if self.deleted_at.is_some() || self.expires_at.is_some_and(|e| e <= now) || !self.public {
+            return Visibility::Hide;
+        }
+        if self.warned {
+            return Visibility::Warn;
+        }
+        Visibility::Serve
+    }
+
+    /// Whether the public store should hold this image's manifest: only
+    /// what an edge may serve (warned images are served, marked).
+    pub fn should_be_published(&self, now: i64) -> bool {
+        self.status == ImageStatus::Ready && self.visibility(now).servable()
+    }
+
+    /// The storage key of the bytes this image shows.
+    pub fn stored_object(&self) -> String {
+        self.object_key.clone().unwrap_or_else(|| imgcdn_shared::storage::object_key(&self.image_id()))
+    }
+
+    /// The manifest that makes this image servable.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            content_type: self.content_type.clone(),
+            bytes: self.bytes as u64,
+            sha256: self.sha256.clone(),
+            width: self.width as u32,
+            height: self.height as u32,
+            expires_at: self.expires_at.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
+            transformable: self.format().transformable(),
+            object: self.object_key.clone(),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        Format::from_content_type(&self.content_type).unwrap_or(Format::Jpeg)
+    }
+}

@@ -1,0 +1,206 @@
+//! Creating an image: who may upload how much ([`admit`]), fetching an
+//! import ([`fetch_into`]), and storing what was received ([`store`]).
+//!
+//! The write path is: inspect the bytes (format from the bytes, bombs
+//! refused from the header, metadata stripped), a row in `processing`, the
+//! bytes and then the manifest in the public store, the row `ready`. A
+//! crash in between leaves a `processing` row and perhaps an object without
+//! manifest: nothing servable, counted once, finished or undone by the
+//! sweep.
+
+use imgcdn_media::{inspect, InspectError, Limits};
+use imgcdn_shared::{ImageId, Manifest};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::import::{self, FetchError, FetchPolicy};
+use super::queries::{self, NewImage};
+use super::row::{ImageRow, ImageStatus};
+use super::ttl::expiry;
+use crate::client::ClientMeta;
+use crate::config::Plan;
+use crate::dates::DAY;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Who is uploading, decided before the body is read.
+#[derive(Debug, Clone)]
+pub enum Uploader {
+    Anonymous,
+    Team { team_id: String, user_id: Option<String>, plan: String },
+}
+
+impl Uploader {
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Uploader::Anonymous)
+    }
+
+    /// The plan whose limits apply.
+    pub fn plan<'a>(&self, state: &'a AppState) -> &'a Plan {
+        match self {
+            Uploader::Anonymous => &state.cfg.plans.anonymous,
+            Uploader::Team { plan, .. } => state.cfg.plans.get(plan),
+        }
+    }
+
+    /// Where `Idempotency-Key`s of this uploader live.
+    pub fn idempotency_scope(&self) -> &str {
+        match self {
+            Uploader::Anonymous => "anonymous",
+            Uploader::Team { team_id, .. } => team_id,
+        }
+    }
+}
+
+/// What an upload brings: the file and the owner's fields.
+#[derive(Default)]
+pub struct Upload {
+    pub file: Option<Vec<u8>>,
+    pub filename: Option<String>,
+    pub caption: Option<String>,
+    pub public: Option<bool>,
+    pub ttl: Option<i64>,
+    pub labels: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+}
+
+/// The error for a file over the plan's limit.
+pub fn too_large(anonymous: bool, limit: u64) -> ApiError {
+    ApiError::FileTooLarge {
+        message: format!("The file is larger than {} MB, the limit of your plan.", limit / 1_000_000),
+        anonymous,
+    }
+}
+
+/// Before reading the body: anonymous uploads are rate-limited per client,
+/// a team's uploads by its plan's image quota.
+pub async fn admit(state: &AppState, uploader: &Uploader, client: &ClientMeta) -> ApiResult<()> {
+    match uploader {
+        Uploader::Anonymous => {
+            let ip = client.ip.as_deref().unwrap_or("unknown");
+            let up = &state.cfg.uploads;
+            let limited = |s| ApiError::RateLimited { retry_after_secs: s };
+            state.limiter.hit("anon-upload-hour", ip, up.anonymous_per_hour, 3600).map_err(limited)?;
+            state.limiter.hit("anon-upload-day", ip, up.anonymous_per_day, DAY).map_err(limited)?;
+        }
+        Uploader::Team { team_id, .. } => {
+            if let Some(max) = uploader.plan(state).max_images {
+                let used = queries::live_count(&state.db, team_id).await?;
+                if used >= max as i64 {
+                    return Err(ApiError::QuotaExceeded {
+                        message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
+                        usage: json!({ "images": { "used": used, "limit": max } }),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetch `url` (public addresses only, the plan's size limit, 30 s) into `upload`.
+pub async fn fetch_into(state: &AppState, url: &str, upload: &mut Upload, uploader: &Uploader) -> ApiResult<()> {
+    let plan = uploader.plan(state);
+    let mut policy = FetchPolicy::new(plan.max_file_bytes);
+    policy.allow = state.cfg.uploads.import_allow.clone();
+    match import::fetch_public(url, &policy).await {
+        Ok(f) => {
+            upload.filename =
+                f.final_url.rsplit('/').next().filter(|n| !n.is_empty()).map(|n| n.chars().take(255).collect());
+            upload.file = Some(f.bytes);
+            Ok(())
+        }
+        Err(FetchError::TooLarge { limit }) => Err(too_large(uploader.is_anonymous(), limit)),
+        Err(e) => Err(ApiError::FetchFailed(e.to_string())),
+    }
+}
+
+/// Inspect, then write: a `processing` row, bytes and manifest, `ready`.
+/// `source` names the surface (`api`, `legacy_upload`, `legacy_import`).
+pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source: &str) -> ApiResult<ImageRow> {
+    let anonymous = uploader.is_anonymous();
+    let plan = uploader.plan(state);
+    let file = upload.file.ok_or_else(|| ApiError::validation("file", "Attach the image as the `file` field."))?;
+    if file.is_empty() {
+        return Err(ApiError::validation("file", "The file is empty."));
+    }
+    let limits = Limits { max_pixels: state.cfg.uploads.max_pixels, max_svg_bytes: plan.max_svg_bytes as usize };
+    let inspected = tokio::task::spawn_blocking(move || inspect(file, &limits))
+        .await
+        .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
+        .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
+    if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
+        return Err(too_large(anonymous, plan.max_svg_bytes));
+    }
+
+    let now = state.clock.unix_now();
+    let mut expires_at = expiry(now, anonymous, upload.ttl, plan);
+    if let Uploader::Team { team_id, .. } = uploader {
+        // Unverified accounts keep uploads for a limited window (API.md).
+        if crate::accounts::is_unverified_personal_team(&state.db, team_id).await? {
+            let window = now + state.cfg.uploads.unverified_retention_days * DAY;
+            expires_at = Some(expires_at.map_or(window, |e| e.min(window)));
+        }
+    }
+    let public = upload.public.unwrap_or(true);
+    let id = ImageId::generate();
+    let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
+    // Identical bytes already live in this team: show them, store nothing new.
+    let shared_object = match uploader {
+        Uploader::Team { team_id, .. } => {
+            queries::same_bytes(&state.db, team_id, &sha256).await?.map(|r| r.stored_object())
+        }
+        Uploader::Anonymous => None,
+    };
+    let manifest = Manifest {
+        content_type: inspected.format.content_type().to_string(),
+        bytes: inspected.bytes.len() as u64,
+        sha256: sha256.clone(),
+        width: inspected.width,
+        height: inspected.height,
+        expires_at: expires_at.map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
+        transformable: inspected.format.transformable(),
+        object: shared_object.clone(),
+    };
+    let (team_id, user_id) = match uploader {
+        Uploader::Anonymous => (None, None),
+        Uploader::Team { team_id, user_id, .. } => (Some(team_id.as_str()), user_id.as_deref()),
+    };
+    queries::insert(
+        &state.db,
+        NewImage {
+            id: id.as_str(),
+            team_id,
+            uploaded_by: user_id,
+            source,
+            format: inspected.format.extension(),
+            content_type: inspected.format.content_type(),
+            width: inspected.width,
+            height: inspected.height,
+            bytes: inspected.bytes.len(),
+            sha256: &sha256,
+            filename: upload.filename,
+            caption: upload.caption,
+            public,
+            labels: upload.labels,
+            metadata: upload.metadata,
+            created_at: now,
+            expires_at,
+            object_key: shared_object.clone(),
+        },
+    )
+    .await?;
+    // A private image gets its bytes but no manifest: edges cannot serve it.
+    let published = match (&shared_object, public) {
+        (Some(_), true) => state.stores.publish_manifest(&id, &manifest).await,
+        (Some(_), false) => Ok(()),
+        (None, true) => state.stores.publish(&id, inspected.bytes, &manifest).await,
+        (None, false) => state.stores.put_object(&id, inspected.bytes).await,
+    };
+    if let Err(e) = published {
+        let _ = queries::finish(&state.db, id.as_str(), ImageStatus::Failed, now).await;
+        return Err(ApiError::UploadFailed(format!("publish {id}: {e}")));
+    }
+    queries::finish(&state.db, id.as_str(), ImageStatus::Ready, now).await?;
+    queries::fetch(&state.db, id.as_str()).await?.ok_or(ApiError::NotFound)
+}

@@ -1,0 +1,104 @@
+//! Moderation: what operators decide about images (takedown for a legal
+//! or policy reason, a restricted-content warning, restore), applied
+//! through [`lifecycle::apply`] and so synced to every edge at once; and
+//! what they read back (an image's state and history, current takedowns).
+
+use imgcdn_shared::sync::{Change, TAKEDOWN_REASONS};
+use imgcdn_shared::ImageId;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::dates::iso;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::images::lifecycle::{self, Actor, Edit};
+use crate::images::queries;
+use crate::images::row::ImageRow;
+use crate::operators::Operator;
+use crate::AppState;
+
+/// Longest operator note.
+pub const MAX_NOTE: usize = 2000;
+
+/// An operator decision, by its name in the API.
+pub fn parse_decision(decision: &str, reason: Option<String>) -> ApiResult<Edit> {
+    match decision {
+        "takedown" => {
+            let reason = reason.unwrap_or_default();
+            if !TAKEDOWN_REASONS.contains(&reason.as_str()) {
+                return Err(ApiError::validation("reason", format!("One of {}.", TAKEDOWN_REASONS.join(", "))));
+            }
+            Ok(Edit::Takedown(reason))
+        }
+        "warn" => Ok(Edit::Warn),
+        "restore" => Ok(Edit::Restore),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Apply an operator's decision; the image's state and the change edges got.
+pub async fn decide(state: &AppState, op: &Operator, id: &str, edit: Edit, note: &str) -> ApiResult<Value> {
+    check_id(id)?;
+    let actor = op.actor();
+    let applied = lifecycle::apply(state, id, &actor, note, edit).await?;
+    let now = state.clock.unix_now();
+    Ok(json!({
+        "image_id": id,
+        "state": state_json(&applied.row, now),
+        "change": applied.change.map(|c| change_json(&c, note, &actor, now)),
+    }))
+}
+
+/// An id from a path, or 404.
+fn check_id(id: &str) -> ApiResult<ImageId> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+fn state_json(row: &ImageRow, now: i64) -> Value {
+    let visibility = row.visibility(now);
+    json!({ "edge": visibility.label(), "reason": visibility.to_action().1 })
+}
+
+fn change_json(c: &Change, note: &str, actor: &Actor, at: i64) -> Value {
+    json!({ "seq": c.seq, "action": c.action, "reason": c.reason, "note": note, "actor": actor.to_string(), "created_at": iso(at) })
+}
+
+/// What edges do with an image, and every change logged for it.
+pub async fn image_state(state: &AppState, id: &str) -> ApiResult<Value> {
+    check_id(id)?;
+    let row = queries::fetch(&state.db, id).await?.ok_or(ApiError::NotFound)?;
+    let history = sqlx::query(
+        "SELECT seq, action, reason, note, actor, created_at FROM visibility_changes WHERE image_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(&state.db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        json!({
+            "seq": r.get::<i64, _>(0), "action": r.get::<String, _>(1), "reason": r.get::<Option<String>, _>(2),
+            "note": r.get::<Option<String>, _>(3), "actor": r.get::<String, _>(4), "created_at": iso(r.get(5)),
+        })
+    })
+    .collect::<Vec<_>>();
+    Ok(json!({
+        "image_id": id,
+        "team_id": row.team_id,
+        "state": state_json(&row, state.clock.unix_now()),
+        "history": history,
+    }))
+}
+
+/// Images currently taken down, with the change that took each down.
+pub async fn takedowns(db: &Db) -> ApiResult<Vec<Value>> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.takedown_reason, (SELECT MAX(c.seq) FROM visibility_changes c WHERE c.image_id = i.id AND c.action = 'takedown') \
+         FROM images i WHERE i.takedown_reason IS NOT NULL ORDER BY i.id LIMIT 1000",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| json!({ "image_id": r.get::<String, _>(0), "reason": r.get::<String, _>(1), "seq": r.get::<Option<i64>, _>(2) }))
+        .collect())
+}

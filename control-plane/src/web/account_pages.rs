@@ -1,0 +1,80 @@
+//! The pages behind the links in account mail: confirm an email address,
+//! choose a new password. A GET only shows a form (mail scanners fetch
+//! links); only a deliberate POST uses the single-use token.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::{html_escape, page};
+use crate::accounts;
+use crate::error::ApiError;
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// A failed form: the validation message on the page, anything else as the API error.
+fn refused(title: &str, e: ApiError) -> Response {
+    match e {
+        ApiError::Validation { message, .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Html(page(title, &format!("<p>{}</p>", html_escape(&message)))))
+                .into_response()
+        }
+        e => e.into_response(),
+    }
+}
+
+/// `GET /verify-email?token=…`: a page with a button.
+pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    let token = html_escape(&q.token);
+    Html(page(
+        "Confirm your email",
+        &format!(
+            "<form method=\"post\" action=\"/verify-email\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <button type=\"submit\">Confirm my email address</button></form>"
+        ),
+    ))
+}
+
+/// `POST /verify-email` (the page's form).
+pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+    match accounts::verify_email(&state, &body.token).await {
+        Ok(_) => Html(page("Email confirmed", "<p>Thank you. Your email address is confirmed.</p>")).into_response(),
+        Err(e) => refused("Link not valid", e),
+    }
+}
+
+/// `GET /reset-password?token=…`: a form for the new password.
+pub async fn reset_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    let token = html_escape(&q.token);
+    Html(page(
+        "Choose a new password",
+        &format!(
+            "<form method=\"post\" action=\"/reset-password\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required></label>\
+             <button type=\"submit\">Set password</button></form>"
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /reset-password` (the page's form).
+pub async fn reset_form(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
+    match accounts::confirm_reset(&state, &f.token, f.password).await {
+        Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
+        Err(e) => refused("Not changed", e),
+    }
+}

@@ -1,0 +1,49 @@
+//! The HTML pages the control plane serves: the viewer page of an image,
+//! the pages behind the links in our mail (verify, reset, invitation) and
+//! the takedown policy an edge's `451` links to.
+//!
+//! Pages are plain server-rendered HTML: no script, no third-party
+//! request, `no-referrer` (links carry one-time tokens).
+
+pub mod account_pages;
+pub mod viewer;
+
+use axum::response::{Html, IntoResponse};
+
+/// Escape text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A whole page with `title` and `body` (already HTML).
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} · imgcdn</title></head>\
+         <body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+}
+
+/// `GET /legal/takedowns`: where a `451` from an edge links
+/// (`Link: <…>; rel="blocked-by"`).
+pub async fn takedown_policy_page() -> impl IntoResponse {
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Removed content · imgcdn</title></head>\
+         <body><main><h1>This image is not available</h1>\
+         <p>An image answers <code>451 Unavailable For Legal Reasons</code> when we removed it from public serving \
+         after a legal request or for breaking our Acceptable Use Policy. We do not say which, or who asked.</p>\
+         <p>If you uploaded it and think this is a mistake, contact us from the account that owns it: removed \
+         images are kept in our recovery store for a limited window, so a contested removal can be undone.</p>\
+         </main></body></html>",
+    )
+}
+
+/// `GET /accept-invite?token=…`: where an invitation mail links.
+pub async fn accept_invite_page() -> impl IntoResponse {
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
+         <title>Team invitation · imgcdn</title></head><body><main><h1>Team invitation</h1>\
+         <p>Sign in with the address this invitation was sent to, then accept it from your dashboard \
+         (API: <code>POST /v1/invitations/accept</code> with the token from this link).</p></main></body></html>",
+    )
+}

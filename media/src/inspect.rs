@@ -1,0 +1,387 @@
+//! The gate: [`inspect`] (what the bytes are, whether we accept them, what
+//! to store) and [`probe`] (format and header size only). The rules are on
+//! the crate page; each container's walk is in its own module.
+
+use std::io::Cursor;
+
+use image::ImageDecoder;
+use imgcdn_shared::Format;
+
+use crate::bytes::{le_u16, le_u32};
+use crate::types::{check_not_empty, check_pixels, malformed};
+pub use crate::types::{InspectError, Inspected, Limits};
+use crate::{gif, heic, ico, isobmff, jpeg, png, svg, webp};
+
+/// Find out what `bytes` are, refuse what we do not accept, and return what
+/// to store. Only the bytes are looked at. See the crate docs for the rules.
+///
+/// CPU-bound (it decodes the whole image): call it from
+/// `tokio::task::spawn_blocking`, not on an async worker.
+pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectError> {
+    let format = match detect(&bytes) {
+        // Stored and served as JPEG (see `heic`).
+        Err(InspectError::Heic) => return heic::to_jpeg(&bytes, limits),
+        other => other?,
+    };
+    match format {
+        Format::Svg => svg::inspect(bytes, limits),
+        Format::Avif => {
+            let (width, height) = match isobmff::avif_size(&bytes) {
+                Err(InspectError::Heic) => return heic::to_jpeg(&bytes, limits),
+                other => other?,
+            };
+            check_pixels(width, height, limits)?;
+            Ok(Inspected { format, width, height, bytes, metadata_stripped: false })
+        }
+        Format::Jpeg | Format::Png | Format::Gif | Format::Webp | Format::Bmp | Format::Ico => {
+            // Strip first, then check and decode what we will store: the
+            // strippers only walk the container (no pixel buffers), so a
+            // bomb still fails on its header before any decoding.
+            let stored = match format {
+                Format::Jpeg => jpeg::strip(&bytes)?,
+                Format::Png => png::strip(&bytes)?,
+                Format::Gif => gif::strip(&bytes)?,
+                Format::Webp => webp::strip(&bytes)?,
+                Format::Ico => ico::strip(&bytes)?,
+                _ => bytes,
+            };
+            let (width, height) = decode(format, &stored, limits)?;
+            Ok(Inspected { format, width, height, bytes: stored, metadata_stripped: true })
+        }
+    }
+}
+
+/// The format of `bytes` and the size its header declares, the size
+/// [`inspect`] would report, without decoding pixels or stripping anything:
+/// cheap, for tools that only need the header.
+///
+/// Not a gate: it applies none of the rules of [`inspect`] beyond reading
+/// the header (no pixel limit, no check that the image data is complete, no
+/// SVG safety check: for SVG only the root element is read). Bytes to store
+/// or serve go through [`inspect`].
+///
+/// HEIC/HEIF is [`InspectError::Heic`] with or without the `heic` feature:
+/// there is no HEIC [`Format`] ([`inspect`] converts it to JPEG, which
+/// `probe` does not do). A header that declares no pixels (a zero width or
+/// height) is [`InspectError::Malformed`].
+pub fn probe(bytes: &[u8]) -> Result<(Format, u32, u32), InspectError> {
+    let format = detect(bytes)?;
+    let (width, height) = match format {
+        Format::Svg => svg::root_size_only(bytes)?,
+        Format::Avif => isobmff::avif_size(bytes)?,
+        Format::Jpeg | Format::Png | Format::Gif | Format::Webp | Format::Bmp | Format::Ico => {
+            // `image`'s default limits (512 MiB) only bound what reading a
+            // header may buffer (ICC profiles, text chunks): nothing here
+            // allocates pixels.
+            raster_decoder(format, bytes, image::Limits::default())?.dimensions()
+        }
+    };
+    check_not_empty(width, height)?;
+    Ok((format, width, height))
+}
+
+/// The format of `b`, from its magic numbers and structure.
+pub(crate) fn detect(b: &[u8]) -> Result<Format, InspectError> {
+    if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(Format::Jpeg);
+    }
+    if b.starts_with(&png::SIGNATURE) {
+        return Ok(Format::Png);
+    }
+    if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
+        return Ok(Format::Gif);
+    }
+    if b.len() >= 12 && b.starts_with(b"RIFF") && &b[8..12] == b"WEBP" {
+        return Ok(Format::Webp);
+    }
+    if let Some(family) = isobmff::family(b) {
+        return match family {
+            isobmff::Family::Avif => Ok(Format::Avif),
+            isobmff::Family::Heif => Err(InspectError::Heic),
+            isobmff::Family::Other => Err(InspectError::Unsupported),
+        };
+    }
+    // "BM" alone is too weak a signature (text can start with it): also
+    // require one of the known DIB header sizes.
+    if b.starts_with(b"BM") && b.len() >= 18 && matches!(le_u32(&b[14..18]), 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124) {
+        return Ok(Format::Bmp);
+    }
+    // ICO: reserved 0, type 1, at least one icon whose entry looks like one
+    // (reserved byte 0, 0 or 1 colour planes): four zero-ish bytes alone
+    // would match many binary files.
+    if b.len() >= 22 && b.starts_with(&[0, 0, 1, 0]) && le_u16(&b[4..6]) > 0 && b[9] == 0 && le_u16(&b[10..12]) <= 1 {
+        return Ok(Format::Ico);
+    }
+    if svg::looks_like_xml(b) {
+        // Whether the root is <svg> is decided while parsing it.
+        return Ok(Format::Svg);
+    }
+    Err(InspectError::Unsupported)
+}
+
+/// Read the header with `image`, check the size, then decode the whole
+/// (first) image under memory limits. Returns the size.
+fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<(u32, u32), InspectError> {
+    let mut decoder_limits = image::Limits::default();
+    // Room for the decoded image at 8 bytes a pixel (16-bit RGBA, the widest
+    // output of these decoders) plus the decoders' working buffers. The pixel
+    // count itself is checked by us, from the header, before decoding.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 * 1024 * 1024));
+    let decoder = raster_decoder(format, bytes, decoder_limits)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    Ok((width, height))
+}
+
+/// `image`'s decoder for a raster format, with only its header read.
+fn raster_decoder(
+    format: Format,
+    bytes: &[u8],
+    decoder_limits: image::Limits,
+) -> Result<impl ImageDecoder + '_, InspectError> {
+    let image_format = match format {
+        Format::Jpeg => image::ImageFormat::Jpeg,
+        Format::Png => image::ImageFormat::Png,
+        Format::Gif => image::ImageFormat::Gif,
+        Format::Webp => image::ImageFormat::WebP,
+        Format::Bmp => image::ImageFormat::Bmp,
+        Format::Ico => image::ImageFormat::Ico,
+        // Never called for these: AVIF has no decoder here, SVG is not
+        // raster.
+        Format::Avif | Format::Svg => return Err(InspectError::Unsupported),
+    };
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
+    reader.limits(decoder_limits);
+    // Building the decoder reads the header only.
+    reader.into_decoder().map_err(decode_error)
+}
+
+fn decode_error(e: image::ImageError) -> InspectError {
+    match e {
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            malformed("the file ends too early (truncated?)")
+        }
+        image::ImageError::Limits(e) => malformed(format!("it needs more memory to decode than we allow ({e})")),
+        image::ImageError::Unsupported(e) => {
+            malformed(format!("it uses a variant of its format we cannot decode ({e})"))
+        }
+        e => malformed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn detects_each_accepted_format_from_its_bytes() {
+        let cases: [(Vec<u8>, Format); 8] = [
+            (jpeg(40, 30), Format::Jpeg),
+            (png(40, 30), Format::Png),
+            (gif(40, 30), Format::Gif),
+            (webp(40, 30), Format::Webp),
+            (bmp(40, 30), Format::Bmp),
+            (ico(40, 30), Format::Ico),
+            (avif(40, 30, b"av01"), Format::Avif),
+            (br#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"/>"#.to_vec(), Format::Svg),
+        ];
+        for (bytes, format) in cases {
+            let out = inspect_default(&bytes).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert_eq!(out.format, format);
+            assert_eq!((out.width, out.height), (40, 30), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_bytes_decide_the_format_not_the_file_name() {
+        // What an upload handler gets: a file called cat.png that is a JPEG.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cat.png");
+        std::fs::write(&path, jpeg(16, 16)).unwrap();
+        let out = inspect_default(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(out.format, Format::Jpeg);
+    }
+
+    #[test]
+    fn random_bytes_pdf_html_and_video_are_unsupported() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let random: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mp4 = [ftyp(b"isom", &[b"isom", b"mp41"]), isobmff_box(b"mdat", &[0; 8])].concat();
+        let cases: [(&str, &[u8]); 6] = [
+            ("random", &random),
+            ("empty", b""),
+            ("pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"),
+            (
+                "html",
+                b"<!DOCTYPE html>\n<html><head><title>x</title></head><body><img src=x onerror=alert(1)></body></html>",
+            ),
+            ("xml", b"<?xml version=\"1.0\"?><feed><title>not an image</title></feed>"),
+            ("mp4", &mp4),
+        ];
+        for (name, bytes) in cases {
+            let result = inspect_default(bytes);
+            assert!(matches!(result, Err(InspectError::Unsupported)), "{name}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_or_corrupt_files_are_malformed() {
+        let png = png(40, 30);
+        let jpeg = jpeg(40, 30);
+        let mut bad_crc = png.clone();
+        bad_crc[45] ^= 0xFF;
+        // A JPEG whose frame header says it has no colour components.
+        let mut bad_frame = jpeg.clone();
+        let sof = jpeg_segment_at(&jpeg, 0xC0);
+        bad_frame[sof + 5] = 0;
+        let gif = gif(40, 30);
+        let webp = webp(40, 30);
+        let avif = avif(40, 30, b"av01");
+        let cases: [(&str, &[u8]); 9] = [
+            ("truncated png", &png[..png.len() - 20]),
+            ("png with a bad crc", &bad_crc),
+            ("truncated jpeg", &jpeg[..jpeg.len() / 2]),
+            ("jpeg without its end", &jpeg[..jpeg.len() - 2]),
+            ("corrupt jpeg frame header", &bad_frame),
+            ("truncated gif", &gif[..gif.len() / 2]),
+            ("truncated webp", &webp[..webp.len() - 10]),
+            ("truncated avif", &avif[..avif.len() - 4]),
+            ("truncated bmp", &bmp(40, 30)[..100]),
+        ];
+        for (name, bytes) in cases {
+            let result = inspect_default(bytes);
+            assert!(matches!(result, Err(InspectError::Malformed(_))), "{name}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_pixels_is_checked_for_every_format() {
+        let limits = Limits { max_pixels: 40 * 30 - 1, ..Limits::default() };
+        let mut jpeg_bomb = jpeg(40, 30);
+        let sof = jpeg_segment_at(&jpeg_bomb, 0xC0);
+        jpeg_bomb[sof + 1..sof + 5].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+        let cases = [
+            png(40, 30),
+            jpeg(40, 30),
+            gif(40, 30),
+            webp(40, 30),
+            bmp(40, 30),
+            ico(40, 30),
+            avif(40, 30, b"av01"),
+            br#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"/>"#.to_vec(),
+        ];
+        for bytes in cases {
+            let result = inspect(bytes, &limits);
+            assert!(matches!(result, Err(InspectError::TooManyPixels { width: 40, height: 30, .. })), "{result:?}");
+        }
+        let result = inspect_default(&jpeg_bomb);
+        assert!(matches!(result, Err(InspectError::TooManyPixels { width: 65_000, height: 65_000, .. })), "{result:?}");
+    }
+
+    #[test]
+    fn bmp_is_stored_as_uploaded() {
+        let bmp = bmp(8, 8);
+        let out = inspect_default(&bmp).unwrap();
+        assert_eq!(out.bytes, bmp);
+        assert!(out.metadata_stripped, "BMP has no metadata to strip");
+    }
+
+    #[test]
+    fn probe_gives_the_format_and_the_size_inspect_gives() {
+        let cases: [(Vec<u8>, Format); 8] = [
+            (jpeg(40, 30), Format::Jpeg),
+            (png(40, 30), Format::Png),
+            (gif(40, 30), Format::Gif),
+            (webp(40, 30), Format::Webp),
+            (bmp(40, 30), Format::Bmp),
+            (ico(40, 30), Format::Ico),
+            (avif(40, 30, b"av01"), Format::Avif),
+            (br#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"/>"#.to_vec(), Format::Svg),
+        ];
+        for (bytes, format) in cases {
+            let probed = probe(&bytes).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert_eq!(probed, (format, 40, 30));
+            let out = inspect_default(&bytes).unwrap();
+            assert_eq!((out.format, out.width, out.height), probed, "{format:?}");
+        }
+        // Metadata that inspect strips does not change the size.
+        let with_text = png_with(&png(12, 7), &[png_chunk(b"tEXt", b"Comment\0SECRET")]);
+        assert_eq!(probe(&with_text).unwrap(), (Format::Png, 12, 7));
+        let svg = br#"<?xml version="1.0"?><!-- x --><svg xmlns="http://www.w3.org/2000/svg" height="10mm"><g/></svg>"#;
+        assert_eq!(probe(svg).unwrap(), (Format::Svg, 300, 38));
+    }
+
+    #[test]
+    fn probe_reads_the_header_only() {
+        // Bombs: the declared size, at once, with nothing allocated for it.
+        let mut png_bomb = png(1, 1);
+        png_bomb[16..20].copy_from_slice(&60_000u32.to_be_bytes());
+        png_bomb[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+        let crc = crc32fast::hash(&png_bomb[12..29]);
+        png_bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+        let mut jpeg_bomb = jpeg(40, 30);
+        let sof = jpeg_segment_at(&jpeg_bomb, 0xC0);
+        jpeg_bomb[sof + 1..sof + 5].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+        let started = Instant::now();
+        assert_eq!(probe(&png_bomb).unwrap(), (Format::Png, 60_000, 60_000));
+        assert_eq!(probe(&jpeg_bomb).unwrap(), (Format::Jpeg, 65_000, 65_000));
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+        // Image data is not read: a JPEG cut in the middle of its scan has
+        // a complete header (inspect refuses it).
+        let jpeg = jpeg(200, 150);
+        let cut = &jpeg[..jpeg.len() * 3 / 4];
+        assert!(cut.len() > jpeg_segment_at(&jpeg, 0xDA) + 1000, "the cut is inside the scan");
+        assert_eq!(probe(cut).unwrap(), (Format::Jpeg, 200, 150));
+        assert!(matches!(inspect_default(cut), Err(InspectError::Malformed(_))));
+    }
+
+    #[test]
+    fn probe_refuses_what_inspect_refuses_from_the_header() {
+        let mp4 = [ftyp(b"isom", &[b"isom", b"mp41"]), isobmff_box(b"mdat", &[0; 8])].concat();
+        let not_images: [&[u8]; 5] = [
+            b"",
+            b"%PDF-1.7\n%%EOF\n",
+            b"<!DOCTYPE html>\n<html><body>x</body></html>",
+            b"<?xml version=\"1.0\"?><feed><title>not an image</title></feed>",
+            &mp4,
+        ];
+        for bytes in not_images {
+            let result = probe(bytes);
+            assert!(
+                matches!(result, Err(InspectError::Unsupported)),
+                "{:?}: {result:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        // HEIC has no Format: probe says so whether or not it could convert.
+        let heic = [ftyp(b"heic", &[b"mif1", b"heic"]), isobmff_box(b"mdat", &[0; 8])].concat();
+        for bytes in [heic, avif(40, 30, b"hvc1")] {
+            let result = probe(&bytes);
+            assert!(matches!(result, Err(InspectError::Heic)), "{result:?}");
+        }
+        let png = png(40, 30);
+        let avif = avif(40, 30, b"av01");
+        let damaged: [(&str, &[u8]); 5] = [
+            ("png cut in its header", &png[..20]),
+            ("jpeg cut in its header", &jpeg(40, 30)[..30]),
+            ("gif cut in its header", &gif(40, 30)[..8]),
+            ("avif without its data", &avif[..avif.len() - 4]),
+            ("svg without pixels", br#"<svg xmlns="http://www.w3.org/2000/svg" width="0" height="10"/>"#),
+        ];
+        for (name, bytes) in damaged {
+            let result = probe(bytes);
+            assert!(matches!(result, Err(InspectError::Malformed(_))), "{name}: {result:?}");
+        }
+    }
+}
