@@ -1,14 +1,14 @@
 -- wrk script for the imgcdn load benchmark (benches/load/run.py).
 --
 -- Replays a precomputed, seeded sequence of URL paths (one per line in the
--- file given as the first script argument). run.py draws that sequence from
--- a Zipf popularity over the data set's keys, so every server gets exactly
--- the same key stream. Each wrk thread starts at its own offset.
+-- file given as the first script argument). loadgen.py draws that sequence
+-- from a Zipf popularity over the data set's keys, so every server gets
+-- exactly the same key stream. Each wrk thread starts at its own offset.
 --
 -- Usage: wrk -t1 -c64 -d10s -s zipf.lua http://127.0.0.1:PORT -- PATHS_FILE
 --
--- done() prints one JSON line (prefixed by "BENCH_JSON ") that run.py parses:
--- requests, bytes, socket errors, non-2xx/3xx responses and latency
+-- done() prints one JSON line (prefixed by "BENCH_JSON ") that loadgen.py
+-- parses: requests, bytes, socket errors, non-2xx/3xx responses and latency
 -- percentiles in microseconds.
 
 local thread_no = 0

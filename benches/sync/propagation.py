@@ -24,41 +24,26 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-import zlib
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "imgcdn")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benches/
+
+from common import RELEASE_BINARY, REPO  # noqa: E402
+from common.datasets import png  # noqa: E402
+from common.edge import write_edge_config  # noqa: E402
+from common.procs import free_port, start, stop, stop_all_on_exit, wait_http  # noqa: E402
+
+ROOT = str(REPO)
+BIN = str(RELEASE_BINARY)
 CDN_PURGE_MS = 150.0
 EDGES = 3
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def png(seed, size=16):
-    """A valid, unique RGB PNG."""
-    rng = random.Random(seed)
-    raw = b"".join(b"\x00" + bytes(rng.randrange(256) for _ in range(size * 3)) for _ in range(size))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 class Conn:
@@ -82,18 +67,6 @@ class Conn:
                     raise
 
 
-def wait_http(port, path, want=200, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if Conn(port).request("GET", path)[0] == want:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"port {port} never answered {want} on {path}")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300, help="takedowns to time")
@@ -111,6 +84,7 @@ def main():
         args.out = os.path.join(ROOT, "benches", "results", f"sync-latest{suffix}")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "imgcdn"], cwd=ROOT, check=True)
+    stop_all_on_exit()
 
     work = tempfile.mkdtemp(prefix="imgcdn-sync-bench-")
     procs = []
@@ -128,9 +102,9 @@ def main():
                     f'[stores.recovery]\nscheme = "fs"\nroot = "{work}/recovery"\n'
                     "[edge_sync]\n[edge_sync.edges]\n" + "".join(f'"{n}" = "{t}"\n' for n, t in tokens.items())
                 )
-            log = open(os.path.join(work, f"cp-{n}.log"), "w")
-            procs.append(subprocess.Popen([BIN, "control-plane", "--config", cp_toml], stdout=log, stderr=log))
-            wait_http(port, "/healthz")
+            log = Path(work, f"cp-{n}.log")
+            procs.append(start([BIN, "control-plane", "--config", cp_toml], log))
+            wait_http(port, "/healthz", procs[-1], f"control plane {n}", log, want=200, interval=0.05)
         cp_port = cp_ports[0]
         cp_toml = os.path.join(work, "cp-0.toml")
         out = subprocess.run(
@@ -141,17 +115,22 @@ def main():
         edge_ports = []
         for i, (name, token) in enumerate(tokens.items()):
             port, admin = free_port(), free_port()
-            path = os.path.join(work, f"{name}.toml")
-            with open(path, "w") as f:
-                f.write(
-                    f'listen = ["127.0.0.1:{port}"]\nadmin_listen = "127.0.0.1:{admin}"\nthreads = 1\n'
-                    f'[store]\nscheme = "fs"\nroot = "{work}/store"\n'
-                    f'[disk]\npath = "{work}/{name}-cache"\n'
-                    f'[sync]\ncontrol_planes = ["http://127.0.0.1:{cp_ports[i % len(cp_ports)]}"]\ntoken = "{token}"\nstate_path = "{work}/{name}.json"\n'
-                )
-            elog = open(os.path.join(work, f"{name}.log"), "w")
-            procs.append(subprocess.Popen([BIN, "edge", "--config", path], stdout=elog, stderr=elog))
-            wait_http(admin, "/readyz")
+            path = write_edge_config(
+                os.path.join(work, f"{name}.toml"),
+                port=port,
+                admin_port=admin,
+                threads=1,
+                store_root=f"{work}/store",
+                disk_path=f"{work}/{name}-cache",
+                sync={
+                    "control_planes": [f"http://127.0.0.1:{cp_ports[i % len(cp_ports)]}"],
+                    "token": token,
+                    "state_path": f"{work}/{name}.json",
+                },
+            )
+            elog = Path(work, f"{name}.log")
+            procs.append(start([BIN, "edge", "--config", str(path)], elog))
+            wait_http(admin, "/readyz", procs[-1], name, elog, want=200, interval=0.05)
             edge_ports.append(port)
 
         cp = Conn(cp_port)
@@ -165,7 +144,7 @@ def main():
             boundary = "bench-boundary"
             form = (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'.encode()
-                + png(n)
+                + png(random.Random(n), 16, 16)
                 + f"\r\n--{boundary}--\r\n".encode()
             )
             status, body = cp.request(
@@ -257,13 +236,7 @@ def main():
             f.write(md)
         print(md)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(*procs)
 
 
 if __name__ == "__main__":

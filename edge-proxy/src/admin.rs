@@ -9,7 +9,7 @@ use http::{header, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 
-use crate::serve::Tiers;
+use crate::tiers::Tiers;
 
 pub struct AdminApp {
     pub tiers: Arc<Tiers>,

@@ -6,6 +6,7 @@
 //! - [`cache`]: the memory (moka) and disk tiers.
 //! - [`origin`]: reads from the public store through OpenDAL, single-flight
 //!   and bounded.
+//! - [`tiers`]: memory → disk → origin lookups, fills and purges.
 //! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …).
 //! - [`sync`]: takedowns and hidden images from the control plane, enforced
 //!   on every request before any tier.
@@ -34,6 +35,7 @@ pub mod origin;
 pub mod serve;
 pub mod server;
 pub mod sync;
+pub mod tiers;
 
 pub use config::EdgeConfig;
 pub use server::{Edge, StartError};

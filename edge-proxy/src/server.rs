@@ -18,8 +18,9 @@ use crate::clock::{self, Clock};
 use crate::config::{ConfigErrors, EdgeConfig};
 use crate::metrics::{Metrics, Tier};
 use crate::origin::Origin;
-use crate::serve::{EdgeApp, HttpSettings, Tiers};
+use crate::serve::{EdgeApp, HttpSettings};
 use crate::sync::{SyncTask, Visibility};
+use crate::tiers::Tiers;
 
 /// Write buffer of each public HTTP/1 connection. pingora's default is one
 /// MSS (1460 bytes), so the header of any image larger than that went out in

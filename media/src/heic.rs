@@ -101,7 +101,7 @@ mod tests {
         let exif = b"Exif\0\0MM\0*\0\0\0\x08GPS 51.5074N 0.1278W secret place";
         let file = heic(64, 48, Some(exif));
         assert!(file.windows(12).any(|w| w == b"secret place"), "the fixture carries the Exif block");
-        let out = crate::inspect(file, &limits()).unwrap();
+        let out = to_jpeg(&file, &limits()).unwrap();
         assert_eq!(out.format, imgcdn_shared::Format::Jpeg);
         assert_eq!((out.width, out.height), (64, 48));
         assert!(out.metadata_stripped);
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn heic_over_the_pixel_limit_is_refused_before_decoding() {
         let small = Limits { max_pixels: 100, max_svg_bytes: 1 << 20 };
-        let r = crate::inspect(heic(16, 16, None), &small);
+        let r = to_jpeg(&heic(16, 16, None), &small);
         assert!(matches!(r, Err(InspectError::TooManyPixels { width: 16, height: 16, .. })), "{r:?}");
     }
 
@@ -124,7 +124,7 @@ mod tests {
     fn damaged_heic_is_refused_clearly() {
         let file = heic(32, 32, None);
         for cut in [file.len() / 2, 40] {
-            let r = crate::inspect(file[..cut].to_vec(), &limits());
+            let r = to_jpeg(&file[..cut], &limits());
             assert!(matches!(r, Err(InspectError::Malformed(_))), "cut at {cut}: {r:?}");
         }
     }

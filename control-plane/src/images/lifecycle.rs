@@ -46,46 +46,6 @@ use crate::dates::DAY;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// What edges do with an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Visibility {
-    /// Served.
-    Serve,
-    /// Served, marked restricted (viewer interstitial, edge header).
-    Warn,
-    /// Not served (private, deleted, expired): 404.
-    Hide,
-    /// Removed for a legal or policy reason: 451.
-    Takedown(String),
-}
-
-impl Visibility {
-    /// Whether an edge may serve the image.
-    pub fn servable(&self) -> bool {
-        matches!(self, Visibility::Serve | Visibility::Warn)
-    }
-
-    /// The edge-sync log's form: `Restore` means "nothing to enforce".
-    pub fn to_action(&self) -> (Action, Option<String>) {
-        match self {
-            Visibility::Serve => (Action::Restore, None),
-            Visibility::Warn => (Action::Warn, None),
-            Visibility::Hide => (Action::Hide, None),
-            Visibility::Takedown(reason) => (Action::Takedown, Some(reason.clone())),
-        }
-    }
-
-    /// How the operator API names it.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Visibility::Serve => "serve",
-            Visibility::Warn => "warn",
-            Visibility::Hide => "hide",
-            Visibility::Takedown(_) => "takedown",
-        }
-    }
-}
-
 /// Who made a change, as the logs name them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -313,6 +273,7 @@ mod tests {
     //! log does not tell it otherwise. Every combination of facts, every
     //! crash point (after each step of the plan).
     use super::*;
+    use crate::images::row::Visibility;
 
     /// The world after the first `k` steps of a plan.
     struct World {

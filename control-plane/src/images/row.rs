@@ -1,12 +1,11 @@
 //! An image as the database holds it: [`ImageRow`] and its [`ImageStatus`],
 //! and what follows from them for serving ([`ImageRow::visibility`]).
 
+use imgcdn_shared::sync::Action;
 use imgcdn_shared::{Format, ImageId, Manifest};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-
-use super::lifecycle::Visibility;
 
 /// Columns read by [`ImageRow::from_row`].
 pub const COLUMNS: &str = "id, team_id, source, format, content_type, width, height, bytes, sha256, filename, caption, \
@@ -43,6 +42,46 @@ impl std::str::FromStr for ImageStatus {
             "ready" => Ok(ImageStatus::Ready),
             "failed" => Ok(ImageStatus::Failed),
             other => Err(format!("unknown image status {other:?}")),
+        }
+    }
+}
+
+/// What edges do with an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Served.
+    Serve,
+    /// Served, marked restricted (viewer interstitial, edge header).
+    Warn,
+    /// Not served (private, deleted, expired): 404.
+    Hide,
+    /// Removed for a legal or policy reason: 451.
+    Takedown(String),
+}
+
+impl Visibility {
+    /// Whether an edge may serve the image.
+    pub fn servable(&self) -> bool {
+        matches!(self, Visibility::Serve | Visibility::Warn)
+    }
+
+    /// The edge-sync log's form: `Restore` means "nothing to enforce".
+    pub fn to_action(&self) -> (Action, Option<String>) {
+        match self {
+            Visibility::Serve => (Action::Restore, None),
+            Visibility::Warn => (Action::Warn, None),
+            Visibility::Hide => (Action::Hide, None),
+            Visibility::Takedown(reason) => (Action::Takedown, Some(reason.clone())),
+        }
+    }
+
+    /// How the operator API names it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Visibility::Serve => "serve",
+            Visibility::Warn => "warn",
+            Visibility::Hide => "hide",
+            Visibility::Takedown(_) => "takedown",
         }
     }
 }

@@ -1,0 +1,102 @@
+//! Starting and stopping the control plane: [`ControlPlane::bind`] (config,
+//! database, mailer, listener) then [`ControlPlane::run`] (the API and the
+//! background loops: mail delivery, image sweep, edge-sync watch).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use imgcdn_shared::clock;
+
+use crate::config::{self, Config};
+use crate::db::Db;
+use crate::{email, http, images, sync, AppState};
+
+/// The HTTP API (see [`http::router`]).
+pub fn app(state: AppState) -> axum::Router {
+    http::router(state)
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigErrors),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("email: {0}")]
+    Email(String),
+    #[error("store: {0}")]
+    Store(#[from] opendal::Error),
+    #[error("listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// A control plane that is connected, migrated and bound, ready to [`run`](ControlPlane::run).
+pub struct ControlPlane {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mailer: Arc<dyn email::Mailer>,
+    from: lettre::message::Mailbox,
+}
+
+impl ControlPlane {
+    /// Validate `cfg`, connect and migrate the database, build the mailer
+    /// and bind the listener. Nothing is served yet.
+    pub async fn bind(cfg: Config) -> Result<ControlPlane, StartError> {
+        cfg.validate()?;
+        let db = Db::connect(&cfg.database_url).await?;
+        let mailer = email::mailer(&cfg.email).map_err(StartError::Email)?;
+        let from = cfg.email.from.parse().map_err(|e| StartError::Email(format!("from: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: cfg.listen.clone(), source })?;
+        let state = AppState::new(db, cfg, clock::system())?;
+        Ok(ControlPlane { listener, state, mailer, from })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting, finish
+    /// in-flight requests and stop the email loop.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let ControlPlane { listener, state, mailer, from } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let delivery = tokio::spawn(email::delivery_loop(
+            state.db.clone(),
+            mailer,
+            from,
+            state.clock.clone(),
+            state.mail_wake.clone(),
+            stop_rx,
+        ));
+        let sweeper = tokio::spawn(images::sweep::sweep_loop(
+            state.clone(),
+            std::time::Duration::from_secs(60),
+            stop_tx.subscribe(),
+        ));
+        let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
+        let addr = listener.local_addr().ok();
+        let hub = state.sync.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Waiting long-polls would hold the graceful shutdown up to their wait.
+            hub.close();
+        };
+        let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = delivery.await;
+        let _ = sweeper.await;
+        let _ = sync_watch.await;
+        result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
+    }
+}
+
+/// [`ControlPlane::bind`] then [`ControlPlane::run`].
+pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    ControlPlane::bind(cfg).await?.run(shutdown).await
+}

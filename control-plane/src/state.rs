@@ -1,0 +1,43 @@
+//! [`AppState`]: everything a handler or a background task needs, cheap to
+//! clone (handles to shared services).
+
+use std::sync::Arc;
+
+use imgcdn_shared::clock::Clock;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::{accounts, images, ratelimit, sync};
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub cfg: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub passwords: accounts::password::Passwords,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+    /// Wakes the email delivery loop after mail was queued.
+    pub mail_wake: Arc<Notify>,
+    /// The public and recovery object stores.
+    pub stores: Arc<images::store::Stores>,
+    /// The latest edge-sync sequence number known here; wakes long-polls.
+    pub sync: Arc<sync::Hub>,
+}
+
+impl AppState {
+    /// Fails only if a store cannot be opened (its configuration is bad).
+    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, opendal::Error> {
+        Ok(AppState {
+            stores: Arc::new(images::store::Stores::open(&cfg.stores.public, &cfg.stores.recovery)?),
+            passwords: accounts::password::Passwords::new(&cfg.passwords),
+            limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),
+            db,
+            cfg: Arc::new(cfg),
+            clock,
+            mail_wake: Arc::new(Notify::new()),
+            sync: Arc::new(sync::Hub::default()),
+        })
+    }
+}
