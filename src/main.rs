@@ -231,7 +231,7 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
     cp.public_base_url = format!("http://{api_listen}");
     cp.listen = api_listen;
     cp.database_url = format!("sqlite://{}", data_dir.join("imgcdn.db").display());
-    cp.email.transport = "file".into();
+    cp.email.transport = imgcdn_control_plane::config::MailTransport::File;
     cp.email.outbox_dir = data_dir.join("outbox");
     // The control plane publishes where this edge reads, and builds URLs to it.
     cp.stores.public = StoreConfig::fs(data_dir.join("store").to_string_lossy());

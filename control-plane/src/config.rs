@@ -211,16 +211,38 @@ pub struct PasswordConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EmailConfig {
     /// `file` (one .eml per message in `outbox_dir`) or `smtp`.
-    pub transport: String,
+    pub transport: MailTransport,
     pub outbox_dir: PathBuf,
     /// Sender address, e.g. `imgcdn <no-reply@example.com>`.
     pub from: String,
     pub smtp_host: String,
     pub smtp_port: u16,
     /// `none`, `starttls` or `tls`.
-    pub smtp_tls: String,
+    pub smtp_tls: SmtpTls,
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
+}
+
+/// How mail leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// One `.eml` file per message in `outbox_dir` (the embedded default).
+    File,
+    /// An SMTP relay.
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on localhost only).
+    None,
+    /// Upgrade with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,12 +300,12 @@ impl Default for PasswordConfig {
 impl Default for EmailConfig {
     fn default() -> Self {
         EmailConfig {
-            transport: "file".into(),
+            transport: MailTransport::File,
             outbox_dir: PathBuf::from("./data/outbox"),
             from: "imgcdn <no-reply@localhost>".into(),
             smtp_host: "localhost".into(),
             smtp_port: 587,
-            smtp_tls: "starttls".into(),
+            smtp_tls: SmtpTls::Starttls,
             smtp_username: None,
             smtp_password: None,
         }
@@ -370,20 +392,13 @@ impl Config {
         if pw.argon2_memory_kib < 8 || pw.argon2_iterations < 1 {
             p.push("passwords: argon2_memory_kib >= 8 and argon2_iterations >= 1".to_string());
         }
-        match self.email.transport.as_str() {
-            "file" => {}
-            "smtp" => {
-                if self.email.smtp_host.is_empty() {
-                    p.push("email.smtp_host: required for the smtp transport".to_string());
-                }
-                if !["none", "starttls", "tls"].contains(&self.email.smtp_tls.as_str()) {
-                    p.push(format!("email.smtp_tls: {:?} is not none, starttls or tls", self.email.smtp_tls));
-                }
-                if self.email.smtp_username.is_some() != self.email.smtp_password.is_some() {
-                    p.push("email: smtp_username and smtp_password go together".to_string());
-                }
+        if self.email.transport == MailTransport::Smtp {
+            if self.email.smtp_host.is_empty() {
+                p.push("email.smtp_host: required for the smtp transport".to_string());
             }
-            other => p.push(format!("email.transport: {other:?} is not file or smtp")),
+            if self.email.smtp_username.is_some() != self.email.smtp_password.is_some() {
+                p.push("email: smtp_username and smtp_password go together".to_string());
+            }
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
             p.push(format!("email.from: {:?} is not a mailbox", self.email.from));
@@ -457,12 +472,16 @@ impl Config {
     }
 }
 
+/// Lay the file's values over the defaults, table by table. A store table
+/// (one with a `scheme`) replaces the default store whole: an S3 store
+/// must not inherit the default fs store's `root` as its key prefix.
 fn merge(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
+                let is_store = v.get("scheme").is_some();
                 match b.get_mut(&k) {
-                    Some(slot) if slot.is_table() && v.is_table() => merge(slot, v),
+                    Some(slot) if slot.is_table() && v.is_table() && !is_store => merge(slot, v),
                     _ => {
                         b.insert(k, v);
                     }
@@ -503,7 +522,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.email.smtp_port, 2525);
-        assert_eq!(c.email.transport, "file");
+        assert_eq!(c.email.transport, MailTransport::File);
     }
 
     #[test]
@@ -514,12 +533,31 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_mail_transport_is_refused_naming_the_choices() {
+        let e = Config::load(Some("[email]\ntransport = \"pigeon\"\n"), |_| None).unwrap_err().0.join(" ");
+        assert!(e.contains("pigeon") && e.contains("file") && e.contains("smtp"), "{e}");
+    }
+
+    #[test]
+    fn an_s3_store_in_the_file_does_not_inherit_the_default_fs_root() {
+        let c = Config::load(Some("[stores.public]\nscheme = \"s3\"\nbucket = \"pub\"\nregion = \"auto\"\n"), |_| None)
+            .unwrap();
+        assert_eq!(c.stores.public.scheme, imgcdn_shared::storage::StoreScheme::S3);
+        assert_eq!(c.stores.public.options.get("root"), None, "{:?}", c.stores.public);
+        assert_eq!(c.stores.public.options.get("bucket").map(String::as_str), Some("pub"));
+        // A table without a scheme still only overrides what it names.
+        let c = Config::load(Some("[uploads]\nrecovery_days = 7\n"), |_| None).unwrap();
+        assert_eq!((c.uploads.recovery_days, c.uploads.anonymous_per_hour), (7, 20));
+    }
+
+    #[test]
     fn every_problem_at_once() {
         let mut c = Config { listen: "x".into(), database_url: "mysql://".into(), ..Config::default() };
-        c.email.transport = "pigeon".into();
+        c.email.transport = MailTransport::Smtp;
+        c.email.smtp_host = String::new();
         c.sessions.max_days = 1;
         let errs = c.validate().unwrap_err().0;
-        for needle in ["listen", "database_url", "email.transport", "sessions"] {
+        for needle in ["listen", "database_url", "email.smtp_host", "sessions"] {
             assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle}: {errs:?}");
         }
     }

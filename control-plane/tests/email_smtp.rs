@@ -71,10 +71,10 @@ async fn smtp_app(port: u16) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     cfg.database_url = format!("sqlite://{}", dir.path().join("smtp.db").display());
-    cfg.email.transport = "smtp".into();
+    cfg.email.transport = imgcdn_control_plane::config::MailTransport::Smtp;
     cfg.email.smtp_host = "127.0.0.1".into();
     cfg.email.smtp_port = port;
-    cfg.email.smtp_tls = "none".into();
+    cfg.email.smtp_tls = imgcdn_control_plane::config::SmtpTls::None;
     TestApp::with(cfg, dir, None).await
 }
 

@@ -62,9 +62,19 @@ pub struct SyncConfig {
     pub serve_without_state: bool,
     /// Restricted (warned) images: `serve` them with `X-Content-Warning:
     /// restricted`, or `block` them (403).
-    pub restricted: String,
+    pub restricted: Restricted,
     /// Sent as `Link: <policy_url>; rel="blocked-by"` with every 451.
     pub policy_url: String,
+}
+
+/// What an edge does with restricted (warned) images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Restricted {
+    /// Served, marked `X-Content-Warning: restricted`.
+    Serve,
+    /// Refused with 403.
+    Block,
 }
 
 impl Default for SyncConfig {
@@ -76,7 +86,7 @@ impl Default for SyncConfig {
             wait_ms: 25_000,
             retry_ms: 1_000,
             serve_without_state: false,
-            restricted: "serve".into(),
+            restricted: Restricted::Serve,
             policy_url: "http://127.0.0.1:8090/legal/takedowns".into(),
         }
     }
@@ -259,9 +269,6 @@ impl EdgeConfig {
             if s.wait_ms == 0 || s.retry_ms == 0 {
                 p.push("sync: wait_ms and retry_ms must be above 0".to_string());
             }
-            if !["serve", "block"].contains(&s.restricted.as_str()) {
-                p.push(format!("sync.restricted: {:?} is not serve or block", s.restricted));
-            }
             if !is_http(&s.policy_url) {
                 p.push("sync.policy_url: must be an http(s) URL".to_string());
             }
@@ -285,6 +292,7 @@ impl EdgeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imgcdn_shared::storage::StoreScheme;
 
     #[test]
     fn defaults_are_valid() {
@@ -311,10 +319,10 @@ mod tests {
         c.validate().unwrap();
         let s = c.sync.as_mut().unwrap();
         s.control_planes = vec!["ftp://x".into()];
-        s.restricted = "blur".into();
         let errs = c.validate().unwrap_err().0;
         assert!(errs.iter().any(|e| e.starts_with("sync.control_planes[0]")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("sync.restricted")), "{errs:?}");
+        let e = toml::from_str::<EdgeConfig>("[sync]\nrestricted = \"blur\"\n").unwrap_err().to_string();
+        assert!(e.contains("blur") && e.contains("serve") && e.contains("block"), "{e}");
         assert!(!format!("{c:?}").contains(&"t".repeat(32)), "the token is not in Debug output");
     }
 
@@ -329,13 +337,13 @@ mod tests {
             listen: vec!["nowhere".into()],
             admin_listen: "x".into(),
             threads: 0,
-            store: StoreConfig { scheme: "ftp".into(), options: Default::default() },
+            store: StoreConfig { scheme: StoreScheme::S3, options: Default::default() },
             origin: OriginConfig { timeout_ms: 0, max_concurrent: 0, negative_ttl_secs: 1 },
             ..EdgeConfig::default()
         };
         let errs = c.validate().unwrap_err().0;
         for needle in
-            ["listen[0]", "admin_listen", "threads", "store.scheme", "origin.timeout_ms", "origin.max_concurrent"]
+            ["listen[0]", "admin_listen", "threads", "store.bucket", "origin.timeout_ms", "origin.max_concurrent"]
         {
             assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle} missing from {errs:?}");
         }

@@ -99,7 +99,7 @@ impl Edge {
                 max_age_secs: cfg.http.max_age_secs,
                 server_options,
                 policy_link: cfg.sync.as_ref().map(|s| s.policy_url.clone()),
-                block_restricted: cfg.sync.as_ref().is_some_and(|s| s.restricted == "block"),
+                block_restricted: cfg.sync.as_ref().is_some_and(|s| s.restricted == crate::config::Restricted::Block),
             },
         };
         let mut public = Service::new("imgcdn edge".to_string(), app);

@@ -58,34 +58,58 @@ pub async fn publish(
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreConfig {
-    pub scheme: String,
+    pub scheme: StoreScheme,
     #[serde(flatten)]
     pub options: BTreeMap<String, String>,
 }
 
-/// Schemes this build can open.
-pub const SUPPORTED_SCHEMES: [&str; 2] = ["fs", "s3"];
+/// The kinds of store this build can open (an unknown scheme is refused
+/// when the config is read, naming these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreScheme {
+    /// A local folder.
+    Fs,
+    /// Amazon S3, Cloudflare R2 or any S3-compatible service.
+    S3,
+}
+
+impl StoreScheme {
+    /// OpenDAL's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreScheme::Fs => "fs",
+            StoreScheme::S3 => "s3",
+        }
+    }
+
+    /// Options a store of this scheme cannot do without.
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            StoreScheme::Fs => &["root"],
+            StoreScheme::S3 => &["bucket"],
+        }
+    }
+}
+
+impl fmt::Display for StoreScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl StoreConfig {
     /// A filesystem store rooted at `root`.
     pub fn fs(root: impl Into<String>) -> Self {
-        StoreConfig { scheme: "fs".into(), options: BTreeMap::from([("root".to_string(), root.into())]) }
+        StoreConfig { scheme: StoreScheme::Fs, options: BTreeMap::from([("root".to_string(), root.into())]) }
     }
 
     /// Every problem with this store's settings, prefixed with `at`.
     pub fn problems(&self, at: &str) -> Vec<String> {
         let mut out = Vec::new();
-        if !SUPPORTED_SCHEMES.contains(&self.scheme.as_str()) {
-            out.push(format!("{at}.scheme: {:?} is not supported (use one of {SUPPORTED_SCHEMES:?})", self.scheme));
-        }
-        let need: &[&str] = match self.scheme.as_str() {
-            "fs" => &["root"],
-            "s3" => &["bucket"],
-            _ => &[],
-        };
-        for key in need {
+        for key in self.scheme.required() {
             if self.options.get(*key).is_none_or(|v| v.is_empty()) {
-                out.push(format!("{at}.{key}: required for scheme {:?}", self.scheme));
+                out.push(format!("{at}.{key}: required for scheme \"{}\"", self.scheme));
             }
         }
         out
@@ -95,7 +119,7 @@ impl StoreConfig {
     pub fn operator(&self) -> Result<opendal::Operator, opendal::Error> {
         opendal::init_default_registry();
         let opts = self.options.iter().map(|(k, v)| (k.clone(), v.clone()));
-        opendal::Operator::via_iter(&self.scheme, opts)
+        opendal::Operator::via_iter(self.scheme.as_str(), opts)
     }
 }
 
@@ -127,11 +151,15 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let bad = StoreConfig { scheme: "s3".into(), options: BTreeMap::new() };
+        let bad = StoreConfig { scheme: StoreScheme::S3, options: BTreeMap::new() };
         assert_eq!(bad.problems("store"), vec!["store.bucket: required for scheme \"s3\""]);
-        let bad = StoreConfig { scheme: "ftp".into(), options: BTreeMap::new() };
-        assert_eq!(bad.problems("store").len(), 1);
         assert!(StoreConfig::fs("/tmp/x").problems("store").is_empty());
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused_when_read_and_names_the_choices() {
+        let e = toml::from_str::<StoreConfig>("scheme = \"ftp\"\nroot = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.contains("ftp") && e.contains("fs") && e.contains("s3"), "{e}");
     }
 
     #[test]

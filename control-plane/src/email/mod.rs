@@ -21,7 +21,7 @@ use lettre::message::{Body, Mailbox};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sqlx::{AnyConnection, Row};
 
-use crate::config::EmailConfig;
+use crate::config::{EmailConfig, MailTransport, SmtpTls};
 use crate::db::Db;
 use imgcdn_shared::clock::Clock;
 
@@ -53,18 +53,20 @@ impl Mailer for SmtpMailer {
 
 /// Build the configured mailer.
 pub fn mailer(cfg: &EmailConfig) -> Result<Arc<dyn Mailer>, String> {
-    match cfg.transport.as_str() {
-        "file" => {
+    match cfg.transport {
+        MailTransport::File => {
             std::fs::create_dir_all(&cfg.outbox_dir).map_err(|e| format!("{}: {e}", cfg.outbox_dir.display()))?;
             Ok(Arc::new(FileMailer(AsyncFileTransport::new(&cfg.outbox_dir))))
         }
-        "smtp" => {
-            let builder = match cfg.smtp_tls.as_str() {
-                "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host).map_err(|e| e.to_string())?,
-                "starttls" => {
+        MailTransport::Smtp => {
+            let builder = match cfg.smtp_tls {
+                SmtpTls::Tls => {
+                    AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host).map_err(|e| e.to_string())?
+                }
+                SmtpTls::Starttls => {
                     AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host).map_err(|e| e.to_string())?
                 }
-                _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host),
+                SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host),
             };
             let mut builder = builder.port(cfg.smtp_port).timeout(Some(Duration::from_secs(20)));
             if let (Some(u), Some(p)) = (&cfg.smtp_username, &cfg.smtp_password) {
@@ -73,7 +75,6 @@ pub fn mailer(cfg: &EmailConfig) -> Result<Arc<dyn Mailer>, String> {
             }
             Ok(Arc::new(SmtpMailer(builder.build())))
         }
-        other => Err(format!("unknown email transport {other:?}")),
     }
 }
 
