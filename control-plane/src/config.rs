@@ -21,11 +21,24 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Largest request body accepted on JSON routes, in bytes.
     pub json_body_limit: usize,
-    /// Seconds a request may take before a 503.
+    /// Seconds a request may take before a 503 (uploads excepted: their
+    /// body streams at the client's pace, see `body_idle_timeout_secs`).
     pub request_timeout_secs: u64,
+    /// Seconds an upload body may go without sending a byte before a 408.
+    pub body_idle_timeout_secs: u64,
+    /// Seconds a connection has to deliver a complete request head, from
+    /// when the server waits for one (after accepting, and between
+    /// requests on a kept-alive connection); then it is closed.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; past it a new one gets a 503 and is closed.
+    pub max_connections: usize,
     /// Header carrying the client address when behind a trusted proxy
     /// (e.g. `X-Forwarded-For`); unset = the socket peer address.
     pub client_ip_header: Option<String>,
+    /// How many trusted proxies append to `client_ip_header`: the client
+    /// address is the entry this many from the right (the right-most one no
+    /// client can forge). 1 for one load balancer.
+    pub trusted_proxy_hops: usize,
     /// Header carrying the client's country code set by a trusted proxy
     /// (e.g. `CF-IPCountry`), recorded in consent records.
     pub country_header: Option<String>,
@@ -74,6 +87,15 @@ pub struct UploadConfig {
     /// Addresses (ip:port) that URL imports may reach although they are not
     /// public. For tests only: leave empty in production.
     pub import_allow: Vec<std::net::SocketAddr>,
+    /// Bytes of upload bodies held in memory at once, over all requests
+    /// (at least the largest file a plan allows).
+    pub body_budget_bytes: u64,
+    /// Bytes of memory image decoding may use at once, over all uploads
+    /// (each decode reserves its cost from the image's header: width ×
+    /// height × bytes per pixel at its real bit depth, plus buffers).
+    pub decode_budget_bytes: u64,
+    /// How long an upload waits for room in a budget before a 503.
+    pub budget_wait_ms: u64,
 }
 
 /// Edge sync (see `imgcdn_shared::sync`).
@@ -148,6 +170,9 @@ impl Default for UploadConfig {
             anonymous_per_day: 100,
             unverified_retention_days: 30,
             import_allow: Vec::new(),
+            body_budget_bytes: 1024 * 1024 * 1024,
+            decode_budget_bytes: 1024 * 1024 * 1024,
+            budget_wait_ms: 10_000,
         }
     }
 }
@@ -205,6 +230,12 @@ pub struct PasswordConfig {
     pub argon2_memory_kib: u32,
     /// argon2id iterations.
     pub argon2_iterations: u32,
+    /// Hashes computed at once (each holds `argon2_memory_kib`), shared by
+    /// sign-in, sign-up, password change and reset. 0 = one per CPU core.
+    pub max_concurrent_hashes: usize,
+    /// Requests that may wait for a hashing slot; more get a 503 with
+    /// `Retry-After` at once.
+    pub max_waiting_hashes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,7 +296,11 @@ impl Default for Config {
             cookie_secure: true,
             json_body_limit: 64 * 1024,
             request_timeout_secs: 30,
+            body_idle_timeout_secs: 30,
+            header_read_timeout_secs: 15,
+            max_connections: 1024,
             client_ip_header: None,
+            trusted_proxy_hops: 1,
             country_header: None,
             sessions: SessionConfig::default(),
             passwords: PasswordConfig::default(),
@@ -293,7 +328,14 @@ impl Default for SessionConfig {
 impl Default for PasswordConfig {
     fn default() -> Self {
         // OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
-        PasswordConfig { min_length: 10, max_length: 128, argon2_memory_kib: 19 * 1024, argon2_iterations: 2 }
+        PasswordConfig {
+            min_length: 10,
+            max_length: 128,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            max_concurrent_hashes: 0,
+            max_waiting_hashes: 32,
+        }
     }
 }
 
@@ -362,10 +404,16 @@ impl Config {
                 }
             }
         }
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems));
+        let (config, wrong) = deserialize_reporting_all(value);
+        problems.extend(wrong);
+        if problems.is_empty() {
+            return Ok(config);
         }
-        value.try_into().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))
+        // Report what is wrong with the rest too, in the same run.
+        if let Err(more) = config.validate() {
+            problems.extend(more.0);
+        }
+        Err(ConfigErrors(problems))
     }
 
     pub fn validate(&self) -> Result<(), ConfigErrors> {
@@ -427,6 +475,12 @@ impl Config {
         if self.uploads.max_pixels == 0 || self.uploads.recovery_days < 1 {
             p.push("uploads: max_pixels and recovery_days must be positive".to_string());
         }
+        if self.uploads.body_budget_bytes < self.plans.largest_file() {
+            p.push("uploads.body_budget_bytes: must hold at least the largest file a plan allows".to_string());
+        }
+        if self.uploads.decode_budget_bytes < 64 * 1024 * 1024 {
+            p.push("uploads.decode_budget_bytes: at least 64 MiB".to_string());
+        }
         for (name, plan) in [
             ("anonymous", &self.plans.anonymous),
             ("free", &self.plans.free),
@@ -461,6 +515,12 @@ impl Config {
         if self.edge_sync.poll_ms == 0 || self.edge_sync.snapshot_after == 0 {
             p.push("edge_sync: poll_ms and snapshot_after must be positive".to_string());
         }
+        if self.body_idle_timeout_secs == 0 || self.header_read_timeout_secs == 0 || self.max_connections == 0 {
+            p.push("body_idle_timeout_secs, header_read_timeout_secs, max_connections: must be positive".to_string());
+        }
+        if self.trusted_proxy_hops == 0 {
+            p.push("trusted_proxy_hops: at least 1 (the proxy that sets client_ip_header)".to_string());
+        }
         if self.json_body_limit < 1024 {
             p.push("json_body_limit: at least 1024".to_string());
         }
@@ -469,6 +529,54 @@ impl Config {
         } else {
             Err(ConfigErrors(p))
         }
+    }
+}
+
+/// The config in `value`, and every key that could not be read (wrong
+/// type, unknown value, unknown key), each named by its path: a bad key is
+/// reported and put back to its default, and reading goes on, so one run
+/// reports them all.
+fn deserialize_reporting_all(mut value: toml::Value) -> (Config, Vec<String>) {
+    let defaults = toml::Value::try_from(Config::default()).expect("defaults serialise");
+    let mut problems = Vec::new();
+    for _ in 0..64 {
+        match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+            Ok(config) => return (config, problems),
+            Err(e) => {
+                let mut path: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+                // toml appends "in `path`" on a line of its own: the path leads already.
+                let message = e.inner().to_string().lines().next().unwrap_or_default().to_string();
+                // Name an unknown key itself, not only its table.
+                if let Some(key) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+                    if path.last().map(String::as_str) != Some(key) {
+                        path.push(key.to_string());
+                    }
+                }
+                problems.push(format!("{}: {message}", if path.is_empty() { "config".into() } else { path.join(".") }));
+                if !reset_to_default(&mut value, &defaults, &path) {
+                    break;
+                }
+            }
+        }
+    }
+    (Config::default(), problems)
+}
+
+/// Put the key at `path` back to its default (or remove it if it has
+/// none); whether anything changed.
+fn reset_to_default(value: &mut toml::Value, defaults: &toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut cur = value;
+    let mut def = Some(defaults);
+    for p in parents {
+        let Some(next) = cur.get_mut(p.as_str()) else { return false };
+        cur = next;
+        def = def.and_then(|d| d.get(p.as_str()));
+    }
+    let Some(table) = cur.as_table_mut() else { return false };
+    match def.and_then(|d| d.get(last.as_str())) {
+        Some(d) => table.insert(last.clone(), d.clone()).is_some_and(|old| old != *d),
+        None => table.remove(last.as_str()).is_some(),
     }
 }
 
@@ -530,6 +638,15 @@ mod tests {
         assert!(Config::load(Some("lisen = 1"), |_| None).is_err());
         let e = Config::load(None, |k| (k == "IMGCDN_SMTP_PORT").then(|| "many".into())).unwrap_err();
         assert!(e.0[0].contains("IMGCDN_SMTP_PORT"));
+    }
+
+    #[test]
+    fn every_unreadable_key_is_reported_in_one_run_with_its_path() {
+        let text = "lisen = 1\nlisten = \"nowhere\"\n[email]\ntransport = \"pigeon\"\nsmtp_port = \"many\"\n";
+        let errs = Config::load(Some(text), |_| None).unwrap_err().0;
+        for needle in ["lisen", "email.transport", "email.smtp_port", "listen:"] {
+            assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle} missing from {errs:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "idempotency", include_str!("../migrations/0003_idempotency.sql")),
     (4, "shared_objects", include_str!("../migrations/0004_shared_objects.sql")),
     (5, "edge_sync", include_str!("../migrations/0005_edge_sync.sql")),
+    (6, "hardening", include_str!("../migrations/0006_hardening.sql")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,10 @@ impl Db {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                            // Deleted rows (sent mail with one-time links, ended
+                            // sessions with their IP) are overwritten with zeros,
+                            // not left in free pages of the file.
+                            sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
                             Ok(())
                         })
                     })
@@ -81,6 +86,18 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// On SQLite, copy the write-ahead log into the database file and
+    /// truncate it: until then the WAL still holds the old versions of
+    /// deleted rows (a sent reset link, a session's IP). Run after deleting
+    /// such rows; harmless at any time. Nothing to do on PostgreSQL, whose
+    /// dead rows are reclaimed by (auto)vacuum.
+    pub async fn checkpoint(&self) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), sqlx::Error> {

@@ -35,12 +35,22 @@ pub enum ApiError {
     /// 429 with `Retry-After`.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// 503 with `Retry-After`: a bounded resource (password hashing, image
+    /// decoding) is busy; refused at once rather than queued without bound.
+    #[error("The server is busy. Please try again in {retry_after_secs} seconds.")]
+    Overloaded { retry_after_secs: u64 },
     /// 413: a file over the plan's size limit (cut off while streaming).
     #[error("{message}")]
     FileTooLarge { message: String, anonymous: bool },
     /// 403: a plan limit (stored images) is reached.
     #[error("{message}")]
     QuotaExceeded { message: String, usage: Value },
+    /// 408: the client stopped sending the request body.
+    #[error("The request body stopped arriving; send it again.")]
+    BodyTimeout,
+    /// 503: the request took longer than the server allows.
+    #[error("The request took too long. Please try again.")]
+    Timeout,
     /// 409: the Idempotency-Key was used for a different request.
     #[error("This Idempotency-Key was already used for a different request.")]
     IdempotencyConflict,
@@ -82,6 +92,8 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::MediaFailed | ApiError::FetchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -101,6 +113,9 @@ impl ApiError {
             ApiError::Conflict(_) => ("invalid_request_error", "conflict"),
             ApiError::PayloadTooLarge => ("invalid_request_error", "payload_too_large"),
             ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limited"),
+            ApiError::Overloaded { .. } => ("api_error", "overloaded"),
+            ApiError::Timeout => ("api_error", "timeout"),
+            ApiError::BodyTimeout => ("invalid_request_error", "request_timeout"),
             ApiError::FileTooLarge { .. } => ("invalid_request_error", "file_too_large"),
             ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
             ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
@@ -130,7 +145,7 @@ impl IntoResponse for ApiError {
         let mut error = json!({ "type": kind, "code": code, "message": message });
         match &self {
             ApiError::Validation { details, .. } => error["details"] = details.clone(),
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } => {
                 error["action"] =
                     json!({ "type": "wait", "retry_after": retry_after_secs, "label": "Try again later" });
             }
@@ -144,7 +159,7 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut resp = (self.status(), axum::Json(json!({ "error": error }))).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } = self {
             resp.headers_mut().insert("retry-after", HeaderValue::from(retry_after_secs));
         }
         resp

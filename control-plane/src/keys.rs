@@ -84,13 +84,14 @@ async fn insert_key(
     created_by: Option<&str>,
     name: &str,
     abilities: Abilities,
+    unproven: bool,
     now: i64,
 ) -> Result<(String, String), sqlx::Error> {
     let id = new_id("key");
     let secret = format!("{KEY_PREFIX}{}", random_alnum(40));
     sqlx::query(
-        "INSERT INTO api_keys (id, team_id, created_by, name, prefix, key_hash, can_read, can_write, created_day, last_used_day, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL)",
+        "INSERT INTO api_keys (id, team_id, created_by, name, prefix, key_hash, can_read, can_write, created_day, last_used_day, revoked_at, unproven) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, $10)",
     )
     .bind(&id)
     .bind(team_id)
@@ -101,6 +102,7 @@ async fn insert_key(
     .bind(i64::from(abilities.read))
     .bind(i64::from(abilities.write))
     .bind(day(now))
+    .bind(i64::from(unproven))
     .execute(conn)
     .await?;
     Ok((id, secret))
@@ -163,7 +165,7 @@ pub async fn create(
             )));
         }
     }
-    let (id, secret) = insert_key(&mut tx, team_id, Some(user_id), name, abilities, now).await?;
+    let (id, secret) = insert_key(&mut tx, team_id, Some(user_id), name, abilities, !email_verified, now).await?;
     let row =
         sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")).bind(&id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
@@ -213,7 +215,7 @@ pub async fn legacy_create(state: &AppState, email: &str, name: &str, client: &C
     let limits = &state.cfg.legacy_keys;
     let limited = |s| ApiError::RateLimited { retry_after_secs: s };
     if let Some(ip) = &client.ip {
-        state.limiter.hit("legacy-keys-client", ip, limits.per_client_per_hour, 3600).map_err(limited)?;
+        state.limiter.hit_client("legacy-keys-client", ip, limits.per_client_per_hour, 3600).map_err(limited)?;
     }
     state.limiter.hit("legacy-keys-email", email, limits.per_email_per_hour, 3600).map_err(limited)?;
     let now = state.clock.unix_now();
@@ -227,7 +229,7 @@ pub async fn legacy_create(state: &AppState, email: &str, name: &str, client: &C
                 .await?
                 .get(0);
             let all = Abilities { read: true, write: true };
-            let (key_id, secret) = insert_key(&mut tx, &team_id, Some(&user_id), "Default key", all, now).await?;
+            let (key_id, secret) = insert_key(&mut tx, &team_id, Some(&user_id), "Default key", all, true, now).await?;
             let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
             let link = format!("{}/verify-email?token={token}", state.cfg.public_base_url.trim_end_matches('/'));
             enqueue(&mut tx, templates::verify_email(email, name, &link), now).await?;

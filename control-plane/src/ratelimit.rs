@@ -5,8 +5,20 @@
 //! secret is random, lives only in memory and is replaced every UTC day
 //! (counters are dropped with it), so yesterday's keys cannot be linked to
 //! anybody and nothing here ever reaches the database or a log.
+//!
+//! Memory is bounded: an entry holds at most `limit` timestamps, is dropped
+//! once its window has passed (swept once a minute, and whenever the map
+//! has doubled since the last sweep), and the map never holds more than
+//! `max_subjects` entries: a new subject beyond that is refused (429) until
+//! entries expire. Callers
+//! check the per-client limit before any per-subject one, so one client
+//! cannot fill the map with subjects of its choosing.
+//!
+//! IPv6 clients are counted per /64 (one customer's usual allocation), so
+//! walking the addresses of one prefix does not buy new limits.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
@@ -14,57 +26,155 @@ use sha2::{Digest, Sha256};
 
 use imgcdn_shared::clock::Clock;
 
+/// Default bound on tracked subjects (~120 bytes each plus timestamps).
+pub const DEFAULT_MAX_SUBJECTS: usize = 200_000;
+
+/// Seconds a refused new subject is told to wait when the map is full.
+const FULL_RETRY_SECS: u64 = 60;
+
 pub struct RateLimiter {
     clock: Arc<dyn Clock>,
+    max_subjects: usize,
     // A std mutex: held for a hash-map update, never across an await.
     state: Mutex<State>,
+}
+
+struct Entry {
+    /// Seconds of this subject's window (the longest it was counted with).
+    window: i64,
+    hits: VecDeque<i64>,
 }
 
 struct State {
     day: i64,
     secret: [u8; 32],
-    hits: HashMap<[u8; 32], VecDeque<i64>>,
+    entries: HashMap<[u8; 32], Entry>,
+    /// Map size after the last sweep: sweep again once it doubled.
+    swept_at_len: usize,
+    /// When the last sweep ran: sweep at least once a minute.
+    swept_at: i64,
+}
+
+impl State {
+    /// Drop every entry whose window has passed.
+    fn sweep(&mut self, now: i64) {
+        self.entries.retain(|_, e| e.hits.back().is_some_and(|&t| t > now - e.window));
+        self.swept_at_len = self.entries.len();
+        self.swept_at = now;
+    }
+}
+
+/// The subject a client address is counted under: the address itself for
+/// IPv4, its /64 for IPv6.
+pub fn client_subject(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        _ => ip.to_string(),
+    }
 }
 
 impl RateLimiter {
     pub fn new(clock: Arc<dyn Clock>) -> RateLimiter {
+        RateLimiter::with_max_subjects(clock, DEFAULT_MAX_SUBJECTS)
+    }
+
+    pub fn with_max_subjects(clock: Arc<dyn Clock>, max_subjects: usize) -> RateLimiter {
         let day = clock.unix_now().div_euclid(86_400);
-        RateLimiter { clock, state: Mutex::new(State { day, secret: rand::rng().random(), hits: HashMap::new() }) }
+        RateLimiter {
+            clock,
+            max_subjects: max_subjects.max(1),
+            state: Mutex::new(State {
+                day,
+                secret: rand::rng().random(),
+                entries: HashMap::new(),
+                swept_at_len: 0,
+                swept_at: 0,
+            }),
+        }
+    }
+
+    /// Count one event for the client at address `ip` in `scope` (see
+    /// [`client_subject`]).
+    pub fn hit_client(&self, scope: &str, ip: &str, limit: u32, window_secs: i64) -> Result<(), u64> {
+        self.hit(scope, &client_subject(ip), limit, window_secs)
     }
 
     /// Count one event for `subject` in `scope`; refuse it (with the seconds
     /// until a slot frees) when `limit` events already happened within the
-    /// last `window_secs`.
+    /// last `window_secs`, or when the subject is new and the map is full.
     pub fn hit(&self, scope: &str, subject: &str, limit: u32, window_secs: i64) -> Result<(), u64> {
         let now = self.clock.unix_now();
-        let mut st = self.state.lock().expect("rate limiter poisoned");
+        let mut guard = self.state.lock().expect("rate limiter poisoned");
+        let st = &mut *guard;
         let today = now.div_euclid(86_400);
         if today != st.day {
             st.day = today;
             st.secret = rand::rng().random();
-            st.hits.clear();
+            st.entries.clear();
+            st.swept_at_len = 0;
+            st.swept_at = now;
         }
-        let mut h = Sha256::new();
-        h.update(st.secret);
-        h.update(scope.as_bytes());
-        h.update([0]);
-        h.update(subject.as_bytes());
-        let key: [u8; 32] = h.finalize().into();
-        let q = st.hits.entry(key).or_default();
-        while q.front().is_some_and(|&t| t <= now - window_secs) {
-            q.pop_front();
+        if st.entries.len() >= (2 * st.swept_at_len).max(1024) || now - st.swept_at >= 60 {
+            st.sweep(now);
         }
-        if q.len() >= limit as usize {
-            let retry = q.front().map_or(window_secs, |&t| t + window_secs - now).max(1);
+        let key = Self::key(&st.secret, scope, subject);
+        if !st.entries.contains_key(&key) && st.entries.len() >= self.max_subjects {
+            st.sweep(now);
+            if st.entries.len() >= self.max_subjects {
+                return Err(FULL_RETRY_SECS);
+            }
+        }
+        let e = st.entries.entry(key).or_insert_with(|| Entry { window: window_secs, hits: VecDeque::new() });
+        e.window = e.window.max(window_secs);
+        while e.hits.front().is_some_and(|&t| t <= now - window_secs) {
+            e.hits.pop_front();
+        }
+        if e.hits.len() >= limit as usize {
+            let retry = e.hits.front().map_or(window_secs, |&t| t + window_secs - now).max(1);
             return Err(retry as u64);
         }
-        q.push_back(now);
+        e.hits.push_back(now);
         Ok(())
     }
 
-    /// Number of distinct subjects being tracked (for tests).
+    /// Whether `subject` is at its limit in `scope`, without counting an
+    /// event (for limits counted only on failure).
+    pub fn check(&self, scope: &str, subject: &str, limit: u32, window_secs: i64) -> Result<(), u64> {
+        let now = self.clock.unix_now();
+        let st = self.state.lock().expect("rate limiter poisoned");
+        if now.div_euclid(86_400) != st.day {
+            return Ok(());
+        }
+        let key = Self::key(&st.secret, scope, subject);
+        match st.entries.get(&key) {
+            Some(e) => {
+                let recent: Vec<i64> = e.hits.iter().copied().filter(|&t| t > now - window_secs).collect();
+                if recent.len() >= limit as usize {
+                    Err((recent[0] + window_secs - now).max(1) as u64)
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn key(secret: &[u8; 32], scope: &str, subject: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(secret);
+        h.update(scope.as_bytes());
+        h.update([0]);
+        h.update(subject.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Number of distinct subjects being tracked.
     pub fn tracked(&self) -> usize {
-        self.state.lock().expect("rate limiter poisoned").hits.len()
+        self.state.lock().expect("rate limiter poisoned").entries.len()
     }
 }
 
@@ -97,5 +207,45 @@ mod tests {
         clock.advance(86_400);
         assert!(rl.hit("keys", "9.9.9.9", 1, 3600).is_ok());
         assert_eq!(rl.tracked(), 1, "yesterday's subjects must be gone");
+    }
+
+    #[test]
+    fn entries_are_dropped_when_their_window_passed() {
+        let clock = ManualClock::at(86_400 * 10);
+        let rl = RateLimiter::new(clock.clone());
+        for i in 0..5000 {
+            rl.hit("reset-email", &format!("victim{i}@example.com"), 5, 60).unwrap();
+        }
+        assert_eq!(rl.tracked(), 5000);
+        clock.advance(61);
+        for i in 0..3000 {
+            rl.hit("reset-email", &format!("other{i}@example.com"), 5, 60).unwrap();
+        }
+        assert!(rl.tracked() <= 3000 + 1024, "expired subjects were swept: {}", rl.tracked());
+    }
+
+    #[test]
+    fn a_full_map_refuses_new_subjects_but_not_known_ones() {
+        let clock = ManualClock::at(86_400 * 10);
+        let rl = RateLimiter::with_max_subjects(clock.clone(), 100);
+        for i in 0..100 {
+            rl.hit("s", &format!("{i}"), 5, 3600).unwrap();
+        }
+        assert_eq!(rl.hit("s", "newcomer", 5, 3600), Err(60));
+        rl.hit("s", "7", 5, 3600).unwrap();
+        assert_eq!(rl.tracked(), 100);
+        clock.advance(3601);
+        rl.hit("s", "newcomer", 5, 3600).unwrap();
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        assert_eq!(client_subject("2001:db8:1:2:aaaa::1"), client_subject("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(client_subject("2001:db8:1:2::1"), client_subject("2001:db8:1:3::1"));
+        assert_eq!(client_subject("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(client_subject("192.0.2.7"), "192.0.2.7");
+        let rl = RateLimiter::new(ManualClock::at(86_400 * 10));
+        rl.hit_client("upload", "2001:db8::1", 1, 3600).unwrap();
+        assert!(rl.hit_client("upload", "2001:db8::2", 1, 3600).is_err());
     }
 }

@@ -86,8 +86,12 @@ impl ControlPlane {
             // Waiting long-polls would hold the graceful shutdown up to their wait.
             hub.close();
         };
-        let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let limits = http::listener::Limits {
+            max_connections: state.cfg.max_connections,
+            header_read_timeout: std::time::Duration::from_secs(state.cfg.header_read_timeout_secs),
+            drain_timeout: std::time::Duration::from_secs(state.cfg.request_timeout_secs),
+        };
+        let result = http::listener::serve(listener, app(state), limits, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = delivery.await;
         let _ = sweeper.await;

@@ -24,12 +24,20 @@ pub struct AppState {
     pub stores: Arc<images::store::Stores>,
     /// The latest edge-sync sequence number known here; wakes long-polls.
     pub sync: Arc<sync::Hub>,
+    /// Upload bodies held in memory, over all requests.
+    pub body_budget: Arc<images::budget::MemoryBudget>,
+    /// Memory of image decoding, over all uploads.
+    pub decode_budget: Arc<images::budget::MemoryBudget>,
 }
 
 impl AppState {
     /// Fails only if a store cannot be opened (its configuration is bad).
     pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, opendal::Error> {
+        let wait = std::time::Duration::from_millis(cfg.uploads.budget_wait_ms);
+        let budget = |bytes| Arc::new(images::budget::MemoryBudget::new(bytes, wait));
         Ok(AppState {
+            body_budget: budget(cfg.uploads.body_budget_bytes),
+            decode_budget: budget(cfg.uploads.decode_budget_bytes),
             stores: Arc::new(images::store::Stores::open(&cfg.stores.public, &cfg.stores.recovery)?),
             passwords: accounts::password::Passwords::new(&cfg.passwords),
             limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),

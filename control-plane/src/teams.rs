@@ -7,11 +7,11 @@
 //! without the role gets 403.
 
 use serde_json::{json, Value};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::accounts::normalize_email;
 use crate::dates::iso;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::email::{enqueue, templates};
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::{hash_token, new_id, random_token};
@@ -221,16 +221,30 @@ pub async fn accept(state: &AppState, user_id: &str, email: &str, token: &str) -
     let invalid = || ApiError::validation("token", "This invitation is invalid, expired or already used.");
     let now = state.clock.unix_now();
     let mut tx = state.db.begin_write().await?;
-    let row = sqlx::query("SELECT id, team_id, email, role FROM invitations WHERE token_hash = $1 AND accepted_at IS NULL AND expires_at > $2")
-        .bind(hash_token(token))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(invalid)?;
+    let row = sqlx::query(
+        "SELECT id, team_id, email, role, invited_by FROM invitations \
+         WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(hash_token(token))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(invalid)?;
     if row.get::<String, _>("email") != email {
         return Err(ApiError::Forbidden("This invitation was sent to another email address.".into()));
     }
     let (inv_id, team_id, role): (String, String, String) = (row.get("id"), row.get("team_id"), row.get("role"));
+    // The inviter must still be able to grant the role: an admin removed
+    // or demoted since cannot bring anyone in through an old invitation.
+    let granted: Role = role.parse()?;
+    let inviter: Option<String> = row.get("invited_by");
+    let inviter_role = match &inviter {
+        Some(i) => role_in(&mut tx, &team_id, i).await.ok(),
+        None => None,
+    };
+    if !inviter_role.is_some_and(|r| r >= Role::Admin && r >= granted) {
+        return Err(ApiError::validation("token", "This invitation is no longer valid: ask the team for a new one."));
+    }
     let used = sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND accepted_at IS NULL")
         .bind(now)
         .bind(&inv_id)
@@ -255,71 +269,167 @@ pub async fn accept(state: &AppState, user_id: &str, email: &str, token: &str) -
             .await?;
     }
     // Accepting an emailed invitation also proves the address.
-    sqlx::query("UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    crate::accounts::prove_address(&mut tx, user_id, crate::accounts::Proof::Invitation, now).await?;
     tx.commit().await?;
     let role = require_role(state, &team_id, user_id, Role::Member).await?;
     team_json(&state.db, &team_id, role).await
 }
 
-async fn owners(db: &Db, team_id: &str) -> ApiResult<i64> {
+async fn owners(conn: &mut AnyConnection, team_id: &str) -> ApiResult<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM memberships WHERE team_id = $1 AND role = 'owner'")
         .bind(team_id)
-        .fetch_one(&db.pool)
+        .fetch_one(conn)
         .await?
         .get(0))
 }
 
-/// `by` sets `user_id`'s role in `team_id` to `new`.
+/// Serialise membership changes of one team: the row lock on PostgreSQL (a
+/// SQLite write transaction already excludes every other writer). Two
+/// owners leaving at once then see each other, and one is refused.
+async fn lock_team(conn: &mut AnyConnection, backend: Backend, team_id: &str) -> ApiResult<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE").bind(team_id).fetch_optional(conn).await?;
+    }
+    Ok(())
+}
+
+/// `user_id`'s role inside a transaction (404 if not a member).
+async fn role_in(conn: &mut AnyConnection, team_id: &str, user_id: &str) -> ApiResult<Role> {
+    sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?
+        .and_then(|r| r.get::<String, _>(0).parse().ok())
+        .ok_or(ApiError::NotFound)
+}
+
+/// Revoke the keys `user_id` created for `team_id`: someone who is no
+/// longer an admin of a team must not keep acting for it through keys
+/// they made while they were.
+async fn revoke_keys_of(conn: &mut AnyConnection, team_id: &str, user_id: &str, now: i64) -> ApiResult<u64> {
+    Ok(sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE team_id = $2 AND created_by = $3 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(team_id)
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// `by` sets `user_id`'s role in `team_id` to `new`. Lowered below admin,
+/// the keys they created for the team are revoked.
 pub async fn change_role(state: &AppState, team_id: &str, by: &str, user_id: &str, new: &str) -> ApiResult<Role> {
-    let mine = require_role(state, team_id, by, Role::Admin).await?;
+    require_role(state, team_id, by, Role::Admin).await?;
     let new: Role = new.parse()?;
-    let theirs = role_of(&state.db, team_id, user_id).await?;
+    let now = state.clock.unix_now();
+    let mut tx = state.db.begin_write().await?;
+    lock_team(&mut tx, state.db.backend, team_id).await?;
+    // Both roles as they are now, under the lock.
+    let mine = role_in(&mut tx, team_id, by).await?;
+    let theirs = role_in(&mut tx, team_id, user_id).await?;
+    if mine < Role::Admin {
+        return Err(ApiError::Forbidden("This needs the admin role in this team.".into()));
+    }
     if theirs > mine || new > mine {
         return Err(ApiError::Forbidden("You cannot change a role above your own.".into()));
     }
-    if theirs == Role::Owner && new != Role::Owner && owners(&state.db, team_id).await? <= 1 {
+    if theirs == Role::Owner && new != Role::Owner && owners(&mut tx, team_id).await? <= 1 {
         return Err(ApiError::Conflict("A team needs at least one owner.".into()));
     }
     sqlx::query("UPDATE memberships SET role = $1 WHERE team_id = $2 AND user_id = $3")
         .bind(new.as_str())
         .bind(team_id)
         .bind(user_id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    if new < Role::Admin {
+        revoke_keys_of(&mut tx, team_id, user_id, now).await?;
+    }
+    tx.commit().await?;
     Ok(new)
 }
 
 /// `by` (admin or owner) removes `user_id` from `team_id`.
 pub async fn remove_member(state: &AppState, team_id: &str, by: &str, user_id: &str) -> ApiResult<()> {
-    let mine = require_role(state, team_id, by, Role::Admin).await?;
-    let theirs = role_of(&state.db, team_id, user_id).await?;
-    if theirs > mine {
-        return Err(ApiError::Forbidden("You cannot remove someone with a higher role.".into()));
-    }
-    leave_team(state, team_id, user_id, theirs).await
+    require_role(state, team_id, by, Role::Admin).await?;
+    leave_team(state, team_id, user_id, Some(by)).await
 }
 
 /// `user_id` leaves `team_id`.
 pub async fn leave(state: &AppState, team_id: &str, user_id: &str) -> ApiResult<()> {
-    let mine = require_role(state, team_id, user_id, Role::Member).await?;
-    leave_team(state, team_id, user_id, mine).await
+    require_role(state, team_id, user_id, Role::Member).await?;
+    leave_team(state, team_id, user_id, None).await
 }
 
-async fn leave_team(state: &AppState, team_id: &str, user_id: &str, role: Role) -> ApiResult<()> {
+/// `user_id` leaves `team_id` (removed `by` someone, or by themselves): the
+/// last owner cannot, checked and changed under the team's lock; the keys
+/// they created for the team are revoked.
+async fn leave_team(state: &AppState, team_id: &str, user_id: &str, by: Option<&str>) -> ApiResult<()> {
     if is_personal(&state.db, team_id).await? {
         return Err(ApiError::Conflict("Nobody can leave a personal team.".into()));
     }
-    if role == Role::Owner && owners(&state.db, team_id).await? <= 1 {
+    let now = state.clock.unix_now();
+    let mut tx = state.db.begin_write().await?;
+    lock_team(&mut tx, state.db.backend, team_id).await?;
+    let theirs = role_in(&mut tx, team_id, user_id).await?;
+    if let Some(by) = by {
+        if theirs > role_in(&mut tx, team_id, by).await? {
+            return Err(ApiError::Forbidden("You cannot remove someone with a higher role.".into()));
+        }
+    }
+    if theirs == Role::Owner && owners(&mut tx, team_id).await? <= 1 {
         return Err(ApiError::Conflict("A team needs at least one owner: make someone else owner first.".into()));
     }
     sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
         .bind(user_id)
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
+    revoke_keys_of(&mut tx, team_id, user_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The pending invitations of `team_id` (admin or owner).
+pub async fn invitations(state: &AppState, team_id: &str, by: &str) -> ApiResult<Vec<Value>> {
+    require_role(state, team_id, by, Role::Admin).await?;
+    let rows = sqlx::query(
+        "SELECT i.id, i.email, i.role, i.expires_at, i.created_at, i.invited_by FROM invitations i \
+         WHERE i.team_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2 \
+         ORDER BY i.created_at, i.id",
+    )
+    .bind(team_id)
+    .bind(state.clock.unix_now())
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.get::<String, _>("id"), "object": "invitation", "team_id": team_id,
+                "email": r.get::<String, _>("email"), "role": r.get::<String, _>("role"),
+                "invited_by": r.get::<Option<String>, _>("invited_by"),
+                "created_at": iso(r.get("created_at")), "expires_at": iso(r.get("expires_at")),
+            })
+        })
+        .collect())
+}
+
+/// Revoke a pending invitation of `team_id` (admin or owner).
+pub async fn revoke_invitation(state: &AppState, team_id: &str, by: &str, invitation_id: &str) -> ApiResult<()> {
+    require_role(state, team_id, by, Role::Admin).await?;
+    let n = sqlx::query(
+        "UPDATE invitations SET revoked_at = $1 WHERE id = $2 AND team_id = $3 AND accepted_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(state.clock.unix_now())
+    .bind(invitation_id)
+    .bind(team_id)
+    .execute(&state.db.pool)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(ApiError::NotFound);
+    }
     Ok(())
 }

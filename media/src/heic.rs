@@ -50,6 +50,23 @@ pub fn to_jpeg(bytes: &[u8], limits: &Limits) -> Result<Inspected, InspectError>
     Ok(Inspected { format: imgcdn_shared::Format::Jpeg, width, height, bytes: jpeg, metadata_stripped: true })
 }
 
+/// Peak memory of [`to_jpeg`] for `bytes`, from the container alone:
+/// libheif's YUV planes, its RGB image, our tightly packed copy and the JPEG
+/// being written (about 8 bytes a pixel), plus a margin.
+#[cfg(feature = "heic")]
+pub fn decode_cost(bytes: &[u8]) -> Result<u64, InspectError> {
+    let bad = |e: libheif_rs::HeifError| InspectError::Malformed(format!("HEIC: {}", e.message));
+    let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(bad)?;
+    let handle = ctx.primary_image_handle().map_err(bad)?;
+    Ok(u64::from(handle.width()) * u64::from(handle.height()) * 8 + 4 * 1024 * 1024)
+}
+
+/// Without the `heic` feature: always [`InspectError::Heic`].
+#[cfg(not(feature = "heic"))]
+pub fn decode_cost(_bytes: &[u8]) -> Result<u64, InspectError> {
+    Err(InspectError::Heic)
+}
+
 /// Without the `heic` feature: always [`InspectError::Heic`].
 #[cfg(not(feature = "heic"))]
 pub fn to_jpeg(_bytes: &[u8], _limits: &Limits) -> Result<Inspected, InspectError> {

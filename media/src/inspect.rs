@@ -80,6 +80,46 @@ pub fn probe(bytes: &[u8]) -> Result<(Format, u32, u32), InspectError> {
     Ok((format, width, height))
 }
 
+const MIB: u64 = 1024 * 1024;
+
+/// About how many bytes of memory [`inspect`] needs at its peak for
+/// `bytes`, from the header alone (no pixel is decoded): the decoded image
+/// at its real bit depth and channel count (a 16-bit RGBA PNG costs 8 bytes
+/// a pixel, a greyscale one 1), plus the decoder's working buffers; for
+/// HEIC also the YUV planes and the RGB copy. A caller that bounds the
+/// memory of concurrent decodes reserves this much before calling
+/// [`inspect`], which never lets a decoder allocate more than the raster
+/// part of it.
+pub fn decode_cost(bytes: &[u8]) -> Result<u64, InspectError> {
+    match detect(bytes) {
+        Err(InspectError::Heic) => heic::decode_cost(bytes),
+        Err(e) => Err(e),
+        // Parsed as text: the document and its events.
+        Ok(Format::Svg) => Ok(bytes.len() as u64 * 2 + MIB),
+        Ok(Format::Avif) => match isobmff::avif_size(bytes) {
+            Err(InspectError::Heic) => heic::decode_cost(bytes),
+            Err(e) => Err(e),
+            // Validated as a container only.
+            Ok(_) => Ok(MIB),
+        },
+        Ok(format) => {
+            let decoder = raster_decoder(format, bytes, image::Limits::default())?;
+            let (width, height) = decoder.dimensions();
+            Ok(raster_cost(format, width, height, decoder.color_type().bytes_per_pixel()))
+        }
+    }
+}
+
+/// The decoded image at its depth and channel count, the decoder's own
+/// buffers (for JPEG the 16-bit coefficients of every component, which a
+/// progressive image keeps whole: twice the output; for the others up to
+/// one more frame: canvas, deinterlacing, palettes), and a fixed margin.
+fn raster_cost(format: Format, width: u32, height: u32, bytes_per_pixel: u8) -> u64 {
+    let pixels = u64::from(width) * u64::from(height) * u64::from(bytes_per_pixel);
+    let factor = if format == Format::Jpeg { 3 } else { 2 };
+    pixels * factor + 4 * MIB
+}
+
 /// The format of `b`, from its magic numbers and structure.
 pub(crate) fn detect(b: &[u8]) -> Result<Format, InspectError> {
     if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -122,14 +162,15 @@ pub(crate) fn detect(b: &[u8]) -> Result<Format, InspectError> {
 /// Read the header with `image`, check the size, then decode the whole
 /// (first) image under memory limits. Returns the size.
 fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<(u32, u32), InspectError> {
-    let mut decoder_limits = image::Limits::default();
-    // Room for the decoded image at 8 bytes a pixel (16-bit RGBA, the widest
-    // output of these decoders) plus the decoders' working buffers. The pixel
-    // count itself is checked by us, from the header, before decoding.
-    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 * 1024 * 1024));
-    let decoder = raster_decoder(format, bytes, decoder_limits)?;
+    let mut decoder = raster_decoder(format, bytes, image::Limits::default())?;
     let (width, height) = decoder.dimensions();
+    // The pixel count is checked by us, from the header, before decoding.
     check_pixels(width, height, limits)?;
+    // No allocation past what `decode_cost` told the caller to reserve: the
+    // image at its real depth and channel count, plus working buffers.
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(raster_cost(format, width, height, decoder.color_type().bytes_per_pixel()));
+    decoder.set_limits(decoder_limits).map_err(decode_error)?;
     image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     Ok((width, height))
 }
@@ -176,6 +217,26 @@ mod tests {
 
     use super::*;
     use crate::testutil::*;
+
+    #[test]
+    fn decode_cost_counts_bit_depth_and_channels_from_the_header() {
+        use image::{ImageBuffer, Luma, Rgba};
+        let encode = |img: image::DynamicImage| {
+            let mut out = Vec::new();
+            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+            out
+        };
+        let grey8 = encode(image::DynamicImage::ImageLuma8(ImageBuffer::<Luma<u8>, _>::new(1000, 1000)));
+        let rgba16 = encode(image::DynamicImage::ImageRgba16(ImageBuffer::<Rgba<u16>, _>::new(1000, 1000)));
+        let (g, r) = (decode_cost(&grey8).unwrap(), decode_cost(&rgba16).unwrap());
+        // 1 byte a pixel against 8: the 16-bit RGBA image costs 8 times the pixels.
+        assert_eq!(g, raster_cost(Format::Png, 1000, 1000, 1));
+        assert_eq!(r, raster_cost(Format::Png, 1000, 1000, 8));
+        assert!(r >= 16_000_000 && g < 7_000_000, "{g} {r}");
+        // Both still decode within what they declared.
+        inspect(rgba16, &Limits::default()).unwrap();
+        assert!(decode_cost(b"hello").is_err());
+    }
 
     #[test]
     fn detects_each_accepted_format_from_its_bytes() {

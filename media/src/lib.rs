@@ -120,5 +120,5 @@ mod webp;
 mod testutil;
 
 pub use imgcdn_shared::Format;
-pub use inspect::{inspect, probe};
+pub use inspect::{decode_cost, inspect, probe};
 pub use types::{InspectError, Inspected, Limits};

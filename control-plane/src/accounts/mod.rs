@@ -218,7 +218,7 @@ pub async fn signup(state: &AppState, form: Signup, client: &ClientMeta) -> ApiR
     let name = check_name(&form.name)?;
     state.passwords.check_policy(&form.password, &email)?;
     if let Some(ip) = &client.ip {
-        state.limiter.hit("signup", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+        state.limiter.hit_client("signup", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let hash = state.passwords.hash(form.password).await?;
     let now = state.clock.unix_now();
@@ -234,8 +234,12 @@ pub async fn signup(state: &AppState, form: Signup, client: &ClientMeta) -> ApiR
             // Start over: the failed insert may have aborted the transaction (PostgreSQL).
             tx.rollback().await?;
             tx = state.db.begin_write().await?;
-            let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
-            enqueue(&mut tx, templates::account_exists(&email, &login), now).await?;
+            // One notice an hour is enough for the owner (sign-up answers
+            // the same either way, so nobody learns of the cap).
+            if state.limiter.hit("account-exists-notice", &email, 1, 3600).is_ok() {
+                let login = format!("{}/login", state.cfg.public_base_url.trim_end_matches('/'));
+                enqueue(&mut tx, templates::account_exists(&email, &login), now).await?;
+            }
         }
         Err(e) => return Err(e),
     }
@@ -251,13 +255,59 @@ pub async fn verify_email(state: &AppState, token: &str) -> ApiResult<String> {
     let user_id = consume_email_token(&mut tx, token, "verify", now)
         .await?
         .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
-    sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL")
-        .bind(now)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
+    prove_address(&mut tx, &user_id, Proof::VerificationLink, now).await?;
     tx.commit().await?;
     Ok(user_id)
+}
+
+/// How an account's email address was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The link of the verification mail sent when the account (or its
+    /// legacy key) was created: whoever asked for that account or key
+    /// controls the mailbox, so what they created stays.
+    VerificationLink,
+    /// A password reset through the emailed link.
+    Reset,
+    /// An invitation accepted from the mail it was sent to.
+    Invitation,
+}
+
+/// Record that `user_id` proved its address. The first proof marks the
+/// account verified. Keys created while it was unproven are kept after the
+/// verification link, and revoked after any other proof: the mailbox owner
+/// got in another way and may not be whoever created the account, and
+/// otherwise anyone could ask for a key for someone else's address (legacy
+/// `POST /v1/keys`, or by signing up with it) and read what its owner
+/// uploads after taking the account back (account pre-hijacking).
+pub async fn prove_address(conn: &mut AnyConnection, user_id: &str, how: Proof, now: i64) -> Result<(), sqlx::Error> {
+    let first = sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if !first {
+        return Ok(());
+    }
+    let unproven = "created_by = $1 AND unproven = 1 AND revoked_at IS NULL";
+    match how {
+        Proof::VerificationLink => {
+            sqlx::query(&format!("UPDATE api_keys SET unproven = 0 WHERE {unproven}"))
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Proof::Reset | Proof::Invitation => {
+            sqlx::query(&format!("UPDATE api_keys SET revoked_at = $2 WHERE {unproven}"))
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Check a password; the user id if it is right. A wrong password and an
@@ -265,12 +315,15 @@ pub async fn verify_email(state: &AppState, token: &str) -> ApiResult<String> {
 pub async fn check_login(state: &AppState, email: &str, password: String, client: &ClientMeta) -> ApiResult<String> {
     let wrong = || ApiError::Unauthorized("Wrong email or password.".into());
     if let Some(ip) = &client.ip {
-        state.limiter.hit("login", ip, 30, 600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+        state.limiter.hit_client("login", ip, 30, 600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
     }
     let email = normalize_email(email).unwrap_or_default();
     if password.len() > state.cfg.passwords.max_length {
         return Err(wrong());
     }
+    // Per account: after 10 failures in 15 minutes, wait (from any client).
+    let limited = |s| ApiError::RateLimited { retry_after_secs: s };
+    state.limiter.check("login-failures", &email, 10, 900).map_err(limited)?;
     let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
         .bind(&email)
         .fetch_optional(&state.db.pool)
@@ -280,6 +333,7 @@ pub async fn check_login(state: &AppState, email: &str, password: String, client
         None => (None, None),
     };
     if !state.passwords.verify(password, stored).await? {
+        let _ = state.limiter.hit("login-failures", &email, 10, 900);
         return Err(wrong());
     }
     user_id.ok_or_else(wrong)
@@ -371,9 +425,20 @@ pub async fn change_password(
 /// the same).
 pub async fn request_reset(state: &AppState, email: &str, client: &ClientMeta) -> ApiResult<()> {
     let email = normalize_email(email)?;
-    state.limiter.hit("reset-email", &email, 5, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+    let limited = |s| ApiError::RateLimited { retry_after_secs: s };
+    // The client first: one client cannot make us track subjects it chose.
     if let Some(ip) = &client.ip {
-        state.limiter.hit("reset-ip", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+        state.limiter.hit_client("reset-ip", ip, 20, 3600).map_err(limited)?;
+        let pair = format!("{email} {}", crate::ratelimit::client_subject(ip));
+        state.limiter.hit("reset-email-client", &pair, 5, 3600).map_err(limited)?;
+    } else {
+        state.limiter.hit("reset-email-client", &email, 5, 3600).map_err(limited)?;
+    }
+    // Per address, the mail is capped without telling the caller: others
+    // asking for this address cannot lock its owner out with 429s, and
+    // cannot flood the mailbox either.
+    if state.limiter.hit("reset-email", &email, 10, 3600).is_err() {
+        return Ok(());
     }
     let now = state.clock.unix_now();
     let mut tx = state.db.begin_write().await?;
@@ -389,41 +454,55 @@ pub async fn request_reset(state: &AppState, email: &str, client: &ClientMeta) -
     Ok(())
 }
 
-/// Set a new password with an emailed reset token; every session ends.
-pub async fn confirm_reset(state: &AppState, token: &str, password: String) -> ApiResult<()> {
+/// Set a new password with an emailed reset token; every session ends,
+/// every other reset link of the account stops working, and keys created
+/// while the address was unproven are revoked (see [`prove_address`]).
+///
+/// The token is checked before any hashing: a bogus token costs one
+/// indexed read, never an argon2 hash.
+pub async fn confirm_reset(state: &AppState, token: &str, password: String, client: &ClientMeta) -> ApiResult<()> {
+    let invalid = || ApiError::validation("token", "This link is invalid, expired or already used.");
+    if let Some(ip) = &client.ip {
+        state
+            .limiter
+            .hit_client("reset-confirm", ip, 30, 600)
+            .map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
+    }
     let now = state.clock.unix_now();
-    // Check the policy before using up the token; the email is needed for it.
     let hash = hash_token(token);
-    let email: Option<String> =
-        sqlx::query("SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .map(|r| r.get(0));
-    state.passwords.check_policy(&password, email.as_deref().unwrap_or(""))?;
+    let email: String = sqlx::query(
+        "SELECT u.email FROM email_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = $1 AND t.purpose = 'reset' AND t.used_at IS NULL AND t.expires_at > $2",
+    )
+    .bind(&hash)
+    .bind(now)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .map(|r| r.get(0))
+    .ok_or_else(invalid)?;
+    state.passwords.check_policy(&password, &email)?;
     let new_hash = state.passwords.hash(password).await?;
     let mut tx = state.db.begin_write().await?;
-    let user_id = consume_email_token(&mut tx, token, "reset", now)
-        .await?
-        .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
-    // Resetting through the emailed link also proves the address.
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3",
-    )
-    .bind(new_hash)
-    .bind(now)
-    .bind(&user_id)
-    .execute(&mut *tx)
-    .await?;
-    sessions::end_all(&mut tx, &user_id, None).await?;
-    if let Some(email) = &email {
-        enqueue(
-            &mut tx,
-            templates::security_alert(email, "Your password was reset, and every session was signed out."),
-            now,
-        )
+    let user_id = consume_email_token(&mut tx, token, "reset", now).await?.ok_or_else(invalid)?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(new_hash)
+        .bind(&user_id)
+        .execute(&mut *tx)
         .await?;
-    }
+    // Resetting through the emailed link also proves the address.
+    prove_address(&mut tx, &user_id, Proof::Reset, now).await?;
+    sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = 'reset' AND used_at IS NULL")
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    sessions::end_all(&mut tx, &user_id, None).await?;
+    enqueue(
+        &mut tx,
+        templates::security_alert(&email, "Your password was reset, and every session was signed out."),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
     Ok(())

@@ -1,15 +1,27 @@
 //! Passwords: policy, argon2id hashing and verification.
 //!
-//! Hashing is deliberately slow, so it runs on a blocking thread. Logging
-//! in with an unknown email verifies against a dummy hash, so it costs the
-//! same time as a wrong password and gives the same answer.
+//! Hashing is deliberately slow and memory-hungry (19 MiB each), so it runs
+//! on a blocking thread, and at most `max_concurrent_hashes` run at once
+//! across every route that hashes (sign-in, sign-up, change, reset): a
+//! flood of requests can cost CPU time, never unbounded memory. At most
+//! `max_waiting_hashes` requests wait for a slot; the next ones get a 503
+//! with `Retry-After` at once. Logging in with an unknown email verifies
+//! against a dummy hash, so it costs the same time as a wrong password and
+//! gives the same answer.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 use crate::config::PasswordConfig;
 use crate::error::ApiError;
+
+/// Seconds a refused caller is told to wait.
+const BUSY_RETRY_SECS: u64 = 2;
 
 #[derive(Clone)]
 pub struct Passwords {
@@ -18,14 +30,63 @@ pub struct Passwords {
     max_length: usize,
     /// A hash of a random password, verified when the account does not exist.
     dummy: String,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// Hashes and verifications run so far (for metrics and tests).
+    computed: Arc<AtomicU64>,
 }
 
 impl Passwords {
     pub fn new(cfg: &PasswordConfig) -> Passwords {
         let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None).expect("validated params");
-        let mut p = Passwords { params, min_length: cfg.min_length, max_length: cfg.max_length, dummy: String::new() };
+        let slots = match cfg.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut p = Passwords {
+            params,
+            min_length: cfg.min_length,
+            max_length: cfg.max_length,
+            dummy: String::new(),
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: cfg.max_waiting_hashes,
+            computed: Arc::new(AtomicU64::new(0)),
+        };
         p.dummy = p.hash_now(&crate::secrets::random_token(16));
         p
+    }
+
+    /// Hashes and verifications computed since start.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// Run `work` on a blocking thread once a hashing slot is free; a 503
+    /// at once when too many are already waiting.
+    async fn bounded<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let busy = || ApiError::Overloaded { retry_after_secs: BUSY_RETRY_SECS };
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Count ourselves among the waiters, or leave if the line is full.
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(busy());
+                }
+                let acquired = self.slots.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                acquired.map_err(|_| busy())?
+            }
+        };
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("password task: {e}")))
     }
 
     fn argon(&self) -> Argon2<'static> {
@@ -62,19 +123,17 @@ impl Passwords {
         self.argon().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
     }
 
-    /// Hash on a blocking thread.
+    /// Hash on a blocking thread, within the bound.
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.hash_now(&password))
-            .await
-            .map_err(|e| ApiError::Internal(format!("hash task: {e}")))
+        self.bounded(move || this.hash_now(&password)).await
     }
 
     /// Verify on a blocking thread; `None` (no such account or no password
     /// set) still spends the same work against the dummy hash.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        self.bounded(move || {
             let real = stored.is_some();
             let hash = stored.unwrap_or_else(|| this.dummy.clone());
             let ok = PasswordHash::new(&hash)
@@ -83,7 +142,6 @@ impl Passwords {
             ok && real
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("verify task: {e}")))
     }
 }
 
@@ -104,6 +162,35 @@ mod tests {
         assert!(p.verify("correct horse battery".into(), Some(h.clone())).await.unwrap());
         assert!(!p.verify("wrong horse battery".into(), Some(h)).await.unwrap());
         assert!(!p.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashing_is_bounded_and_a_full_line_is_refused_at_once() {
+        let p = Passwords::new(&PasswordConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            max_concurrent_hashes: 1,
+            max_waiting_hashes: 2,
+            ..PasswordConfig::default()
+        });
+        // Hold the only slot: three callers queue behind it, two are let in line.
+        let held = p.slots.clone().acquire_owned().await.unwrap();
+        let mut waiters = Vec::new();
+        for i in 0..2 {
+            let p = p.clone();
+            waiters.push(tokio::spawn(async move { p.hash(format!("password-{i}")).await }));
+        }
+        while p.waiting.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let refused = p.hash("one too many".into()).await.unwrap_err();
+        assert!(matches!(refused, ApiError::Overloaded { .. }), "{refused:?}");
+        assert_eq!(p.computed(), 0, "nothing hashed past the bound");
+        drop(held);
+        for w in waiters {
+            assert!(w.await.unwrap().unwrap().starts_with("$argon2id$"));
+        }
+        assert_eq!(p.computed(), 2);
     }
 
     #[test]

@@ -147,8 +147,9 @@ pub struct ResetConfirmBody {
 /// `POST /v1/auth/password-reset/confirm`: new password; every session ends.
 pub async fn confirm_reset(
     State(state): State<AppState>,
+    client: ClientMeta,
     ApiJson(body): ApiJson<ResetConfirmBody>,
 ) -> ApiResult<StatusCode> {
-    accounts::confirm_reset(&state, &body.token, body.password).await?;
+    accounts::confirm_reset(&state, &body.token, body.password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,6 +77,25 @@ pub async fn invite(
     Ok((StatusCode::CREATED, Json(invitation)).into_response())
 }
 
+/// `GET /v1/teams/{id}/invitations` (admin or owner): pending invitations.
+pub async fn invitations(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    Path(team_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "object": "list", "data": teams::invitations(&state, &team_id, &auth.user_id).await? })))
+}
+
+/// `DELETE /v1/teams/{id}/invitations/{invitation_id}` (admin or owner).
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    Path((team_id, invitation_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    teams::revoke_invitation(&state, &team_id, &auth.user_id, &invitation_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize)]
 pub struct AcceptBody {
     token: String,

@@ -106,7 +106,7 @@ pub async fn enqueue(conn: &mut AnyConnection, mail: Outgoing<'_>, now: i64) -> 
 /// Queue `subject`/`body` for every account whose latest consent record
 /// grants marketing email. Returns how many were queued.
 pub async fn queue_marketing(db: &Db, subject: &str, body: &str, now: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let rows = sqlx::query(
         "SELECT u.email FROM users u WHERE (SELECT c.marketing FROM consents c WHERE c.user_id = u.id \
          ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 1",
@@ -223,8 +223,16 @@ pub async fn delivery_loop(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = deliver_due(&db, mailer.as_ref(), &from, clock.as_ref()).await {
-            tracing::warn!(error = %e, "email delivery pass failed");
+        match deliver_due(&db, mailer.as_ref(), &from, clock.as_ref()).await {
+            // Sent mail (with its one-time links) is deleted: make it gone
+            // from the database files too.
+            Ok(sent) if sent > 0 => {
+                if let Err(e) = db.checkpoint().await {
+                    tracing::warn!(error = %e, "checkpoint after delivery failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "email delivery pass failed"),
         }
         tokio::select! {
             _ = wake.notified() => {}

@@ -5,6 +5,7 @@
 //! imports this module.
 
 pub mod internal;
+pub mod listener;
 pub mod openapi;
 
 use std::time::Duration;
@@ -12,8 +13,11 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use axum::extract::State;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use crate::api::{accounts, images, keys, sessions, teams};
 use crate::error::ApiError;
@@ -50,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/teams/{team_id}/members", get(teams::members))
         .route("/v1/teams/{team_id}/members/{user_id}", patch(teams::change_role).delete(teams::remove_member))
         .route("/v1/teams/{team_id}/leave", post(teams::leave))
-        .route("/v1/teams/{team_id}/invitations", post(teams::invite))
+        .route("/v1/teams/{team_id}/invitations", get(teams::invitations).post(teams::invite))
+        .route("/v1/teams/{team_id}/invitations/{invitation_id}", delete(teams::revoke_invitation))
         .route("/v1/teams/{team_id}/keys", get(keys::list).post(keys::create))
         .route("/v1/teams/{team_id}/keys/{key_id}", delete(keys::revoke))
         .route("/v1/invitations/accept", post(teams::accept))
@@ -72,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(axum::middleware::from_fn_with_state(timeout, deadline))
         .layer(
             // Method and path only: no query string (it can hold one-time
             // tokens) and no client address.
@@ -81,4 +86,22 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .with_state(state)
+}
+
+/// Routes whose body is an upload: they stream at the client's pace (an
+/// idle timeout between chunks bounds them), so no total deadline.
+fn is_upload(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/v1/images" | "/v1/upload" | "/v1/import")
+}
+
+/// Every other request must be answered within `request_timeout_secs`:
+/// a 503 in the API's error shape otherwise.
+async fn deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    if is_upload(&req) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }

@@ -127,6 +127,15 @@ pub const OPERATIONS: &[Op] = &[
     op("delete", "/v1/teams/{team_id}/members/{user_id}", "Remove a member", Auth::Session, None, (204, "")),
     op("post", "/v1/teams/{team_id}/leave", "Leave a team", Auth::Session, None, (204, "")),
     op("post", "/v1/teams/{team_id}/invitations", "Invite by email", Auth::Session, Some((JSON, "Invite")), (201, "")),
+    op("get", "/v1/teams/{team_id}/invitations", "Pending invitations of a team", Auth::Session, None, (200, "List")),
+    op(
+        "delete",
+        "/v1/teams/{team_id}/invitations/{invitation_id}",
+        "Revoke a pending invitation",
+        Auth::Session,
+        None,
+        (204, ""),
+    ),
     op("get", "/v1/teams/{team_id}/keys", "API keys of a team (never the secrets)", Auth::Session, None, (200, "List")),
     op(
         "post",

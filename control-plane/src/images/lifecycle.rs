@@ -32,12 +32,16 @@
 //! sweep ([`super::sweep`]), which calls [`apply`] again. The unit tests
 //! below walk every crash point of every plan.
 //!
-//! Store I/O never happens under the log's lock: [`crate::sync::record`],
-//! which takes it, runs right before the commit.
+//! Store I/O never happens under the log's lock ([`crate::sync::record`],
+//! which takes it, runs right before the commit), nor, normally, under the
+//! write lock: a manifest that must be written first is written after an
+//! unlocked read predicted it, before the transaction begins (if the row
+//! changed in between, the locked pass makes the store agree).
 
 use std::fmt;
 
 use imgcdn_shared::sync::{Action, Change};
+use imgcdn_shared::Manifest;
 use serde_json::{Map, Value};
 
 use super::queries;
@@ -165,62 +169,140 @@ fn plan(f: Facts) -> Vec<Step> {
 /// Apply `edit` to image `id`. `NotFound` if there is no such image.
 pub async fn apply(state: &AppState, id: &str, actor: &Actor, note: &str, edit: Edit) -> ApiResult<Applied> {
     let now = state.clock.unix_now();
-    let mut tx = state.db.begin_write().await?;
-    let before = queries::fetch_for_update(&mut tx, state.db.backend, id).await?.ok_or(ApiError::NotFound)?;
-    let after = write_edit(&mut tx, &before, &edit, now).await?;
+    // A change that makes the image servable writes its manifest before it
+    // commits (see `plan`). Predict that from an unlocked read and do it
+    // before taking the write lock: store I/O must not hold every other
+    // writer up (on SQLite the write lock is the whole database).
+    let early = predict_publish_first(state, id, &edit, now).await?;
+    if let Some(manifest) = &early {
+        state.stores.publish_manifest(&id_of(id)?, manifest).await.map_err(|e| store_error(id, e))?;
+    }
+    let result = apply_locked(state, id, actor, note, &edit, now, early.as_ref()).await;
+    if result.is_err() && early.is_some() {
+        // The manifest written first must not outlive a change that did not
+        // commit (it was written only because the row did not allow serving).
+        let _ = state.stores.withdraw(&id_of(id)?).await;
+    }
+    result
+}
 
-    let (action, reason) = after.visibility(now).to_action();
-    let last = crate::sync::last_logged(&mut tx, id).await?;
-    let logged = last != (action, reason.clone());
-    let steps = plan(Facts {
+fn id_of(id: &str) -> ApiResult<imgcdn_shared::ImageId> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+fn store_error(id: &str, e: opendal::Error) -> ApiError {
+    ApiError::Internal(format!("store, image {id}: {e}"))
+}
+
+/// The manifest to write before the change commits, if the plan (as an
+/// unlocked read sees it) starts with writing it.
+async fn predict_publish_first(state: &AppState, id: &str, edit: &Edit, now: i64) -> ApiResult<Option<Manifest>> {
+    let Some(before) = queries::fetch(&state.db, id).await? else { return Ok(None) };
+    let after = edited(&before, edit, now);
+    let mut conn = state.db.pool.acquire().await?;
+    let (facts, _) = facts_of(&mut conn, &before, &after, edit, now).await?;
+    Ok((plan(facts).first() == Some(&Step::PublishFirst)).then(|| after.manifest()))
+}
+
+/// What decides the plan, and the log entry edges must now get.
+async fn facts_of(
+    conn: &mut sqlx::AnyConnection,
+    before: &ImageRow,
+    after: &ImageRow,
+    edit: &Edit,
+    now: i64,
+) -> ApiResult<(Facts, (Action, Option<String>))> {
+    let wanted = after.visibility(now).to_action();
+    let last = crate::sync::last_logged(conn, &before.id).await?;
+    let facts = Facts {
         ready: after.status == ImageStatus::Ready,
         was_published: before.should_be_published(now),
         published: after.should_be_published(now),
         deleted: after.deleted_at.is_some(),
-        logged,
+        logged: last != wanted,
         log_forbade: matches!(last.0, Action::Hide | Action::Takedown),
         manifest_changed: before.manifest() != after.manifest(),
         repair: matches!(edit, Edit::Restore | Edit::Reconcile),
-    });
+    };
+    Ok((facts, wanted))
+}
 
-    let store_err = |e: opendal::Error| ApiError::Internal(format!("store, image {id}: {e}"));
+/// The change under the write lock. `early` is the manifest already
+/// written before it, if the prediction said so.
+async fn apply_locked(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+    note: &str,
+    edit: &Edit,
+    now: i64,
+    early: Option<&Manifest>,
+) -> ApiResult<Applied> {
+    let mut tx = state.db.begin_write().await?;
+    let before = queries::fetch_for_update(&mut tx, state.db.backend, id).await?.ok_or(ApiError::NotFound)?;
+    let after = edited(&before, edit, now);
+    write(&mut tx, &before, &after, edit, now).await?;
+    let (facts, (action, reason)) = facts_of(&mut tx, &before, &after, edit, now).await?;
+    let mut steps = plan(facts);
+    if let Some(early) = early {
+        // The row changed since the prediction: make the store end as it
+        // says. Written already and still right: nothing more to write.
+        let first = steps.first() == Some(&Step::PublishFirst);
+        if first && *early == after.manifest() {
+            steps.remove(0);
+        } else if !first && !steps.iter().any(|s| matches!(s, Step::Withdraw | Step::ToRecovery | Step::Publish)) {
+            steps.push(if facts.published { Step::Publish } else { Step::Withdraw });
+        }
+    }
+
+    // Store work after the commit is owed until done: if it fails here (or
+    // the process stops), the sweep finds the mark and redoes it.
+    let owes = steps.iter().any(|s| matches!(s, Step::Withdraw | Step::ToRecovery | Step::Publish));
+    if owes {
+        queries::set_store_pending(&mut tx, id, true).await?;
+    }
     let mut tx = Some(tx);
     let mut change = None;
     for step in steps {
         match step {
-            Step::PublishFirst => {
-                state.stores.publish_manifest(&after.image_id(), &after.manifest()).await.map_err(store_err)?
-            }
+            // Only when the prediction missed it (the row changed in between).
+            Step::PublishFirst => state
+                .stores
+                .publish_manifest(&after.image_id(), &after.manifest())
+                .await
+                .map_err(|e| store_error(id, e))?,
             Step::Commit => {
                 let mut tx = tx.take().expect("one commit per plan");
-                if logged {
+                if facts.logged {
                     let actor = actor.to_string();
                     change = Some(
                         crate::sync::record(&mut tx, state.db.backend, id, action, reason.clone(), note, &actor, now)
                             .await?,
                     );
                 }
-                if let Err(e) = tx.commit().await {
-                    // The manifest written first must not outlive the change.
-                    let _ = state.stores.withdraw(&after.image_id()).await;
-                    return Err(e.into());
-                }
+                tx.commit().await?;
                 if let Some(c) = &change {
                     state.sync.advance(c.seq);
                 }
             }
-            Step::Withdraw => state.stores.withdraw(&after.image_id()).await.map_err(store_err)?,
+            Step::Withdraw => state.stores.withdraw(&after.image_id()).await.map_err(|e| store_error(id, e))?,
             Step::ToRecovery => to_recovery(state, &after, note, now).await?,
-            Step::Publish => {
-                state.stores.publish_manifest(&after.image_id(), &after.manifest()).await.map_err(store_err)?
-            }
+            Step::Publish => state
+                .stores
+                .publish_manifest(&after.image_id(), &after.manifest())
+                .await
+                .map_err(|e| store_error(id, e))?,
         }
+    }
+    if owes {
+        let mut conn = state.db.pool.acquire().await?;
+        queries::set_store_pending(&mut conn, id, false).await?;
     }
     Ok(Applied { row: after, change })
 }
 
-/// Write `edit` to the row; the row as it now is.
-async fn write_edit(conn: &mut sqlx::AnyConnection, before: &ImageRow, edit: &Edit, now: i64) -> ApiResult<ImageRow> {
+/// The row as `edit` leaves it.
+fn edited(before: &ImageRow, edit: &Edit, now: i64) -> ImageRow {
     let mut after = before.clone();
     match edit {
         Edit::Fields(f) => {
@@ -235,21 +317,33 @@ async fn write_edit(conn: &mut sqlx::AnyConnection, before: &ImageRow, edit: &Ed
             }
             after.public = f.public.unwrap_or(before.public);
             after.expires_at = f.expires_at.or(before.expires_at);
-            queries::update_fields(conn, &after).await?;
         }
-        Edit::Delete => {
-            after.deleted_at = Some(before.deleted_at.unwrap_or(now));
-            queries::mark_deleted(conn, &before.id, now).await?;
-        }
+        Edit::Delete => after.deleted_at = Some(before.deleted_at.unwrap_or(now)),
         Edit::Takedown(reason) => after.takedown_reason = Some(reason.clone()),
         Edit::Warn => after.warned = true,
         Edit::Restore => (after.takedown_reason, after.warned) = (None, false),
         Edit::Reconcile => {}
     }
-    if matches!(edit, Edit::Takedown(_) | Edit::Warn | Edit::Restore) {
-        queries::set_decisions(conn, &before.id, after.takedown_reason.as_deref(), after.warned).await?;
+    after
+}
+
+/// Write what `edit` changed.
+async fn write(
+    conn: &mut sqlx::AnyConnection,
+    before: &ImageRow,
+    after: &ImageRow,
+    edit: &Edit,
+    now: i64,
+) -> ApiResult<()> {
+    match edit {
+        Edit::Fields(_) => queries::update_fields(conn, after).await?,
+        Edit::Delete => queries::mark_deleted(conn, &before.id, now).await?,
+        Edit::Takedown(_) | Edit::Warn | Edit::Restore => {
+            queries::set_decisions(conn, &before.id, after.takedown_reason.as_deref(), after.warned).await?
+        }
+        Edit::Reconcile => {}
     }
-    Ok(after)
+    Ok(())
 }
 
 /// Move an image's bytes and manifest to the recovery store (kept

@@ -7,6 +7,7 @@
 //! - [`upload`]: admission (rate limits, quota), import, and storing a new
 //!   image; [`fields`]: the owner's fields; [`ttl`]: ttl and expiry.
 //! - [`import`]: fetching a URL for an import, public addresses only.
+//! - [`budget`]: memory budgets for upload bodies and image decoding.
 //! - [`idempotency`]: `Idempotency-Key` on image creation.
 //! - [`store`]: the public and recovery stores (publish, withdraw, unpublish).
 //! - [`object`]: the Image object of API.md and its legacy form.
@@ -15,6 +16,7 @@
 //! Inspecting the bytes (format, size limits, metadata stripping, SVG
 //! safety, HEIC) is the `imgcdn-media` crate's job.
 
+pub mod budget;
 pub mod fields;
 pub mod idempotency;
 pub mod import;

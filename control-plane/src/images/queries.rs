@@ -98,24 +98,35 @@ pub async fn page(
     Ok(rows.iter().map(ImageRow::from_row).collect())
 }
 
-/// The first live image of `team_id` storing bytes with this SHA-256.
-pub async fn same_bytes(db: &Db, team_id: &str, sha256: &str) -> Result<Option<ImageRow>, sqlx::Error> {
+/// The first live image of `team_id` storing bytes with this SHA-256,
+/// locked until the caller's transaction ends (on PostgreSQL; a SQLite
+/// write transaction excludes every other writer): a delete of it waits,
+/// and then counts the new image among those showing its bytes.
+pub async fn same_bytes(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    team_id: &str,
+    sha256: &str,
+) -> Result<Option<ImageRow>, sqlx::Error> {
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
     Ok(sqlx::query(&format!(
         "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND sha256 = $2 AND deleted_at IS NULL AND status = 'ready' \
-         ORDER BY created_at, id LIMIT 1"
+         ORDER BY created_at, id LIMIT 1{lock}"
     ))
     .bind(team_id)
     .bind(sha256)
-    .fetch_optional(&db.pool)
+    .fetch_optional(conn)
     .await?
     .map(|r| ImageRow::from_row(&r)))
 }
 
-/// How many live images other than `id` show the stored `object`.
+/// How many images other than `id` still need the stored `object`: live
+/// ones, and deleted ones whose move to recovery is still owed (it copies
+/// the bytes).
 pub async fn others_showing(db: &Db, id: &str, object: &str) -> Result<i64, sqlx::Error> {
     Ok(sqlx::query(
-        "SELECT COUNT(*) FROM images WHERE deleted_at IS NULL AND status <> 'failed' AND id <> $1 \
-         AND (object_key = $2 OR ('objects/' || id) = $2)",
+        "SELECT COUNT(*) FROM images WHERE (deleted_at IS NULL OR store_pending = 1) AND status <> 'failed' \
+         AND id <> $1 AND (object_key = $2 OR ('objects/' || id) = $2)",
     )
     .bind(id)
     .bind(object)
@@ -146,7 +157,7 @@ pub struct NewImage<'a> {
     pub object_key: Option<String>,
 }
 
-pub async fn insert(db: &Db, n: NewImage<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
          public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key) \
@@ -170,7 +181,7 @@ pub async fn insert(db: &Db, n: NewImage<'_>) -> Result<(), sqlx::Error> {
     .bind(n.created_at)
     .bind(n.expires_at)
     .bind(n.object_key)
-    .execute(&db.pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -238,9 +249,21 @@ pub async fn stale_processing(db: &Db, before: i64) -> Result<Vec<ImageRow>, sql
     select(db, "status = 'processing' AND created_at < $1", Some(before)).await
 }
 
-/// Deleted images whose row says ready (their stores may still need tidying).
-pub async fn deleted_ready(db: &Db) -> Result<Vec<ImageRow>, sqlx::Error> {
-    select(db, "deleted_at IS NOT NULL AND status = 'ready'", None).await
+/// Images whose last change still owes store work (it failed or was
+/// interrupted after the commit).
+pub async fn store_pending(db: &Db) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "store_pending = 1", None).await
+}
+
+/// Mark (inside the change's transaction) or clear (once done) the store
+/// work a change of `id` owes.
+pub async fn set_store_pending(conn: &mut AnyConnection, id: &str, pending: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET store_pending = $1 WHERE id = $2")
+        .bind(i64::from(pending))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Live, ready images whose expiry is at or before `now`.

@@ -8,11 +8,12 @@
 //! manifest: nothing servable, counted once, finished or undone by the
 //! sweep.
 
-use imgcdn_media::{inspect, InspectError, Limits};
+use imgcdn_media::{decode_cost, inspect, InspectError, Limits};
 use imgcdn_shared::{ImageId, Manifest};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::budget::Reserved;
 use super::import::{self, FetchError, FetchPolicy};
 use super::queries::{self, NewImage};
 use super::row::{ImageRow, ImageStatus};
@@ -53,15 +54,31 @@ impl Uploader {
 }
 
 /// What an upload brings: the file and the owner's fields.
-#[derive(Default)]
 pub struct Upload {
     pub file: Option<Vec<u8>>,
+    /// The room `file` takes in the body budget, given back with it.
+    pub file_budget: Reserved,
     pub filename: Option<String>,
     pub caption: Option<String>,
     pub public: Option<bool>,
     pub ttl: Option<i64>,
     pub labels: Map<String, Value>,
     pub metadata: Map<String, Value>,
+}
+
+impl Default for Upload {
+    fn default() -> Upload {
+        Upload {
+            file: None,
+            file_budget: Reserved::none(),
+            filename: None,
+            caption: None,
+            public: None,
+            ttl: None,
+            labels: Map::new(),
+            metadata: Map::new(),
+        }
+    }
 }
 
 /// The error for a file over the plan's limit.
@@ -80,8 +97,8 @@ pub async fn admit(state: &AppState, uploader: &Uploader, client: &ClientMeta) -
             let ip = client.ip.as_deref().unwrap_or("unknown");
             let up = &state.cfg.uploads;
             let limited = |s| ApiError::RateLimited { retry_after_secs: s };
-            state.limiter.hit("anon-upload-hour", ip, up.anonymous_per_hour, 3600).map_err(limited)?;
-            state.limiter.hit("anon-upload-day", ip, up.anonymous_per_day, DAY).map_err(limited)?;
+            state.limiter.hit_client("anon-upload-hour", ip, up.anonymous_per_hour, 3600).map_err(limited)?;
+            state.limiter.hit_client("anon-upload-day", ip, up.anonymous_per_day, DAY).map_err(limited)?;
         }
         Uploader::Team { team_id, .. } => {
             if let Some(max) = uploader.plan(state).max_images {
@@ -105,6 +122,8 @@ pub async fn fetch_into(state: &AppState, url: &str, upload: &mut Upload, upload
     policy.allow = state.cfg.uploads.import_allow.clone();
     match import::fetch_public(url, &policy).await {
         Ok(f) => {
+            upload.file_budget =
+                state.body_budget.reserve(f.bytes.len() as u64).await.map_err(|e| e.into_api("receive"))?;
             upload.filename =
                 f.final_url.rsplit('/').next().filter(|n| !n.is_empty()).map(|n| n.chars().take(255).collect());
             upload.file = Some(f.bytes);
@@ -125,10 +144,16 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         return Err(ApiError::validation("file", "The file is empty."));
     }
     let limits = Limits { max_pixels: state.cfg.uploads.max_pixels, max_svg_bytes: plan.max_svg_bytes as usize };
-    let inspected = tokio::task::spawn_blocking(move || inspect(file, &limits))
-        .await
-        .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
-        .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
+    // Reserve the decode's memory, read from the header, before decoding.
+    let cost = decode_cost(&file).map_err(|e| ApiError::validation("file", e.to_string()))?;
+    let decoding = state.decode_budget.reserve(cost).await.map_err(|e| e.into_api("process"))?;
+    let inspected = tokio::task::spawn_blocking(move || {
+        let _decoding = decoding;
+        inspect(file, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
+    .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
     if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
         return Err(too_large(anonymous, plan.max_svg_bytes));
     }
@@ -145,10 +170,14 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     let public = upload.public.unwrap_or(true);
     let id = ImageId::generate();
     let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
+    // Choosing bytes to share and writing the row that shares them is one
+    // transaction, with the source row locked: a concurrent delete of the
+    // source either finishes first (it is not chosen) or sees this row.
+    let mut tx = state.db.begin_write().await?;
     // Identical bytes already live in this team: show them, store nothing new.
     let shared_object = match uploader {
         Uploader::Team { team_id, .. } => {
-            queries::same_bytes(&state.db, team_id, &sha256).await?.map(|r| r.stored_object())
+            queries::same_bytes(&mut tx, state.db.backend, team_id, &sha256).await?.map(|r| r.stored_object())
         }
         Uploader::Anonymous => None,
     };
@@ -167,7 +196,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         Uploader::Team { team_id, user_id, .. } => (Some(team_id.as_str()), user_id.as_deref()),
     };
     queries::insert(
-        &state.db,
+        &mut tx,
         NewImage {
             id: id.as_str(),
             team_id,
@@ -190,6 +219,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         },
     )
     .await?;
+    tx.commit().await?;
     // A private image gets its bytes but no manifest: edges cannot serve it.
     let published = match (&shared_object, public) {
         (Some(_), true) => state.stores.publish_manifest(&id, &manifest).await,
@@ -198,6 +228,10 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         (None, false) => state.stores.put_object(&id, inspected.bytes).await,
     };
     if let Err(e) = published {
+        // Nothing half-written stays: our own bytes (never shared ones) go.
+        if shared_object.is_none() {
+            let _ = state.stores.public.delete(&imgcdn_shared::storage::object_key(&id)).await;
+        }
         let _ = queries::finish(&state.db, id.as_str(), ImageStatus::Failed, now).await;
         return Err(ApiError::UploadFailed(format!("publish {id}: {e}")));
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{html_escape, page};
 use crate::accounts;
+use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -72,8 +73,8 @@ pub struct ResetForm {
 }
 
 /// `POST /reset-password` (the page's form).
-pub async fn reset_form(State(state): State<AppState>, Form(f): Form<ResetForm>) -> Response {
-    match accounts::confirm_reset(&state, &f.token, f.password).await {
+pub async fn reset_form(State(state): State<AppState>, client: ClientMeta, Form(f): Form<ResetForm>) -> Response {
+    match accounts::confirm_reset(&state, &f.token, f.password, &client).await {
         Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
         Err(e) => refused("Not changed", e),
     }

@@ -266,6 +266,74 @@ impl TestApp {
         }
     }
 
+    /// Every place `needle` is stored: `table.column` for every text column
+    /// of every table that holds it (any backend), and, on SQLite, the
+    /// database file, its WAL and shared-memory files, byte for byte (a
+    /// deleted row can survive in free pages or the WAL).
+    pub async fn find_anywhere(&self, needle: &str) -> Vec<String> {
+        use sqlx::Row;
+        let pool = &self.state.db.pool;
+        let columns: Vec<(String, String)> = if self.is_postgres() {
+            sqlx::query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND data_type IN ('text', 'character varying')",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+        } else {
+            let tables: Vec<String> =
+                sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+            let mut out = Vec::new();
+            for table in tables {
+                for r in sqlx::query(&format!("SELECT name, type FROM pragma_table_info('{table}')"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                {
+                    if r.get::<String, _>(1).eq_ignore_ascii_case("text") {
+                        out.push((table.clone(), r.get(0)));
+                    }
+                }
+            }
+            out
+        };
+        assert!(columns.len() > 20, "found only {columns:?}");
+        let mut found = Vec::new();
+        for (table, column) in columns {
+            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table} WHERE {column} LIKE $1"))
+                .bind(format!("%{needle}%"))
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                found.push(format!("{table}.{column}"));
+            }
+        }
+        if !self.is_postgres() {
+            let db = self.state.cfg.database_url.trim_start_matches("sqlite://").to_string();
+            for suffix in ["", "-wal", "-shm"] {
+                let path = format!("{db}{suffix}");
+                if let Ok(bytes) = std::fs::read(&path) {
+                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                        found.push(path);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         use sqlx::Row;
         sqlx::query(sql).fetch_one(&self.state.db.pool).await.unwrap().get::<i64, _>(0)

@@ -96,12 +96,15 @@ async fn create_with(
     let scope = uploader.idempotency_scope().to_string();
     upload::admit(state, &uploader, client).await?;
     let (url, upload) = form::read(state, req, uploader.plan(state).max_file_bytes, anonymous).await?;
+    let mut claim = None;
     if let Some(key) = &key {
-        if let idempotency::Claim::Replay { status, body } =
-            idempotency::claim(state, &scope, key, &request_hash(url.as_deref(), &upload)).await?
-        {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            return Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        match idempotency::claim(state, &scope, key, &request_hash(url.as_deref(), &upload)).await? {
+            idempotency::Claim::Replay { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+                return Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+            }
+            // Freed however this request ends, even if the client goes away.
+            idempotency::Claim::Run => claim = Some(idempotency::ClaimGuard::new(state, &scope, key)),
         }
     }
     let result = async {
@@ -115,14 +118,14 @@ async fn create_with(
     match result {
         Ok(row) => {
             let body = shape(&row, &state.cfg, anonymous);
-            if let Some(key) = &key {
-                idempotency::finish(state, &scope, key, 201, &body.to_string()).await?;
+            if let Some(claim) = claim {
+                claim.finish(201, &body.to_string()).await?;
             }
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         Err(e) => {
-            if let Some(key) = &key {
-                idempotency::release(state, &scope, key).await;
+            if let Some(claim) = claim {
+                claim.release().await;
             }
             Err(e)
         }

@@ -2,6 +2,8 @@
 //! fields) or an import's JSON body.
 
 use axum::extract::{FromRequest, Multipart, Request};
+use std::time::Duration;
+
 use axum::http::header;
 use serde::Deserialize;
 use serde_json::Value;
@@ -26,11 +28,15 @@ pub async fn read(
 ) -> ApiResult<(Option<String>, Upload)> {
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let idle = Duration::from_secs(state.cfg.body_idle_timeout_secs);
     if content_type.starts_with("multipart/form-data") {
         let mp = Multipart::from_request(req, state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok((None, read_form(mp, max_file_bytes, anonymous).await?))
+        Ok((None, read_form(state, mp, max_file_bytes, anonymous, idle).await?))
     } else if content_type.starts_with("application/json") {
-        let ApiJson(body) = ApiJson::<ImportBody>::from_request(req, state).await?;
+        // A small body (the JSON limit): one idle period for all of it.
+        let ApiJson(body) = tokio::time::timeout(idle, ApiJson::<ImportBody>::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::BodyTimeout)??;
         let (url, upload) = import_fields(body)?;
         Ok((Some(url), upload))
     } else {
@@ -40,29 +46,52 @@ pub async fn read(
     }
 }
 
-async fn read_form(mut form: Multipart, max_file_bytes: u64, anonymous: bool) -> ApiResult<Upload> {
+/// Wait for the next piece of the body, at most `idle`.
+async fn within<T, E>(
+    idle: Duration,
+    next: impl std::future::Future<Output = Result<T, E>>,
+) -> ApiResult<Result<T, E>> {
+    tokio::time::timeout(idle, next).await.map_err(|_| ApiError::BodyTimeout)
+}
+
+async fn read_form(
+    state: &AppState,
+    mut form: Multipart,
+    max_file_bytes: u64,
+    anonymous: bool,
+    idle: Duration,
+) -> ApiResult<Upload> {
     let bad =
         |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(format!("Malformed multipart body: {e}"));
     let mut out = Upload::default();
-    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+    while let Some(mut field) = within(idle, form.next_field()).await?.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
             out.filename = field.file_name().map(|f| f.chars().take(255).collect());
             let mut buf = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            while let Some(chunk) = within(idle, field.chunk()).await?.map_err(bad)? {
                 if (buf.len() + chunk.len()) as u64 > max_file_bytes {
                     // Stop reading here: the rest of the body is never buffered.
                     return Err(too_large(anonymous, max_file_bytes));
                 }
+                // Room in the body budget before holding the chunk.
+                let room = state.body_budget.reserve(chunk.len() as u64).await.map_err(|e| e.into_api("receive"))?;
+                out.file_budget.merge(room);
                 buf.extend_from_slice(&chunk);
             }
             out.file = Some(buf);
             continue;
         }
-        let text = field.text().await.map_err(bad)?;
-        if text.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::validation(&name, "This field is too long."));
+        // Text fields are read chunk by chunk and refused past the limit,
+        // never held whole first.
+        let mut raw = Vec::new();
+        while let Some(chunk) = within(idle, field.chunk()).await?.map_err(bad)? {
+            if raw.len() + chunk.len() > MAX_TEXT_FIELD {
+                return Err(ApiError::validation(&name, "This field is too long."));
+            }
+            raw.extend_from_slice(&chunk);
         }
+        let text = String::from_utf8(raw).map_err(|_| ApiError::validation(&name, "This field is not UTF-8 text."))?;
         match name.as_str() {
             "caption" => out.caption = Some(check_caption(&text)?),
             "public" => out.public = Some(parse_bool("public", &text)?),
