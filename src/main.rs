@@ -7,6 +7,7 @@
 //! - `imgcdn admin operator create NAME`: the first operator (and others).
 #![forbid(unsafe_code)]
 
+mod admin;
 mod logging;
 mod put;
 
@@ -71,25 +72,8 @@ enum Command {
         #[arg(long, env = "IMGCDN_CONTROL_PLANE_CONFIG")]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: AdminCommand,
+        command: admin::AdminCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Operators: the people who take images down, warn and restore them.
-    #[command(subcommand)]
-    Operator(OperatorCommand),
-}
-
-#[derive(Subcommand)]
-enum OperatorCommand {
-    /// Create an operator and print its token (shown once).
-    Create { name: String },
-    /// List operators.
-    List,
-    /// Revoke an operator's token.
-    Revoke { name: String },
 }
 
 #[derive(Args)]
@@ -171,47 +155,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            admin(cfg, command)
+            admin::run(cfg, command)
         }
     }
-}
-
-/// `imgcdn admin …`: straight to the database, no running control plane needed.
-fn admin(cfg: CpConfig, command: AdminCommand) -> ExitCode {
-    use imgcdn_control_plane::operators;
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    rt.block_on(async {
-        let db = match imgcdn_control_plane::Db::connect(&cfg.database_url).await {
-            Ok(db) => db,
-            Err(e) => {
-                eprintln!("imgcdn admin: database: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let AdminCommand::Operator(op) = command;
-        let result = match op {
-            OperatorCommand::Create { name } => operators::create(&db, &name, now).await.map(|token| {
-                println!("operator {name} created; its token (shown only now):\n{token}");
-            }),
-            OperatorCommand::Revoke { name } => {
-                operators::revoke(&db, &name, now).await.map(|()| println!("operator {name} revoked"))
-            }
-            OperatorCommand::List => operators::list(&db).await.map_err(Into::into).map(|ops| {
-                for (name, created, revoked) in ops {
-                    let state = if revoked.is_some() { "revoked" } else { "active" };
-                    println!("{name}\t{state}\tcreated {created}");
-                }
-            }),
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("imgcdn admin: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
 }
 
 /// The edge and the control plane together, with embedded defaults.
@@ -236,8 +182,14 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
     // The control plane publishes where this edge reads, and builds URLs to it.
     cp.stores.public = StoreConfig::fs(data_dir.join("store").to_string_lossy());
     cp.stores.recovery = StoreConfig::fs(data_dir.join("recovery").to_string_lossy());
+    cp.stores.staging = StoreConfig::fs(data_dir.join("staging").to_string_lossy());
     if let Some(listen) = edge.listen.first() {
         cp.edge_base_url = format!("http://{listen}");
+    }
+    // Classify for real when the operator-installed model is there
+    // (`scripts/fetch-models` puts it outside the repository).
+    if cp.moderation.nudity.model.is_none() {
+        cp.moderation.nudity.model = imgcdn_safety::nudity::default_model_path().filter(|p| p.is_file());
     }
     // Plain HTTP on localhost: a Secure cookie would never be sent back.
     cp.cookie_secure = false;

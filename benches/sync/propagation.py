@@ -100,6 +100,7 @@ def main():
                     f'[email]\noutbox_dir = "{work}/outbox"\n'
                     f'[stores.public]\nscheme = "fs"\nroot = "{work}/store"\n'
                     f'[stores.recovery]\nscheme = "fs"\nroot = "{work}/recovery"\n'
+                    f'[stores.staging]\nscheme = "fs"\nroot = "{work}/staging"\n'
                     "[edge_sync]\n[edge_sync.edges]\n" + "".join(f'"{n}" = "{t}"\n' for n, t in tokens.items())
                 )
             log = Path(work, f"cp-{n}.log")

@@ -61,6 +61,9 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub plans: PlansConfig,
     pub edge_sync: EdgeSyncConfig,
+    /// Content safety: classifiers, the blocklist, what each verdict leads
+    /// to, DMCA windows.
+    pub moderation: crate::moderation::config::ModerationConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +71,8 @@ pub struct Config {
 pub struct StoresConfig {
     /// Published objects and manifests (what edges serve).
     pub public: StoreConfig,
+    /// Uploads awaiting classification or review (never given to edges).
+    pub staging: StoreConfig,
     /// Deleted and expired images, kept `recovery_days`, operator only.
     pub recovery: StoreConfig,
 }
@@ -157,7 +162,11 @@ const MB: u64 = 1_000_000;
 
 impl Default for StoresConfig {
     fn default() -> Self {
-        StoresConfig { public: StoreConfig::fs("./data/store"), recovery: StoreConfig::fs("./data/recovery") }
+        StoresConfig {
+            public: StoreConfig::fs("./data/store"),
+            staging: StoreConfig::fs("./data/staging"),
+            recovery: StoreConfig::fs("./data/recovery"),
+        }
     }
 }
 
@@ -315,6 +324,7 @@ impl Default for Config {
             uploads: UploadConfig::default(),
             plans: PlansConfig::default(),
             edge_sync: EdgeSyncConfig::default(),
+            moderation: Default::default(),
         }
     }
 }
@@ -468,10 +478,15 @@ impl Config {
             }
         }
         p.extend(self.stores.public.problems("stores.public"));
+        p.extend(self.stores.staging.problems("stores.staging"));
         p.extend(self.stores.recovery.problems("stores.recovery"));
         if self.stores.public == self.stores.recovery {
             p.push("stores.recovery: must not be the public store (edges would serve deleted images)".to_string());
         }
+        if self.stores.public == self.stores.staging || self.stores.staging == self.stores.recovery {
+            p.push("stores.staging: must be a store of its own (edges must not read held uploads)".to_string());
+        }
+        p.extend(self.moderation.problems());
         if self.uploads.max_pixels == 0 || self.uploads.recovery_days < 1 {
             p.push("uploads: max_pixels and recovery_days must be positive".to_string());
         }

@@ -18,7 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "shared_objects", include_str!("../migrations/0004_shared_objects.sql")),
     (5, "edge_sync", include_str!("../migrations/0005_edge_sync.sql")),
     (6, "hardening", include_str!("../migrations/0006_hardening.sql")),
+    (7, "content_safety", include_str!("../migrations/0007_content_safety.sql")),
 ];
+
+/// Tables no code may update or delete from (see `append_only_guards`).
+pub const APPEND_ONLY: &[&str] = &["review_log"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -100,6 +104,43 @@ impl Db {
         Ok(())
     }
 
+    /// Tables that are append-only by policy get triggers that refuse any
+    /// UPDATE or DELETE, so not even a future bug (or a hand-run query
+    /// through the application's role) can rewrite them. Idempotent; written
+    /// here rather than in a migration file because trigger bodies hold
+    /// semicolons and differ per backend.
+    async fn append_only_guards(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        for table in APPEND_ONLY {
+            let statements: Vec<String> = match self.backend {
+                Backend::Sqlite => ["UPDATE", "DELETE"]
+                    .iter()
+                    .map(|op| {
+                        format!(
+                            "CREATE TRIGGER IF NOT EXISTS {table}_no_{name} BEFORE {op} ON {table} \
+                             BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
+                            name = op.to_ascii_lowercase()
+                        )
+                    })
+                    .collect(),
+                Backend::Postgres => vec![
+                    format!(
+                        "CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS \
+                         $$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
+                    ),
+                    format!("DROP TRIGGER IF EXISTS {table}_append_only ON {table}"),
+                    format!(
+                        "CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} \
+                         FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+                    ),
+                ],
+            };
+            for sql in statements {
+                sqlx::raw_sql(&sql).execute(&mut *conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
@@ -134,6 +175,7 @@ impl Db {
                 tx.commit().await?;
                 tracing::info!(version, name, "applied migration");
             }
+            self.append_only_guards(&mut conn).await?;
             Ok::<(), sqlx::Error>(())
         }
         .await;

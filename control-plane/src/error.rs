@@ -60,6 +60,10 @@ pub enum ApiError {
     /// 422: importing by URL failed (blocked address, timeout, HTTP error…).
     #[error("We could not fetch that URL: {0}")]
     FetchFailed(String),
+    /// 403: the image was taken down or removed, or an upload matched
+    /// content that was (the hash blocklist).
+    #[error("{0}")]
+    MediaBlocked(String),
     /// 422: the image exists but its processing failed.
     #[error("This image could not be processed.")]
     MediaFailed,
@@ -95,7 +99,7 @@ impl ApiError {
             ApiError::Overloaded { .. } | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
+            ApiError::QuotaExceeded { .. } | ApiError::MediaBlocked(_) => StatusCode::FORBIDDEN,
             ApiError::MediaFailed | ApiError::FetchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::SnapshotRequired => StatusCode::GONE,
             ApiError::UploadFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::FileTooLarge { .. } => ("invalid_request_error", "file_too_large"),
             ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
             ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
+            ApiError::MediaBlocked(_) => ("permission_error", "media_blocked"),
             ApiError::FetchFailed(_) => ("processing_error", "fetch_failed"),
             ApiError::IdempotencyConflict => ("idempotency_error", "idempotency_key_conflict"),
             ApiError::IdempotencyInProgress => ("idempotency_error", "idempotency_key_in_progress"),

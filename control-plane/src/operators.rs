@@ -34,6 +34,15 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Operator>, sqlx
         .map(|row| Operator { id: row.get(0), name: row.get(1) }))
 }
 
+/// The active operator named `name`, if any (for the command line).
+pub async fn by_name(db: &Db, name: &str) -> Result<Option<Operator>, sqlx::Error> {
+    Ok(sqlx::query("SELECT id, name FROM operators WHERE name = $1 AND revoked_at IS NULL")
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|row| Operator { id: row.get(0), name: row.get(1) }))
+}
+
 /// Why an operator could not be created or revoked.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {

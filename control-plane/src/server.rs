@@ -10,7 +10,7 @@ use imgcdn_shared::clock;
 
 use crate::config::{self, Config};
 use crate::db::Db;
-use crate::{email, http, images, sync, AppState};
+use crate::{email, http, images, moderation, sync, AppState};
 
 /// The HTTP API (see [`http::router`]).
 pub fn app(state: AppState) -> axum::Router {
@@ -26,8 +26,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error("email: {0}")]
     Email(String),
-    #[error("store: {0}")]
-    Store(#[from] opendal::Error),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -79,6 +79,7 @@ impl ControlPlane {
             stop_tx.subscribe(),
         ));
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
+        let classify = tokio::spawn(moderation::jobs::job_loop(state.clone(), stop_tx.subscribe()));
         let addr = listener.local_addr().ok();
         let hub = state.sync.clone();
         let shutdown = async move {
@@ -96,6 +97,7 @@ impl ControlPlane {
         let _ = delivery.await;
         let _ = sweeper.await;
         let _ = sync_watch.await;
+        let _ = classify.await;
         result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }
 }

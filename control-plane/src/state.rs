@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::{accounts, images, ratelimit, sync};
+use crate::{accounts, images, moderation, ratelimit, sync};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -28,17 +28,36 @@ pub struct AppState {
     pub body_budget: Arc<images::budget::MemoryBudget>,
     /// Memory of image decoding, over all uploads.
     pub decode_budget: Arc<images::budget::MemoryBudget>,
+    /// The blocklist and the classifiers uploads go through.
+    pub classifiers: Arc<moderation::pipeline::Classifiers>,
+    /// Wakes the classification job loop after an upload queued a job.
+    pub classify_wake: Arc<Notify>,
+}
+
+/// Why the state could not be built (the configuration is bad).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("store: {0}")]
+    Store(#[from] opendal::Error),
+    #[error(transparent)]
+    Classifiers(#[from] moderation::pipeline::SetupError),
 }
 
 impl AppState {
-    /// Fails only if a store cannot be opened (its configuration is bad).
-    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, opendal::Error> {
+    /// Fails if a store cannot be opened or a configured classifier set up.
+    pub fn new(db: Db, cfg: Config, clock: Arc<dyn Clock>) -> Result<AppState, StateError> {
         let wait = std::time::Duration::from_millis(cfg.uploads.budget_wait_ms);
         let budget = |bytes| Arc::new(images::budget::MemoryBudget::new(bytes, wait));
         Ok(AppState {
+            classifiers: Arc::new(moderation::pipeline::Classifiers::from_config(&cfg.moderation)?),
+            classify_wake: Arc::new(Notify::new()),
             body_budget: budget(cfg.uploads.body_budget_bytes),
             decode_budget: budget(cfg.uploads.decode_budget_bytes),
-            stores: Arc::new(images::store::Stores::open(&cfg.stores.public, &cfg.stores.recovery)?),
+            stores: Arc::new(images::store::Stores::open(
+                &cfg.stores.public,
+                &cfg.stores.staging,
+                &cfg.stores.recovery,
+            )?),
             passwords: accounts::password::Passwords::new(&cfg.passwords),
             limiter: Arc::new(ratelimit::RateLimiter::new(clock.clone())),
             db,

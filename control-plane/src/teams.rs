@@ -68,6 +68,17 @@ async fn role_of(db: &Db, team_id: &str, user_id: &str) -> ApiResult<Role> {
         .ok_or(ApiError::NotFound)
 }
 
+/// The ids of a team's owners.
+pub async fn owners_of(db: &Db, team_id: &str) -> ApiResult<Vec<String>> {
+    Ok(sqlx::query("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'owner' ORDER BY user_id")
+        .bind(team_id)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// The plan a team is on (`free` unless an operator changed it).
 pub async fn plan_of(db: &Db, team_id: &str) -> ApiResult<String> {
     Ok(sqlx::query("SELECT plan FROM teams WHERE id = $1").bind(team_id).fetch_one(&db.pool).await?.get(0))

@@ -119,7 +119,8 @@ on_both_databases!(takedown_and_private_withdraw_the_manifest_and_restore_brings
     assert!(manifest.exists());
     assert_eq!(act(&t, &op, &id, "takedown", json!({"reason": "court_order"})).await.status, StatusCode::OK);
     assert!(!manifest.exists(), "taken down: no edge can load it, even one that never synced");
-    assert!(object.exists(), "the bytes stay for a restore");
+    assert!(!object.exists(), "taken-down bytes leave the public store");
+    assert!(t.recovery_store().join(format!("recovery/{id}/object")).exists(), "kept in recovery for a restore");
     let page = t.call(Req::get(&format!("/{id}"))).await;
     assert_eq!(page.status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
     assert!(!page.text.contains("court_order"), "the reason is not published");
@@ -129,6 +130,8 @@ on_both_databases!(takedown_and_private_withdraw_the_manifest_and_restore_brings
 
     assert_eq!(act(&t, &op, &id, "restore", json!({})).await.status, StatusCode::OK);
     assert!(manifest.exists(), "restored: published again");
+    assert!(object.exists(), "with its bytes back from recovery");
+    assert!(!t.recovery_store().join(format!("recovery/{id}/object")).exists());
     assert_eq!(t.call(Req::get("/v1/admin/takedowns").key(&op)).await.json["data"], json!([]));
     assert_eq!(act(&t, &op, &id, "warn", json!({})).await.status, StatusCode::OK);
     assert!(manifest.exists(), "a restricted image is still served (marked)");

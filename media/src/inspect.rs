@@ -18,20 +18,47 @@ use crate::{gif, heic, ico, isobmff, jpeg, png, svg, webp};
 /// CPU-bound (it decodes the whole image): call it from
 /// `tokio::task::spawn_blocking`, not on an async worker.
 pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectError> {
+    inspect_keeping(bytes, limits, None).map(|(inspected, _)| inspected)
+}
+
+/// Decoded pixels, 3 bytes (RGB) each, row by row.
+pub struct Pixels {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+/// [`inspect`], also handing back the decoded pixels (RGB8, scaled down
+/// to at most `max_side` on the longer side) for classifiers: the image
+/// is decoded once. `None` for formats that are not decoded here (SVG,
+/// AVIF).
+pub fn inspect_with_pixels(
+    bytes: Vec<u8>,
+    limits: &Limits,
+    max_side: u32,
+) -> Result<(Inspected, Option<Pixels>), InspectError> {
+    inspect_keeping(bytes, limits, Some(max_side))
+}
+
+fn inspect_keeping(
+    bytes: Vec<u8>,
+    limits: &Limits,
+    keep: Option<u32>,
+) -> Result<(Inspected, Option<Pixels>), InspectError> {
     let format = match detect(&bytes) {
-        // Stored and served as JPEG (see `heic`).
-        Err(InspectError::Heic) => return heic::to_jpeg(&bytes, limits),
+        // Stored and served as JPEG (see `heic`): its pixels are those of the JPEG.
+        Err(InspectError::Heic) => return heic_keeping(&bytes, limits, keep),
         other => other?,
     };
     match format {
-        Format::Svg => svg::inspect(bytes, limits),
+        Format::Svg => svg::inspect(bytes, limits).map(|i| (i, None)),
         Format::Avif => {
             let (width, height) = match isobmff::avif_size(&bytes) {
-                Err(InspectError::Heic) => return heic::to_jpeg(&bytes, limits),
+                Err(InspectError::Heic) => return heic_keeping(&bytes, limits, keep),
                 other => other?,
             };
             check_pixels(width, height, limits)?;
-            Ok(Inspected { format, width, height, bytes, metadata_stripped: false })
+            Ok((Inspected { format, width, height, bytes, metadata_stripped: false }, None))
         }
         Format::Jpeg | Format::Png | Format::Gif | Format::Webp | Format::Bmp | Format::Ico => {
             // Strip first, then check and decode what we will store: the
@@ -45,10 +72,39 @@ pub fn inspect(bytes: Vec<u8>, limits: &Limits) -> Result<Inspected, InspectErro
                 Format::Ico => ico::strip(&bytes)?,
                 _ => bytes,
             };
-            let (width, height) = decode(format, &stored, limits)?;
-            Ok(Inspected { format, width, height, bytes: stored, metadata_stripped: true })
+            let image = decode(format, &stored, limits)?;
+            let (width, height) = (image.width(), image.height());
+            let pixels = keep.map(|max_side| scaled_rgb(&image, max_side));
+            drop(image);
+            Ok((Inspected { format, width, height, bytes: stored, metadata_stripped: true }, pixels))
         }
     }
+}
+
+fn heic_keeping(bytes: &[u8], limits: &Limits, keep: Option<u32>) -> Result<(Inspected, Option<Pixels>), InspectError> {
+    let inspected = heic::to_jpeg(bytes, limits)?;
+    let pixels = match keep {
+        Some(max_side) => {
+            let image = image::load_from_memory_with_format(&inspected.bytes, image::ImageFormat::Jpeg)
+                .map_err(decode_error)?;
+            Some(scaled_rgb(&image, max_side))
+        }
+        None => None,
+    };
+    Ok((inspected, pixels))
+}
+
+/// RGB8, scaled down (never up) so the longer side is at most `max_side`.
+fn scaled_rgb(image: &image::DynamicImage, max_side: u32) -> Pixels {
+    let (w, h) = (image.width(), image.height());
+    let rgb = if w.max(h) > max_side {
+        let f = f64::from(max_side) / f64::from(w.max(h));
+        let (nw, nh) = (((f64::from(w) * f).round() as u32).max(1), ((f64::from(h) * f).round() as u32).max(1));
+        image::DynamicImage::ImageRgba8(image::imageops::thumbnail(image, nw, nh)).to_rgb8()
+    } else {
+        image.to_rgb8()
+    };
+    Pixels { width: rgb.width(), height: rgb.height(), rgb: rgb.into_raw() }
 }
 
 /// The format of `bytes` and the size its header declares, the size
@@ -161,7 +217,7 @@ pub(crate) fn detect(b: &[u8]) -> Result<Format, InspectError> {
 
 /// Read the header with `image`, check the size, then decode the whole
 /// (first) image under memory limits. Returns the size.
-fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<(u32, u32), InspectError> {
+fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<image::DynamicImage, InspectError> {
     let mut decoder = raster_decoder(format, bytes, image::Limits::default())?;
     let (width, height) = decoder.dimensions();
     // The pixel count is checked by us, from the header, before decoding.
@@ -171,8 +227,7 @@ fn decode(format: Format, bytes: &[u8], limits: &Limits) -> Result<(u32, u32), I
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_alloc = Some(raster_cost(format, width, height, decoder.color_type().bytes_per_pixel()));
     decoder.set_limits(decoder_limits).map_err(decode_error)?;
-    image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    Ok((width, height))
+    image::DynamicImage::from_decoder(decoder).map_err(decode_error)
 }
 
 /// `image`'s decoder for a raster format, with only its header read.
@@ -217,6 +272,18 @@ mod tests {
 
     use super::*;
     use crate::testutil::*;
+
+    #[test]
+    fn pixels_come_back_scaled_down_for_classifiers() {
+        let (inspected, pixels) = inspect_with_pixels(png(400, 100), &Limits::default(), 200).unwrap();
+        assert_eq!((inspected.width, inspected.height), (400, 100));
+        let p = pixels.unwrap();
+        assert_eq!((p.width, p.height, p.rgb.len()), (200, 50, 200 * 50 * 3));
+        let (_, small) = inspect_with_pixels(png(40, 30), &Limits::default(), 200).unwrap();
+        assert_eq!(small.map(|p| (p.width, p.height)), Some((40, 30)));
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="4" height="3"/>"#.to_vec();
+        assert!(inspect_with_pixels(svg, &Limits::default(), 200).unwrap().1.is_none());
+    }
 
     #[test]
     fn decode_cost_counts_bit_depth_and_channels_from_the_header() {

@@ -120,5 +120,5 @@ mod webp;
 mod testutil;
 
 pub use imgcdn_shared::Format;
-pub use inspect::{decode_cost, inspect, probe};
+pub use inspect::{decode_cost, inspect, inspect_with_pixels, probe, Pixels};
 pub use types::{InspectError, Inspected, Limits};

@@ -36,7 +36,8 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
         (b << 16) | a
     }
     let mut raw = Vec::new();
-    let mut x = u32::from(seed) | 1;
+    // Odd and distinct for every seed (xorshift needs a non-zero state).
+    let mut x = (u32::from(seed) << 1) | 1;
     for _ in 0..h {
         // Filter byte 0 (none), then the row's RGB samples.
         let row = (0..w * 3).map(|_| {

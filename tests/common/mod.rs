@@ -310,12 +310,14 @@ impl ControlPlaneProcess {
             format!(
                 "listen = \"{listen}\"\ndatabase_url = {db:?}\ncookie_secure = false\nedge_base_url = {edge:?}\n\
                  [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
-                 [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n{extra}",
+                 [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n\
+                 [stores.staging]\nscheme = \"fs\"\nroot = {staging:?}\n{extra}",
                 listen = free_addr(),
                 edge = opts.edge_base,
                 outbox = root("outbox"),
                 store = root("store"),
                 recovery = root("recovery"),
+                staging = root("staging"),
                 extra = opts.extra_toml,
             ),
         )

@@ -5,6 +5,7 @@
 //! - [`accounts`], [`sessions`]: `/v1/auth/…`, `/v1/me`, `/v1/sessions…`
 //! - [`keys`], [`teams`]: `/v1/teams…`, `/v1/keys`, `/v1/whoami`
 //! - [`images`]: `/v1/images…`, `/v1/usage`, `/v1/upload`, `/v1/import`
+//! - [`safety`]: `/v1/reports`, `/v1/dmca…` (anyone)
 //! - [`edge_sync`]: `/v1/edge/…` (edges); [`admin`]: `/v1/admin/…` (operators)
 
 pub mod accounts;
@@ -12,5 +13,6 @@ pub mod admin;
 pub mod edge_sync;
 pub mod images;
 pub mod keys;
+pub mod safety;
 pub mod sessions;
 pub mod teams;

@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{accounts, images, keys, sessions, teams};
+use crate::api::{accounts, images, keys, safety, sessions, teams};
 use crate::error::ApiError;
 use crate::web::{account_pages, viewer};
 use crate::{auth, web, AppState};
@@ -68,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images/batch", delete(images::manage::delete_batch))
         .route("/v1/images/{id}", get(images::manage::get).patch(images::manage::patch).delete(images::manage::delete))
         .route("/v1/usage", get(images::manage::usage))
+        .route("/v1/reports", post(safety::report))
+        .route("/v1/dmca", post(safety::dmca))
+        .route("/v1/dmca/counter", post(safety::counter))
         .route("/{id}", get(viewer::viewer))
         .route("/verify-email", get(account_pages::verify_page).post(account_pages::verify_form))
         .route("/reset-password", get(account_pages::reset_page).post(account_pages::reset_form))

@@ -49,7 +49,7 @@ impl ImageRow {
             "height": self.height,
             "bytes": self.bytes,
             "transformable": self.format().transformable(),
-            "status": self.status.as_str(),
+            "status": self.status.api_str(),
             "public": self.public,
             "published_at": self.published_at.map(iso),
             "expires_at": self.expires_at.map(iso),
@@ -57,7 +57,7 @@ impl ImageRow {
             "caption": self.caption,
             "metadata": self.metadata,
             "labels": self.labels,
-            "nsfw": Value::Null,
+            "nsfw": self.nsfw,
         })
     }
 

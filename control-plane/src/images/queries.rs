@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 
 use super::row::{ImageRow, ImageStatus, COLUMNS};
+use super::store::Place;
 use crate::db::{Backend, Db};
 
 /// One image by id (any state).
@@ -71,7 +72,7 @@ pub async fn page(
     after: Option<&(i64, String)>,
     limit: i64,
 ) -> Result<Vec<ImageRow>, sqlx::Error> {
-    let live = "team_id = $1 AND deleted_at IS NULL AND status = 'ready'";
+    let live = "team_id = $1 AND deleted_at IS NULL AND status = 'ready' AND takedown_reason IS NULL";
     let rows = match after {
         Some((t, id)) => {
             sqlx::query(&format!(
@@ -111,13 +112,28 @@ pub async fn same_bytes(
     let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
     Ok(sqlx::query(&format!(
         "SELECT {COLUMNS} FROM images WHERE team_id = $1 AND sha256 = $2 AND deleted_at IS NULL AND status = 'ready' \
-         ORDER BY created_at, id LIMIT 1{lock}"
+         AND takedown_reason IS NULL AND bytes_in = 'public' ORDER BY created_at, id LIMIT 1{lock}"
     ))
     .bind(team_id)
     .bind(sha256)
     .fetch_optional(conn)
     .await?
     .map(|r| ImageRow::from_row(&r)))
+}
+
+/// Other live images (any team) storing bytes with this SHA-256.
+pub async fn same_sha256(db: &Db, sha256: &str, except: &str) -> Result<Vec<String>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT id FROM images WHERE sha256 = $1 AND id <> $2 AND deleted_at IS NULL AND takedown_reason IS NULL \
+         AND status <> 'failed' ORDER BY id",
+    )
+    .bind(sha256)
+    .bind(except)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 /// How many images other than `id` still need the stored `object`: live
@@ -155,13 +171,21 @@ pub struct NewImage<'a> {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub object_key: Option<String>,
+    pub status: ImageStatus,
+    pub warned: bool,
+    pub bytes_in: Place,
+    pub pdq: Option<String>,
+    pub nsfw: Option<bool>,
+    pub classification: Option<String>,
 }
 
 pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
-         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'processing', $16, NULL, $17, NULL, $18)",
+         public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
+         warned, bytes_in, pdq, nsfw, classification) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, $18, NULL, $19, \
+         $20, $21, $22, $23, $24)",
     )
     .bind(n.id)
     .bind(n.team_id.map(str::to_string))
@@ -178,9 +202,15 @@ pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sql
     .bind(i64::from(n.public))
     .bind(Value::Object(n.labels).to_string())
     .bind(Value::Object(n.metadata).to_string())
+    .bind(n.status.as_str())
     .bind(n.created_at)
     .bind(n.expires_at)
     .bind(n.object_key)
+    .bind(i64::from(n.warned))
+    .bind(n.bytes_in.as_str())
+    .bind(n.pdq)
+    .bind(n.nsfw.map(i64::from))
+    .bind(n.classification)
     .execute(conn)
     .await?;
     Ok(())
@@ -202,6 +232,12 @@ pub async fn finish(db: &Db, id: &str, status: ImageStatus, now: i64) -> Result<
     Ok(n == 1)
 }
 
+/// An upload whose bytes could not be stored: nothing of it exists.
+pub async fn mark_failed(db: &Db, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET status = 'failed' WHERE id = $1").bind(id).execute(&db.pool).await?;
+    Ok(())
+}
+
 /// The user-editable fields, written together.
 pub async fn update_fields(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -215,6 +251,39 @@ pub async fn update_fields(conn: &mut AnyConnection, row: &ImageRow) -> Result<(
     .bind(&row.id)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// What classification decided: status, warning, when published, the
+/// classification and the nudity verdict.
+pub async fn set_outcome(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE images SET status = $1, warned = $2, published_at = $3, classification = $4, nsfw = $5 WHERE id = $6",
+    )
+    .bind(row.status.as_str())
+    .bind(i64::from(row.warned))
+    .bind(row.published_at)
+    .bind(row.classification.clone())
+    .bind(row.nsfw.map(i64::from))
+    .bind(&row.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where the bytes are, and under which public key.
+pub async fn set_placement(
+    conn: &mut AnyConnection,
+    id: &str,
+    bytes_in: Place,
+    object_key: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET bytes_in = $1, object_key = $2 WHERE id = $3")
+        .bind(bytes_in.as_str())
+        .bind(object_key.map(str::to_string))
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

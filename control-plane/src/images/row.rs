@@ -7,10 +7,12 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::store::Place;
+
 /// Columns read by [`ImageRow::from_row`].
-pub const COLUMNS: &str = "id, team_id, source, format, content_type, width, height, bytes, sha256, filename, caption, \
-                           public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
-                           takedown_reason, warned";
+pub const COLUMNS: &str = "id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, \
+                           caption, public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, \
+                           object_key, takedown_reason, warned, bytes_in, pdq, nsfw, classification";
 
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,10 @@ pub enum ImageStatus {
     Ready,
     /// Storing failed, or an interrupted upload was undone: nothing stored.
     Failed,
+    /// Held for an operator's review (bytes in staging, nothing public).
+    Review,
+    /// Removed by classification: never published, bytes in recovery.
+    Blocked,
 }
 
 impl ImageStatus {
@@ -29,6 +35,17 @@ impl ImageStatus {
             ImageStatus::Processing => "processing",
             ImageStatus::Ready => "ready",
             ImageStatus::Failed => "failed",
+            ImageStatus::Review => "review",
+            ImageStatus::Blocked => "blocked",
+        }
+    }
+
+    /// The status the API shows (`ready | processing | failed`): an upload
+    /// held for review is still being processed, as far as its owner can tell.
+    pub fn api_str(self) -> &'static str {
+        match self {
+            ImageStatus::Review => "processing",
+            other => other.as_str(),
         }
     }
 }
@@ -41,6 +58,8 @@ impl std::str::FromStr for ImageStatus {
             "processing" => Ok(ImageStatus::Processing),
             "ready" => Ok(ImageStatus::Ready),
             "failed" => Ok(ImageStatus::Failed),
+            "review" => Ok(ImageStatus::Review),
+            "blocked" => Ok(ImageStatus::Blocked),
             other => Err(format!("unknown image status {other:?}")),
         }
     }
@@ -90,6 +109,8 @@ impl Visibility {
 pub struct ImageRow {
     pub id: String,
     pub team_id: Option<String>,
+    /// The signed-in user who uploaded it (none for keys and anonymous uploads).
+    pub uploaded_by: Option<String>,
     pub format: String,
     pub width: i64,
     pub height: i64,
@@ -111,6 +132,15 @@ pub struct ImageRow {
     /// Operator decisions (edge sync): a takedown reason code, a warning.
     pub takedown_reason: Option<String>,
     pub warned: bool,
+    /// Where the bytes are now.
+    pub bytes_in: Place,
+    /// PDQ perceptual hash (hex), for raster images.
+    pub pdq: Option<String>,
+    /// The nudity detector's verdict; `None` = unknown (not run).
+    pub nsfw: Option<bool>,
+    /// `clean`, `restricted:{category}`, `prohibited:{category}`; `None`
+    /// until classified.
+    pub classification: Option<String>,
 }
 
 fn object(text: &str) -> Map<String, Value> {
@@ -122,6 +152,7 @@ impl ImageRow {
         ImageRow {
             id: r.get("id"),
             team_id: r.get("team_id"),
+            uploaded_by: r.get("uploaded_by"),
             format: r.get("format"),
             width: r.get("width"),
             height: r.get("height"),
@@ -142,7 +173,33 @@ impl ImageRow {
             object_key: r.get("object_key"),
             takedown_reason: r.get("takedown_reason"),
             warned: r.get::<i64, _>("warned") != 0,
+            bytes_in: r.get::<String, _>("bytes_in").parse().unwrap_or(Place::Public),
+            pdq: r.get("pdq"),
+            nsfw: r.get::<Option<i64>, _>("nsfw").map(|n| n != 0),
+            classification: r.get("classification"),
         }
+    }
+
+    /// Where the bytes belong: recovery once deleted, taken down or
+    /// removed; staging while an upload there awaits a classifier or an
+    /// operator; public otherwise (private images too: they only lack a
+    /// manifest).
+    pub fn place(&self) -> Place {
+        if self.deleted_at.is_some() || self.takedown_reason.is_some() || self.status == ImageStatus::Blocked {
+            Place::Recovery
+        } else if matches!(self.status, ImageStatus::Processing | ImageStatus::Review | ImageStatus::Failed)
+            && self.bytes_in == Place::Staging
+        {
+            Place::Staging
+        } else {
+            Place::Public
+        }
+    }
+
+    /// Whether the API answers `403 media_blocked` for it: taken down, or
+    /// removed by classification.
+    pub fn is_blocked(&self) -> bool {
+        self.takedown_reason.is_some() || self.status == ImageStatus::Blocked
     }
 
     pub fn image_id(&self) -> ImageId {
@@ -150,12 +207,16 @@ impl ImageRow {
     }
 
     /// What edges must do with this image now: takedown > hide > warn >
-    /// serve. Hidden: deleted, expired or private.
+    /// serve. Hidden: deleted, expired, private or removed by classification.
     pub fn visibility(&self, now: i64) -> Visibility {
         if let Some(reason) = &self.takedown_reason {
             return Visibility::Takedown(reason.clone());
         }
-        if self.deleted_at.is_some() || self.expires_at.is_some_and(|e| e <= now) || !self.public {
+        if self.deleted_at.is_some()
+            || self.expires_at.is_some_and(|e| e <= now)
+            || !self.public
+            || self.status == ImageStatus::Blocked
+        {
             return Visibility::Hide;
         }
         if self.warned {

@@ -1,19 +1,57 @@
-//! The stores an image moves through.
+//! The stores an image's bytes move through ([`Place`]):
 //!
-//! Publishing writes `objects/{id}` then `manifests/{id}.json` to the
-//! public store (the manifest last: an edge serves nothing without it).
-//! Unpublishing first copies bytes and manifest to the recovery store (with
-//! `reap_at`), then deletes the public manifest (off public serving at
-//! once), then the public object: at every step the image is either still
-//! served or already safe in recovery, never lost.
+//! - **public** (`objects/{id}`, `manifests/{id}.json`): what edges read.
+//!   Publishing writes the bytes, then the manifest (last: an edge serves
+//!   nothing without it).
+//! - **staging** (`objects/{id}`): uploads awaiting classification or an
+//!   operator's review. Edges never get this store.
+//! - **recovery** (`recovery/{id}/object`, `recovery/{id}/record.json`
+//!   with the manifest, reason and `reap_at`): deleted, expired, taken
+//!   down and removed images, operator only.
+//!
+//! Moving bytes copies them to their destination first and deletes the
+//! source last, so at every step they are in one store or another, never
+//! lost; each move is idempotent (a copy already there is kept).
 
 use imgcdn_shared::storage::{manifest_key, object_key, publish, StoreConfig};
 use imgcdn_shared::{ImageId, Manifest};
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
 
+/// Where an image's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Public,
+    Staging,
+    Recovery,
+}
+
+impl Place {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Public => "public",
+            Place::Staging => "staging",
+            Place::Recovery => "recovery",
+        }
+    }
+}
+
+impl std::str::FromStr for Place {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Place, String> {
+        match s {
+            "public" => Ok(Place::Public),
+            "staging" => Ok(Place::Staging),
+            "recovery" => Ok(Place::Recovery),
+            other => Err(format!("unknown place {other:?}")),
+        }
+    }
+}
+
 pub struct Stores {
     pub public: Operator,
+    pub staging: Operator,
     pub recovery: Operator,
 }
 
@@ -26,9 +64,25 @@ pub struct RecoveryRecord {
     pub reap_at: i64,
 }
 
+fn recovery_object(id: &ImageId) -> String {
+    format!("recovery/{id}/object")
+}
+
+fn recovery_record(id: &ImageId) -> String {
+    format!("recovery/{id}/record.json")
+}
+
+fn found<T>(r: Result<T, opendal::Error>) -> Result<Option<T>, opendal::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Stores {
-    pub fn open(public: &StoreConfig, recovery: &StoreConfig) -> Result<Stores, opendal::Error> {
-        Ok(Stores { public: public.operator()?, recovery: recovery.operator()? })
+    pub fn open(public: &StoreConfig, staging: &StoreConfig, recovery: &StoreConfig) -> Result<Stores, opendal::Error> {
+        Ok(Stores { public: public.operator()?, staging: staging.operator()?, recovery: recovery.operator()? })
     }
 
     pub async fn publish(&self, id: &ImageId, bytes: Vec<u8>, manifest: &Manifest) -> Result<(), opendal::Error> {
@@ -46,42 +100,75 @@ impl Stores {
         self.public.write(&object_key(id), bytes).await.map(|_| ())
     }
 
-    /// Withdraw an image from serving (private, taken down): the manifest
-    /// goes, the bytes stay for a later restore.
+    /// Keep the bytes of an upload that is not (yet) allowed out.
+    pub async fn put_staging(&self, id: &ImageId, bytes: Vec<u8>) -> Result<(), opendal::Error> {
+        self.staging.write(&object_key(id), bytes).await.map(|_| ())
+    }
+
+    /// The bytes of an image waiting in staging.
+    pub async fn read_staging(&self, id: &ImageId) -> Result<Vec<u8>, opendal::Error> {
+        Ok(self.staging.read(&object_key(id)).await?.to_vec())
+    }
+
+    /// Withdraw an image from serving (private): the manifest goes, the
+    /// bytes stay for a later `public: true`.
     pub async fn withdraw(&self, id: &ImageId) -> Result<(), opendal::Error> {
         self.public.delete(&manifest_key(id)).await
     }
 
-    /// Move a published image to the recovery store. Idempotent: an image
-    /// already gone from the public store is fine. The bytes (`object`) are
-    /// copied to recovery always, but deleted from the public store only
-    /// when `delete_bytes` (no other live image shows them).
+    /// Make sure `id`'s bytes are in the public store (under `object`, its
+    /// own or shared key), copying them from staging or recovery if needed.
+    pub async fn bytes_to_public(&self, id: &ImageId, object: &str) -> Result<(), opendal::Error> {
+        if self.public.exists(object).await? {
+            return Ok(());
+        }
+        let bytes = match found(self.staging.read(&object_key(id)).await)? {
+            Some(b) => b,
+            None => self.recovery.read(&recovery_object(id)).await?,
+        };
+        // Restored bytes are the image's own from now on.
+        self.public.write(&object_key(id), bytes).await.map(|_| ())
+    }
+
+    /// Delete the copies left in staging and recovery once the bytes are
+    /// public again.
+    pub async fn drop_private_copies(&self, id: &ImageId) -> Result<(), opendal::Error> {
+        self.staging.delete(&object_key(id)).await?;
+        self.recovery.delete(&recovery_object(id)).await?;
+        self.recovery.delete(&recovery_record(id)).await
+    }
+
+    /// Move an image to the recovery store: the bytes (from the public
+    /// store under `object`, or from staging) and a record with `manifest`
+    /// are copied there first; then the public manifest goes (off public
+    /// serving), then the public bytes if `delete_public_bytes` (no other
+    /// image still needs them), then the staging copy. Idempotent.
     #[allow(clippy::too_many_arguments)]
-    pub async fn unpublish(
+    pub async fn to_recovery(
         &self,
         id: &ImageId,
         manifest: &Manifest,
         object: &str,
-        delete_bytes: bool,
+        delete_public_bytes: bool,
         reason: &str,
         now: i64,
         reap_at: i64,
     ) -> Result<(), opendal::Error> {
-        match self.public.read(object).await {
-            Ok(bytes) => {
-                self.recovery.write(&format!("recovery/{id}/object"), bytes).await?;
-                let record =
-                    RecoveryRecord { manifest: manifest.clone(), reason: reason.to_string(), removed_at: now, reap_at };
-                let json = serde_json::to_vec_pretty(&record).expect("record serialises");
-                self.recovery.write(&format!("recovery/{id}/record.json"), json).await?;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let bytes = match found(self.public.read(object).await)? {
+            Some(b) => Some(b),
+            None => found(self.staging.read(&object_key(id)).await)?,
+        };
+        if let Some(bytes) = bytes {
+            self.recovery.write(&recovery_object(id), bytes).await?;
+            let record =
+                RecoveryRecord { manifest: manifest.clone(), reason: reason.to_string(), removed_at: now, reap_at };
+            let json = serde_json::to_vec_pretty(&record).expect("record serialises");
+            self.recovery.write(&recovery_record(id), json).await?;
         }
         self.public.delete(&manifest_key(id)).await?;
-        if delete_bytes {
+        if delete_public_bytes {
             self.public.delete(object).await?;
         }
-        Ok(())
+        self.staging.delete(&object_key(id)).await
     }
 }

@@ -38,6 +38,8 @@ pub struct Swept {
     pub redone: u64,
     /// Images past their expiry moved to recovery.
     pub expired: u64,
+    /// Images restored after a DMCA counter-notice's waiting period.
+    pub restored: u64,
     /// Images that failed (retried on the next pass).
     pub errors: u64,
 }
@@ -74,6 +76,10 @@ pub async fn run_once(state: &AppState) -> Result<Swept, String> {
             Ok(_) => out.expired += 1,
             Err(e) => failed("expiring", &row.id, &e, &mut out),
         }
+    }
+    match crate::moderation::reports::restore_due(state).await {
+        Ok(n) => out.restored += n,
+        Err(e) => failed("restoring after counter-notices", "-", &e, &mut out),
     }
     // What was deleted above must not linger in the database files.
     state.db.checkpoint().await.map_err(|e| err(&e))?;

@@ -8,20 +8,26 @@
 //! manifest: nothing servable, counted once, finished or undone by the
 //! sweep.
 
-use imgcdn_media::{decode_cost, inspect, InspectError, Limits};
+use std::sync::Arc;
+
+use imgcdn_media::{decode_cost, inspect_with_pixels, InspectError, Limits};
+use imgcdn_shared::storage::object_key;
 use imgcdn_shared::{ImageId, Manifest};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::budget::Reserved;
 use super::import::{self, FetchError, FetchPolicy};
 use super::queries::{self, NewImage};
 use super::row::{ImageRow, ImageStatus};
+use super::store::Place;
 use super::ttl::expiry;
 use crate::client::ClientMeta;
 use crate::config::Plan;
 use crate::dates::DAY;
 use crate::error::{ApiError, ApiResult};
+use crate::moderation::classify::{self, Input, CLASSIFY_SIDE};
+use crate::moderation::config::Outcome;
+use crate::moderation::{blocklist, jobs, pipeline, review};
 use crate::AppState;
 
 /// Who is uploading, decided before the body is read.
@@ -100,7 +106,18 @@ pub async fn admit(state: &AppState, uploader: &Uploader, client: &ClientMeta) -
             state.limiter.hit_client("anon-upload-hour", ip, up.anonymous_per_hour, 3600).map_err(limited)?;
             state.limiter.hit_client("anon-upload-day", ip, up.anonymous_per_day, DAY).map_err(limited)?;
         }
-        Uploader::Team { team_id, .. } => {
+        Uploader::Team { team_id, user_id, .. } => {
+            // Repeat infringers lose upload rights (the uploader, or for a
+            // key the team's owners).
+            let people = match user_id {
+                Some(u) => vec![u.clone()],
+                None => crate::teams::owners_of(&state.db, team_id).await?,
+            };
+            if crate::moderation::reports::uploads_suspended(state, &people).await? {
+                return Err(ApiError::Forbidden(
+                    "Uploading is suspended for this account after repeated copyright infringement.".into(),
+                ));
+            }
             if let Some(max) = uploader.plan(state).max_images {
                 let used = queries::live_count(&state.db, team_id).await?;
                 if used >= max as i64 {
@@ -134,7 +151,12 @@ pub async fn fetch_into(state: &AppState, url: &str, upload: &mut Upload, upload
     }
 }
 
-/// Inspect, then write: a `processing` row, bytes and manifest, `ready`.
+/// Inspect, classify, then write. What classification decided sets where
+/// the bytes go: published (a `processing` row, bytes and manifest,
+/// `ready`), held (staging, `review`, an item in the review queue),
+/// removed (recovery, `blocked`: answered `403 media_blocked`), or, with a
+/// slow classifier configured, staging while its job runs (`processing`).
+/// A match on the hash blocklist is refused before anything is stored.
 /// `source` names the surface (`api`, `legacy_upload`, `legacy_import`).
 pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source: &str) -> ApiResult<ImageRow> {
     let anonymous = uploader.is_anonymous();
@@ -147,9 +169,11 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     // Reserve the decode's memory, read from the header, before decoding.
     let cost = decode_cost(&file).map_err(|e| ApiError::validation("file", e.to_string()))?;
     let decoding = state.decode_budget.reserve(cost).await.map_err(|e| e.into_api("process"))?;
-    let inspected = tokio::task::spawn_blocking(move || {
+    let (inspected, pixels, hashes) = tokio::task::spawn_blocking(move || {
         let _decoding = decoding;
-        inspect(file, &limits)
+        let (inspected, pixels) = inspect_with_pixels(file, &limits, CLASSIFY_SIDE)?;
+        let hashes = pipeline::hashes(&inspected.bytes, pixels.as_ref());
+        Ok::<_, InspectError>((inspected, pixels, hashes))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
@@ -157,8 +181,38 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
         return Err(too_large(anonymous, plan.max_svg_bytes));
     }
-
     let now = state.clock.unix_now();
+    let team_id = match uploader {
+        Uploader::Anonymous => None,
+        Uploader::Team { team_id, .. } => Some(team_id.as_str()),
+    };
+
+    // Known-bad content is refused before a byte of it is stored.
+    let moderation = &state.cfg.moderation;
+    if let Some(m) = state.classifiers.blocklist.check(&state.db, &hashes, moderation.pdq_max_distance).await? {
+        blocklist::record_match(&state.db, &m, source, team_id, now).await?;
+        return Err(ApiError::MediaBlocked(
+            "This image cannot be uploaded: it matches content removed for breaking our Acceptable Use Policy.".into(),
+        ));
+    }
+    let format = inspected.format;
+    let input = Input {
+        bytes: Arc::new(inspected.bytes),
+        content_type: format.content_type().to_string(),
+        pixels: pixels.map(Arc::new),
+    };
+    let verdicts = state.classifiers.run_fast(&input).await;
+    let classification = classify::combine(&verdicts);
+    // With a slow classifier, the outcome waits for its job.
+    let outcome =
+        (!state.classifiers.has_slow()).then(|| moderation.outcome(classification.as_deref().unwrap_or("clean")));
+    let (status, bytes_in) = match outcome {
+        None => (ImageStatus::Processing, Place::Staging),
+        Some(Outcome::Review) => (ImageStatus::Review, Place::Staging),
+        Some(Outcome::Remove) => (ImageStatus::Blocked, Place::Recovery),
+        Some(Outcome::Publish | Outcome::Restrict) => (ImageStatus::Processing, Place::Public),
+    };
+
     let mut expires_at = expiry(now, anonymous, upload.ttl, plan);
     if let Uploader::Team { team_id, .. } = uploader {
         // Unverified accounts keep uploads for a limited window (API.md).
@@ -169,31 +223,31 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     }
     let public = upload.public.unwrap_or(true);
     let id = ImageId::generate();
-    let sha256 = hex::encode(Sha256::digest(&inspected.bytes));
+    let sha256 = hashes.sha256.clone();
     // Choosing bytes to share and writing the row that shares them is one
     // transaction, with the source row locked: a concurrent delete of the
     // source either finishes first (it is not chosen) or sees this row.
     let mut tx = state.db.begin_write().await?;
-    // Identical bytes already live in this team: show them, store nothing new.
-    let shared_object = match uploader {
-        Uploader::Team { team_id, .. } => {
+    // Identical bytes already published in this team: show them, store nothing new.
+    let shared_object = match (uploader, bytes_in) {
+        (Uploader::Team { team_id, .. }, Place::Public) => {
             queries::same_bytes(&mut tx, state.db.backend, team_id, &sha256).await?.map(|r| r.stored_object())
         }
-        Uploader::Anonymous => None,
+        _ => None,
     };
     let manifest = Manifest {
-        content_type: inspected.format.content_type().to_string(),
-        bytes: inspected.bytes.len() as u64,
+        content_type: format.content_type().to_string(),
+        bytes: input.bytes.len() as u64,
         sha256: sha256.clone(),
         width: inspected.width,
         height: inspected.height,
         expires_at: expires_at.map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
-        transformable: inspected.format.transformable(),
+        transformable: format.transformable(),
         object: shared_object.clone(),
     };
-    let (team_id, user_id) = match uploader {
-        Uploader::Anonymous => (None, None),
-        Uploader::Team { team_id, user_id, .. } => (Some(team_id.as_str()), user_id.as_deref()),
+    let user_id = match uploader {
+        Uploader::Anonymous => None,
+        Uploader::Team { user_id, .. } => user_id.as_deref(),
     };
     queries::insert(
         &mut tx,
@@ -202,11 +256,11 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
             team_id,
             uploaded_by: user_id,
             source,
-            format: inspected.format.extension(),
-            content_type: inspected.format.content_type(),
+            format: format.extension(),
+            content_type: format.content_type(),
             width: inspected.width,
             height: inspected.height,
-            bytes: inspected.bytes.len(),
+            bytes: input.bytes.len(),
             sha256: &sha256,
             filename: upload.filename,
             caption: upload.caption,
@@ -216,25 +270,77 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
             created_at: now,
             expires_at,
             object_key: shared_object.clone(),
+            status,
+            warned: outcome == Some(Outcome::Restrict),
+            bytes_in,
+            pdq: hashes.pdq.clone(),
+            nsfw: classify::nsfw(&verdicts),
+            classification: classification.clone(),
         },
     )
     .await?;
+    pipeline::save(&mut tx, id.as_str(), &verdicts, now).await?;
+    match outcome {
+        None => jobs::enqueue(&mut tx, id.as_str(), now).await?,
+        // Held and removed uploads wait for an operator (who may overturn a removal).
+        Some(Outcome::Review | Outcome::Remove) => {
+            let category = classification.as_deref().and_then(|c| c.split_once(':')).map_or("unclear", |(_, c)| c);
+            review::open(&mut tx, id.as_str(), "classifier", category, None, now).await?;
+        }
+        _ => {}
+    }
     tx.commit().await?;
-    // A private image gets its bytes but no manifest: edges cannot serve it.
-    let published = match (&shared_object, public) {
-        (Some(_), true) => state.stores.publish_manifest(&id, &manifest).await,
-        (Some(_), false) => Ok(()),
-        (None, true) => state.stores.publish(&id, inspected.bytes, &manifest).await,
-        (None, false) => state.stores.put_object(&id, inspected.bytes).await,
+
+    let bytes = Arc::try_unwrap(input.bytes).unwrap_or_else(|b| b.as_ref().clone());
+    let stored = match (bytes_in, &shared_object, public) {
+        (Place::Staging, _, _) => state.stores.put_staging(&id, bytes).await,
+        (Place::Recovery, _, _) => {
+            let reap_at = now + state.cfg.uploads.recovery_days * DAY;
+            let reason = format!("classified:{}", classification.as_deref().unwrap_or("unknown"));
+            state
+                .stores
+                .put_staging(&id, bytes)
+                .await
+                .and(state.stores.to_recovery(&id, &manifest, &object_key(&id), false, &reason, now, reap_at).await)
+        }
+        // A private image gets its bytes but no manifest: edges cannot serve it.
+        (Place::Public, Some(_), true) => state.stores.publish_manifest(&id, &manifest).await,
+        (Place::Public, Some(_), false) => Ok(()),
+        (Place::Public, None, true) => state.stores.publish(&id, bytes, &manifest).await,
+        (Place::Public, None, false) => state.stores.put_object(&id, bytes).await,
     };
-    if let Err(e) = published {
+    if let Err(e) = stored {
         // Nothing half-written stays: our own bytes (never shared ones) go.
         if shared_object.is_none() {
-            let _ = state.stores.public.delete(&imgcdn_shared::storage::object_key(&id)).await;
+            let _ = state.stores.public.delete(&object_key(&id)).await;
+            let _ = state.stores.staging.delete(&object_key(&id)).await;
         }
-        let _ = queries::finish(&state.db, id.as_str(), ImageStatus::Failed, now).await;
-        return Err(ApiError::UploadFailed(format!("publish {id}: {e}")));
+        let _ = queries::mark_failed(&state.db, id.as_str()).await;
+        return Err(ApiError::UploadFailed(format!("store {id}: {e}")));
     }
-    queries::finish(&state.db, id.as_str(), ImageStatus::Ready, now).await?;
+    match outcome {
+        Some(Outcome::Remove) => {
+            let category = classification.as_deref().and_then(|c| c.split_once(':')).map_or("other", |(_, c)| c);
+            if classification.as_deref().is_some_and(|c| c.starts_with("prohibited")) {
+                blocklist::add_image(
+                    &state.db,
+                    &sha256,
+                    hashes.pdq.as_deref(),
+                    category,
+                    &format!("classifier:{id}"),
+                    now,
+                )
+                .await?;
+            }
+            return Err(ApiError::MediaBlocked(
+                "This image cannot be published: it breaks our Acceptable Use Policy.".into(),
+            ));
+        }
+        Some(Outcome::Publish | Outcome::Restrict) => {
+            queries::finish(&state.db, id.as_str(), ImageStatus::Ready, now).await?;
+        }
+        Some(Outcome::Review) => {}
+        None => state.classify_wake.notify_one(),
+    }
     queries::fetch(&state.db, id.as_str()).await?.ok_or(ApiError::NotFound)
 }

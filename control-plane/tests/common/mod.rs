@@ -58,6 +58,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg.email.outbox_dir = dir.join("outbox");
     cfg.stores.public = imgcdn_shared::storage::StoreConfig::fs(dir.join("store").to_string_lossy());
     cfg.stores.recovery = imgcdn_shared::storage::StoreConfig::fs(dir.join("recovery").to_string_lossy());
+    cfg.stores.staging = imgcdn_shared::storage::StoreConfig::fs(dir.join("staging").to_string_lossy());
     cfg.cookie_secure = true;
     cfg.client_ip_header = Some("x-forwarded-for".into());
     cfg.country_header = Some("cf-ipcountry".into());

@@ -35,6 +35,9 @@ pub async fn get(State(state): State<AppState>, who: Principal, Path(id): Path<S
     if row.status == ImageStatus::Failed {
         return Err(ApiError::MediaFailed);
     }
+    if row.is_blocked() {
+        return Err(ApiError::MediaBlocked("This image was removed from public serving.".into()));
+    }
     Ok(Json(row.json(&state.cfg)))
 }
 
@@ -69,7 +72,7 @@ pub async fn list(
         let mut data = Vec::new();
         for id in ids {
             if let Ok(row) = owned(&state, &team, id).await {
-                if row.status == ImageStatus::Ready {
+                if row.status == ImageStatus::Ready && !row.is_blocked() {
                     data.push(row.json(&state.cfg));
                 }
             }

@@ -1,13 +1,21 @@
-//! Moderation: what operators decide about images (takedown for a legal
-//! or policy reason, a restricted-content warning, restore), applied
-//! through [`lifecycle::apply`] and so synced to every edge at once; and
-//! what they read back (an image's state and history, current takedowns).
+//! Decisions on images: an operator's (takedown for a legal or policy
+//! reason, a restricted-content warning, restore) and classification's
+//! (publish, restrict, hold, remove), applied through [`lifecycle::apply`]
+//! and so synced to every edge at once; and what operators read back (an
+//! image's state and history, current takedowns).
+//!
+//! A takedown for a prohibited reason (`moderation.prohibited_reasons`)
+//! reaches further than the one upload: the image's hashes join the
+//! blocklist (no copy can be uploaded again, on any surface) and every
+//! other image with the same bytes, in any team, is taken down with it.
 
 use imgcdn_shared::sync::{Change, TAKEDOWN_REASONS};
 use imgcdn_shared::ImageId;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use super::blocklist;
+use super::config::Outcome;
 use crate::dates::iso;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
@@ -40,7 +48,7 @@ pub fn parse_decision(decision: &str, reason: Option<String>) -> ApiResult<Edit>
 pub async fn decide(state: &AppState, op: &Operator, id: &str, edit: Edit, note: &str) -> ApiResult<Value> {
     check_id(id)?;
     let actor = op.actor();
-    let applied = lifecycle::apply(state, id, &actor, note, edit).await?;
+    let applied = apply_reaching_copies(state, id, &actor, note, edit).await?;
     let now = state.clock.unix_now();
     Ok(json!({
         "image_id": id,
@@ -49,12 +57,76 @@ pub async fn decide(state: &AppState, op: &Operator, id: &str, edit: Edit, note:
     }))
 }
 
+/// Apply `edit`; a takedown for a prohibited reason also lists the image's
+/// hashes and takes down every other image with the same bytes.
+pub async fn apply_reaching_copies(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+    note: &str,
+    edit: Edit,
+) -> ApiResult<lifecycle::Applied> {
+    let prohibited = match &edit {
+        Edit::Takedown(reason) => state.cfg.moderation.prohibited_reasons.contains(reason).then(|| reason.clone()),
+        _ => None,
+    };
+    let applied = lifecycle::apply(state, id, actor, note, edit).await?;
+    if let Some(reason) = prohibited {
+        let row = &applied.row;
+        let now = state.clock.unix_now();
+        blocklist::add_image(&state.db, &row.sha256, row.pdq.as_deref(), &reason, &format!("takedown:{id}"), now)
+            .await?;
+        for copy in queries::same_sha256(&state.db, &row.sha256, id).await? {
+            let note = format!("same bytes as {id}, taken down for {reason}");
+            lifecycle::apply(state, &copy, actor, &note, Edit::Takedown(reason.clone())).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// What classification (or an operator's review) decided for an upload:
+/// applied through the lifecycle; a hold or removal waits in the review
+/// queue; a removal for a prohibited category lists the image's hashes.
+pub async fn decide_upload(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+    note: &str,
+    outcome: Outcome,
+    classification: Option<String>,
+    nsfw: Option<bool>,
+) -> ApiResult<lifecycle::Applied> {
+    let edit = Edit::Classified { outcome, classification: classification.clone(), nsfw };
+    let applied = lifecycle::apply(state, id, actor, note, edit).await?;
+    let now = state.clock.unix_now();
+    if matches!(outcome, Outcome::Review | Outcome::Remove) && matches!(actor, Actor::System(_)) {
+        let category = classification.as_deref().and_then(|c| c.split_once(':')).map_or("unclear", |(_, c)| c);
+        let mut conn = state.db.pool.acquire().await?;
+        super::review::open(&mut conn, id, "classifier", category, None, now).await?;
+    }
+    if outcome == Outcome::Remove {
+        if let Some(category) = classification.as_deref().and_then(|c| c.strip_prefix("prohibited:")) {
+            let row = &applied.row;
+            blocklist::add_image(
+                &state.db,
+                &row.sha256,
+                row.pdq.as_deref(),
+                category,
+                &format!("classifier:{id}"),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(applied)
+}
+
 /// An id from a path, or 404.
 fn check_id(id: &str) -> ApiResult<ImageId> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
-fn state_json(row: &ImageRow, now: i64) -> Value {
+pub(super) fn state_json(row: &ImageRow, now: i64) -> Value {
     let visibility = row.visibility(now);
     json!({ "edge": visibility.label(), "reason": visibility.to_action().1 })
 }
