@@ -32,6 +32,9 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Connections open at once; past it a new one gets a 503 and is closed.
     pub max_connections: usize,
+    /// Connections one client (socket address, IPv6 per /64) may hold open;
+    /// 0 = no cap. Not applied behind a proxy (`client_ip_header` set).
+    pub max_connections_per_client: usize,
     /// Header carrying the client address when behind a trusted proxy
     /// (e.g. `X-Forwarded-For`); unset = the socket peer address.
     pub client_ip_header: Option<String>,
@@ -308,6 +311,7 @@ impl Default for Config {
             body_idle_timeout_secs: 30,
             header_read_timeout_secs: 15,
             max_connections: 1024,
+            max_connections_per_client: 64,
             client_ip_header: None,
             trusted_proxy_hops: 1,
             country_header: None,

@@ -89,6 +89,9 @@ impl ControlPlane {
         };
         let limits = http::listener::Limits {
             max_connections: state.cfg.max_connections,
+            // Behind a proxy every connection comes from it: the proxy caps per client.
+            max_per_client: (state.cfg.client_ip_header.is_none() && state.cfg.max_connections_per_client > 0)
+                .then_some(state.cfg.max_connections_per_client),
             header_read_timeout: std::time::Duration::from_secs(state.cfg.header_read_timeout_secs),
             drain_timeout: std::time::Duration::from_secs(state.cfg.request_timeout_secs),
         };

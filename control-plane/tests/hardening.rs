@@ -598,6 +598,38 @@ mod over_tcp {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
+    #[tokio::test]
+    async fn one_client_cannot_hold_every_connection() {
+        let (addr, _dir) = start(|c| {
+            c.client_ip_header = None;
+            c.max_connections_per_client = 5;
+            c.header_read_timeout_secs = 30;
+        })
+        .await;
+        let mut mine = Vec::new();
+        for _ in 0..5 {
+            mine.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut sixth = TcpStream::connect(addr).await.unwrap();
+        let answer = read_until_closed(&mut sixth, Duration::from_secs(2)).await.expect("refused and closed");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        // Another client (another loopback address) is served.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let answer = read_until_closed(&mut other, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Closing one of mine makes room for me again.
+        drop(mine.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let answer = read_until_closed(&mut again, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     fn multipart_head(len: usize) -> (String, Vec<u8>, Vec<u8>) {
         let boundary = "b0undary";
         let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n");

@@ -84,9 +84,14 @@ pub fn router(state: AppState) -> Router {
         .layer(
             // Method and path only: no query string (it can hold one-time
             // tokens) and no client address.
-            TraceLayer::new_for_http().make_span_with(
-                |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-            ),
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+                )
+                // A 5xx is not an error of ours by itself (a 503 is a bound
+                // doing its job, and a flood of them must not flood the log);
+                // internal errors log their cause where they happen.
+                .on_failure(()),
         )
         .with_state(state)
 }

@@ -77,11 +77,23 @@ impl MemoryBudget {
 
     /// Reserve `bytes`, waiting up to the configured wait.
     pub async fn reserve(&self, bytes: u64) -> Result<Reserved, BudgetError> {
+        self.reserve_until(bytes, tokio::time::Instant::now() + self.wait).await
+    }
+
+    /// When a request that reserves in steps (an upload, chunk by chunk)
+    /// must have all its room: one wait for the whole request, not one per
+    /// step.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.wait
+    }
+
+    /// Reserve `bytes`, waiting until `deadline` at the latest.
+    pub async fn reserve_until(&self, bytes: u64, deadline: tokio::time::Instant) -> Result<Reserved, BudgetError> {
         let units = bytes.div_ceil(UNIT).max(1);
         if units > u64::from(self.total_units) {
             return Err(BudgetError::TooLarge { needed: bytes, total: self.total() });
         }
-        match tokio::time::timeout(self.wait, self.units.clone().acquire_many_owned(units as u32)).await {
+        match tokio::time::timeout_at(deadline, self.units.clone().acquire_many_owned(units as u32)).await {
             Ok(Ok(permit)) => Ok(Reserved(Some(permit))),
             _ => Err(BudgetError::Busy),
         }

@@ -166,9 +166,10 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         return Err(ApiError::validation("file", "The file is empty."));
     }
     let limits = Limits { max_pixels: state.cfg.uploads.max_pixels, max_svg_bytes: plan.max_svg_bytes as usize };
-    // Reserve the decode's memory, read from the header, before decoding.
+    // Reserve the decode's memory, read from the header, before decoding:
+    // the decoder's buffers, and the copy of the file that stripping makes.
     let cost = decode_cost(&file).map_err(|e| ApiError::validation("file", e.to_string()))?;
-    let decoding = state.decode_budget.reserve(cost).await.map_err(|e| e.into_api("process"))?;
+    let decoding = state.decode_budget.reserve(cost + file.len() as u64).await.map_err(|e| e.into_api("process"))?;
     let (inspected, pixels, hashes) = tokio::task::spawn_blocking(move || {
         let _decoding = decoding;
         let (inspected, pixels) = inspect_with_pixels(file, &limits, CLASSIFY_SIDE)?;

@@ -68,15 +68,27 @@ async fn read_form(
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
             out.filename = field.file_name().map(|f| f.chars().take(255).collect());
-            let mut buf = Vec::new();
+            let mut buf: Vec<u8> = Vec::new();
+            // One wait for the room of the whole file, however many chunks.
+            let deadline = state.body_budget.deadline();
             while let Some(chunk) = within(idle, field.chunk()).await?.map_err(bad)? {
-                if (buf.len() + chunk.len()) as u64 > max_file_bytes {
+                let needed = buf.len() + chunk.len();
+                if needed as u64 > max_file_bytes {
                     // Stop reading here: the rest of the body is never buffered.
                     return Err(too_large(anonymous, max_file_bytes));
                 }
-                // Room in the body budget before holding the chunk.
-                let room = state.body_budget.reserve(chunk.len() as u64).await.map_err(|e| e.into_api("receive"))?;
-                out.file_budget.merge(room);
+                // The budget counts what is allocated, not only what is
+                // filled: room for the buffer's next capacity before it grows.
+                if needed > buf.capacity() {
+                    let next = needed.max(buf.capacity() * 2).min(max_file_bytes as usize);
+                    let room = state
+                        .body_budget
+                        .reserve_until((next - buf.capacity()) as u64, deadline)
+                        .await
+                        .map_err(|e| e.into_api("receive"))?;
+                    out.file_budget.merge(room);
+                    buf.reserve_exact(next - buf.len());
+                }
                 buf.extend_from_slice(&chunk);
             }
             out.file = Some(buf);
