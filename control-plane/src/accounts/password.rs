@@ -1,11 +1,14 @@
 //! Passwords: policy, argon2id hashing and verification.
 //!
 //! Hashing is deliberately slow and memory-hungry (19 MiB each), so it runs
-//! on a blocking thread, and at most `max_concurrent_hashes` run at once
-//! across every route that hashes (sign-in, sign-up, change, reset): a
-//! flood of requests can cost CPU time, never unbounded memory. At most
-//! `max_waiting_hashes` requests wait for a slot; the next ones get a 503
-//! with `Retry-After` at once. Logging in with an unknown email verifies
+//! on threads of its own, one per slot: at most `max_concurrent_hashes`
+//! run at once across every route that hashes (sign-in, sign-up, change,
+//! reset), always on the same few threads (on tokio's blocking pool each
+//! new thread got its own malloc arena, each keeping its freed 19 MiB: a
+//! login flood grew the process by hundreds of MiB). A flood of requests
+//! costs CPU time, never unbounded memory. At most `max_waiting_hashes`
+//! requests wait for a slot; the next ones get a 503 with `Retry-After`
+//! at once. Logging in with an unknown email verifies
 //! against a dummy hash, so it costs the same time as a wrong password and
 //! gives the same answer.
 
@@ -23,6 +26,30 @@ use crate::error::ApiError;
 /// Seconds a refused caller is told to wait.
 const BUSY_RETRY_SECS: u64 = 2;
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// `n` threads running jobs from one channel. The channel holds at most
+/// `n` jobs: the semaphore admits only that many at once.
+fn hashing_threads(n: usize) -> std::sync::mpsc::SyncSender<Job> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(n);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || loop {
+                // The lock is held only to take the next job.
+                let job = match rx.lock().expect("hashing queue").recv() {
+                    Ok(job) => job,
+                    Err(_) => return, // every sender is gone
+                };
+                job();
+            })
+            .expect("spawn a hashing thread");
+    }
+    tx
+}
+
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
@@ -31,6 +58,8 @@ pub struct Passwords {
     /// A hash of a random password, verified when the account does not exist.
     dummy: String,
     slots: Arc<Semaphore>,
+    /// The hashing threads, fed through this channel.
+    pool: std::sync::mpsc::SyncSender<Job>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     /// Hashes and verifications run so far (for metrics and tests).
@@ -50,6 +79,7 @@ impl Passwords {
             max_length: cfg.max_length,
             dummy: String::new(),
             slots: Arc::new(Semaphore::new(slots)),
+            pool: hashing_threads(slots),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: cfg.max_waiting_hashes,
             computed: Arc::new(AtomicU64::new(0)),
@@ -81,12 +111,13 @@ impl Passwords {
             }
         };
         self.computed.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("password task: {e}")))
+            let _ = done.send(work());
+        });
+        self.pool.send(job).map_err(|_| ApiError::Internal("the hashing threads are gone".into()))?;
+        result.await.map_err(|_| ApiError::Internal("a hashing job was dropped".into()))
     }
 
     fn argon(&self) -> Argon2<'static> {
