@@ -19,7 +19,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imgcdn_edge::cache::disk::{DiskRead, DiskTier};
+use imgcdn_edge::cache::disk::{DiskEvents, DiskRead, DiskTier};
 use imgcdn_edge::cache::memory::MemoryTier;
 use imgcdn_edge::cache::{CachedObject, ObjectMeta};
 use imgcdn_edge::metrics::Tier;
@@ -78,7 +78,8 @@ fn memory_get(c: &mut Criterion) {
 
 fn disk_get(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), || {}).expect("open disk tier");
+    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), DiskEvents::default())
+        .expect("open disk tier");
     let mut g = c.benchmark_group("disk");
     for (k, size) in [(1u32, 2 * 1024usize), (2, 35 * 1024), (3, 512 * 1024)] {
         tier.put(id(k), &object(size, k as u8)).expect("put");

@@ -410,3 +410,48 @@ impl Drop for PgDatabase {
         let _ = psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
+
+/// One HTTP/1.1 response read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read one response from `r` (a `Content-Length` body, or none for a HEAD
+/// answer when `head` is set). `None` when the connection ends first.
+pub fn read_raw_response(r: &mut impl std::io::BufRead, head: bool) -> Option<RawResponse> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.get(9..12)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = match headers.iter().find(|(k, _)| k == "content-length") {
+        Some((_, v)) if !head => v.parse().ok()?,
+        _ => 0,
+    };
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(RawResponse { status, headers, body })
+}

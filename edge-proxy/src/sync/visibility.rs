@@ -30,6 +30,14 @@ impl Applied {
         Applied { seq: s.seq, entries }
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// This state with `changes` applied on top, as of `seq`.
     pub fn with(&self, changes: &[Change], seq: u64) -> Applied {
         let mut entries = self.entries.clone();
