@@ -163,6 +163,18 @@ impl Origin {
             .await
     }
 
+    /// Whether the public store holds a manifest for `id` (read-only, one
+    /// `stat`; bounded like reads). Used before dropping a `hide` entry.
+    pub async fn manifest_exists(&self, id: &ImageId) -> Result<bool, OriginError> {
+        let _permit = self.limit.acquire().await.expect("semaphore never closed");
+        match tokio::time::timeout(self.timeout, self.op.stat(&manifest_key(id))).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Ok(Err(e)) => Err(OriginError::Unavailable(e.to_string())),
+            Err(_) => Err(OriginError::Timeout),
+        }
+    }
+
     /// Forget a remembered "not found" for `id` (e.g. it was just published).
     pub fn forget_absent(&self, id: &ImageId) {
         if let Some(c) = &self.absent {

@@ -85,7 +85,7 @@ impl Edge {
         let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone(), Some(staging));
         // The applied edge-sync state is loaded before anything is served.
         let visibility = Arc::new(match &cfg.sync {
-            Some(s) => Visibility::load(&s.state_path, s.serve_without_state),
+            Some(s) => Visibility::load(&s.state_path, s.serve_without_state, clock.unix_now()),
             None => Visibility::disabled(),
         });
         let budget = SendBudget::new(cfg.limits.send_buffer_bytes, metrics.send_budget_bytes.clone());
