@@ -117,7 +117,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             Shutdown::shutdown(&mut *stream).await;
             return None;
         }
-        let tracked: Stream = Box::new(TrackedStream::new(stream, &self.limits, self.metrics.clone()));
+        let tracked = TrackedStream::new(stream, &self.limits, self.metrics.clone());
+        if matches!(tracked.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 over TLS: no preface peek happens; the HTTP/2 idle
+            // timeout applies from the start.
+            tracked.deadline.phase.store(PHASE_OFF, Ordering::Relaxed);
+        }
+        let tracked: Stream = Box::new(tracked);
         // HTTP apps hand back nothing: they loop over kept-alive requests themselves.
         self.app.process_new(tracked, shutdown).await
     }

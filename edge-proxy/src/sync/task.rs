@@ -327,6 +327,9 @@ impl SyncTask {
         if ops.is_empty() {
             return Ok(());
         }
+        if ops.iter().any(|op| matches!(op, Op::Set(..))) {
+            self.next_prune.fetch_min(now.saturating_add(grace), Ordering::Relaxed);
+        }
         let seq = current.seq;
         self.visibility().swap(current.apply(&ops, seq));
         self.tiers.metrics.sync_hides_dropped.inc_by(dropped);
