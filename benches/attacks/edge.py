@@ -136,15 +136,17 @@ def slow_reader(port: int, path: str, seconds: float, rate: int, out: list):
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         first = s.recv(4096)
         ttfb = time.time() - started
+        status = first.split(b"\r\n", 1)[0].decode(errors="replace")
         got = len(first)
         until = started + seconds
-        while time.time() < until:
+        # A refusal is complete at once (and the connection kept alive).
+        while " 200 " in status and time.time() < until:
             data = s.recv(rate // 4)
             if not data:
                 break
             got += len(data)
             time.sleep(0.25)
-        out.append((first.split(b"\r\n", 1)[0].decode(errors="replace"), got, ttfb))
+        out.append((status, got, ttfb))
     except OSError as e:
         out.append((f"error {e}", 0, time.time() - started))
     finally:

@@ -102,9 +102,13 @@ impl Tiers {
             return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Memory, held: None });
         }
         let whole_max = self.memory.max_object_bytes();
-        // A whole read from disk is held against the budget before it is made.
+        // What a disk read will hold in memory is held against the budget
+        // before it is made: the whole file when its body may be read whole
+        // (body ≤ whole_max; the prefix adds a header and 4 bytes per 64 KiB
+        // chunk), else just the prefix (the body is then streamed).
         let mut held = match self.disk.entry_size(&id) {
-            Some(size) => Some(self.hold(size.min(whole_max)).await?),
+            Some(size) if size <= whole_max + whole_max / 16_384 + 8192 => Some(self.hold(size).await?),
+            Some(_) => Some(self.hold(8192).await?),
             None => None,
         };
         let disk = self.disk.clone();
