@@ -25,14 +25,16 @@
 //! manifest is back, as it should.
 //!
 //! When it is not safe: if a manifest for a hidden id could reappear in the
-//! public store *without* a new log entry. (1) `plan`'s publish-first step:
-//! on a restore of a long-hidden id the manifest is written before the
-//! commit; if that commit then fails, the control plane withdraws it again,
-//! but in between an edge that dropped the hide could serve, and cache,
-//! the image (nothing would purge that copy). The window is one failed
-//! database commit long; closing it needs the control plane to publish
-//! *after* the commit when the forbidding entry is older than the edges'
-//! grace period. (2) Anything that writes the public store outside the
+//! public store *without* a new log entry. (1) The lifecycle's
+//! publish-first step: when an id the log forbids becomes servable, its
+//! manifest is written *before* the change commits (so edges acting on the
+//! `restore` find it); if the change then does not commit, the manifest is
+//! withdrawn again, but in between an edge that dropped the hide could
+//! serve, and cache, the image, and no log entry would ever purge that
+//! copy. The window is as long as the time from that early write to the
+//! failed commit; closing it needs the control plane to publish *after*
+//! the commit when the forbidding entry is a `hide` older than the edges'
+//! grace period (edges no longer hold it). (2) Anything that writes the public store outside the
 //! lifecycle (a restore from backup, a manual copy). Set
 //! `hide_grace_secs = 0` to keep every hide if either matters more than
 //! the state's size.
