@@ -9,6 +9,8 @@
 //! - `visibility/*`: the edge-sync check every request makes before any tier
 //!   (takedowns, hidden, restricted ids): with nothing to enforce, and against
 //!   100,000 entries, hit and miss.
+//! - `sync/*`: applying a 1000-change edge-sync batch on top of a million
+//!   entries, now and the way it was done before (cloning the whole map).
 //!
 //! Not here yet because it does not exist yet: the canonical transform
 //! variant key (query → variant); add it with transforms.
@@ -19,7 +21,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imgcdn_edge::cache::disk::{DiskRead, DiskTier};
+use imgcdn_edge::cache::disk::{DiskEvents, DiskRead, DiskTier};
 use imgcdn_edge::cache::memory::MemoryTier;
 use imgcdn_edge::cache::{CachedObject, ObjectMeta};
 use imgcdn_edge::metrics::Tier;
@@ -78,7 +80,8 @@ fn memory_get(c: &mut Criterion) {
 
 fn disk_get(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), || {}).expect("open disk tier");
+    let tier = DiskTier::open(dir.path(), 1 << 30, imgcdn_edge::clock::system(), DiskEvents::default())
+        .expect("open disk tier");
     let mut g = c.benchmark_group("disk");
     for (k, size) in [(1u32, 2 * 1024usize), (2, 35 * 1024), (3, 512 * 1024)] {
         tier.put(id(k), &object(size, k as u8)).expect("put");
@@ -123,7 +126,7 @@ fn response_object(c: &mut Criterion) {
 }
 
 fn visibility(c: &mut Criterion) {
-    use imgcdn_edge::sync::{persist, Applied, Visibility};
+    use imgcdn_edge::sync::{Applied, StateFiles, Visibility};
     use imgcdn_shared::sync::{Action, Change};
     let mut g = c.benchmark_group("visibility");
     let empty = Visibility::disabled();
@@ -137,13 +140,42 @@ fn visibility(c: &mut Criterion) {
         })
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("state.json");
-    persist(&path, &Applied::default().with(&changes, 1)).expect("persist");
-    let full = Visibility::load(&path, false);
+    let path = dir.path().join("state");
+    let (mut files, _) = StateFiles::open(&path, 0);
+    files.write_snapshot(&Applied::default().with(&changes, 1, 0)).expect("persist");
+    let full = Visibility::load(&path, false, 0);
     g.bench_function("100k_hit", |b| b.iter(|| black_box(full.action(black_box(&id(3_000))))));
     g.bench_function("100k_miss", |b| b.iter(|| black_box(full.action(black_box(&id(3_001))))));
     g.finish();
 }
 
-criterion_group!(benches, url_parse, memory_get, disk_get, response_object, visibility);
+/// Applying a 1000-change batch on top of a million entries: the state as
+/// it is now (base + overlay) against what every batch did before (clone
+/// the whole map, then apply).
+fn sync_apply(c: &mut Criterion) {
+    use imgcdn_edge::sync::{Applied, Entry};
+    use imgcdn_shared::sync::{Action, Change};
+    use std::collections::HashMap;
+    let n = 1_000_000u32;
+    let base: HashMap<ImageId, Entry> =
+        (0..n).map(|i| (id(i * 2), Entry { action: Action::Takedown, at: 0 })).collect();
+    let state = Applied::from_entries(1, base.clone());
+    let batch: Vec<Change> =
+        (0..1000u32).map(|i| Change { seq: 2, id: id(i * 7 + 1), action: Action::Takedown, reason: None }).collect();
+    let mut g = c.benchmark_group("sync");
+    g.sample_size(10);
+    g.bench_function("apply_1000_on_1m", |b| b.iter(|| black_box(state.with(black_box(&batch), 2, 0))));
+    g.bench_function("apply_1000_on_1m_cloning_the_map", |b| {
+        b.iter(|| {
+            let mut m = base.clone();
+            for c in &batch {
+                m.insert(c.id, Entry { action: c.action, at: 0 });
+            }
+            black_box(m)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, url_parse, memory_get, disk_get, response_object, visibility, sync_apply);
 criterion_main!(benches);

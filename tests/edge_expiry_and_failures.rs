@@ -131,15 +131,82 @@ async fn a_storage_that_never_answers_gives_504_within_the_timeout() {
     drop(hold);
 }
 
+/// SIGTERM drains: a response in flight when it arrives is sent whole,
+/// new connections are refused at once, and the process exits within
+/// `shutdown_timeout_secs`.
 #[test]
-fn sigterm_shuts_down_cleanly() {
+fn sigterm_drains_an_in_flight_response_and_refuses_new_connections() {
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    Store::new(dir.path().join("store"));
-    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
-    let base = edge.base.clone();
-    let status = edge.stop();
+    let store = Store::new(dir.path().join("store"));
+    // Incompressible and large: served from the disk tier, chunk by chunk.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let body: Vec<u8> = (0..6_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let path = store.publish(&body, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1 << 20;
+    opts.grace_period_secs = 4;
+    opts.shutdown_timeout_secs = 6;
+    let mut edge = EdgeProcess::start(dir.path(), &opts);
+    let host = edge.base.strip_prefix("http://").unwrap().to_string();
+    // Warm the disk tier.
+    let mut w = std::net::TcpStream::connect(&host).unwrap();
+    write!(w, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let warm = read_raw_response(&mut std::io::BufReader::new(w), false).unwrap();
+    assert_eq!(warm.status, 200);
+
+    // A slow reader: ~2.5 MB/s, so the 6 MB body takes ~2.4 s.
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < 256 * 1024 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    let signalled = std::time::Instant::now();
+    edge.terminate();
+
+    // New connections are refused while the response drains.
+    let mut refused = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(&host).is_err() {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(refused, "still accepting connections after SIGTERM");
+
+    while got.len() - head_end < body.len() {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let finished = signalled.elapsed();
+    assert!(finished > Duration::from_millis(1000), "the response was not in flight long ({finished:?})");
+    assert_eq!(got.len() - head_end, body.len(), "the in-flight response was cut after {finished:?}");
+    assert!(got[head_end..] == body[..], "the in-flight response body is wrong");
+
+    let status = edge.wait_exit(Duration::from_secs(opts.shutdown_timeout_secs + 1));
+    let exited = signalled.elapsed();
+    let status = status.unwrap_or_else(|| panic!("still running {exited:?} after SIGTERM"));
     assert!(status.success(), "{status:?}");
-    assert!(std::net::TcpStream::connect(base.strip_prefix("http://").unwrap()).is_err());
+    assert!(exited <= Duration::from_secs(opts.shutdown_timeout_secs) + Duration::from_millis(500), "{exited:?}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The promise: the edge never records who visits. This drives normal,
 //! bad and aborted requests from a distinctive client address (127.0.0.2)
 //! and then searches every log line, the metrics output and every file the
-//! edge wrote for it.
+//! edge wrote for it. That includes what the connection limits do: idle and
+//! trickling connections closed at the request-head deadline, connections
+//! over the cap refused, pipelined requests.
 
 mod common;
 
@@ -40,6 +42,7 @@ async fn no_visitor_address_reaches_logs_metrics_or_files() {
     let mut opts = EdgeOpts::new(dir.path());
     // As verbose as an operator could make it.
     opts.rust_log = "trace".into();
+    opts.limits_toml = Some("header_timeout_secs = 1\nmax_connections = 20\n".into());
     let edge = EdgeProcess::start(dir.path(), &opts);
 
     let visitor = reqwest::Client::builder().no_proxy().local_address(IpAddr::V4(VISITOR)).build().unwrap();
@@ -75,10 +78,34 @@ async fn no_visitor_address_reaches_logs_metrics_or_files() {
     let mut s = connect_as_visitor(&edge.base).await;
     s.write_all(format!("GET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
     let _ = s.shutdown().await; // half-closed before reading anything
+                                // Pipelined requests.
+    let mut s = connect_as_visitor(&edge.base).await;
+    s.write_all(format!("GET {small} HTTP/1.1\r\nHost: x\r\n\r\nGET {big} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+    drop(s);
+    // Connection limits: more idle connections than the cap (some refused
+    // with 503 at once), one trickling a head; all closed by the deadline.
+    let mut idle = Vec::new();
+    for _ in 0..25 {
+        idle.push(connect_as_visitor(&edge.base).await);
+    }
+    let mut trickle = connect_as_visitor(&edge.base).await;
+    for b in b"GET / HT" {
+        let _ = trickle.write_all(&[*b]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    drop(idle);
+    drop(trickle);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let metrics = edge.metrics();
     assert!(metrics.contains("imgcdn_edge_requests_total"), "metrics missing:\n{metrics}");
+    assert!(metric_value(&metrics, "imgcdn_edge_connections_refused_total") >= 1.0, "the cap was not exercised");
+    assert!(metric_value(&metrics, "imgcdn_edge_connections_timed_out_total") >= 1.0, "no deadline was exercised");
     let log_path = edge.log_path.clone();
     assert!(edge.stop().success());
     let log = std::fs::read_to_string(&log_path).unwrap();

@@ -276,3 +276,37 @@ async fn a_manifest_can_serve_bytes_stored_under_another_object_key() {
     let r = client().get(format!("{}{}", edge.base, ImagePath::new(broken, Format::Png))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests sent back to back in one
+/// write are all answered, in order, with the right bodies.
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    use std::io::{BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let images: Vec<(ImagePath, Vec<u8>)> = (0..10u8)
+        .map(|i| {
+            let bytes = png(8 + u32::from(i), 8, 40 + i);
+            (store.publish(&bytes, None), bytes)
+        })
+        .collect();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let host = edge.base.strip_prefix("http://").unwrap().to_string();
+    // Twice each: the first round are misses, the second memory hits.
+    for n in [2usize, 10, 10] {
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut batch = String::new();
+        for (path, _) in &images[..n] {
+            batch.push_str(&format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        }
+        s.write_all(batch.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        for (i, (path, bytes)) in images[..n].iter().enumerate() {
+            let resp = read_raw_response(&mut r, false)
+                .unwrap_or_else(|| panic!("response {i} of {n} pipelined requests never came ({path})"));
+            assert_eq!(resp.status, 200, "request {i}");
+            assert_eq!(&resp.body, bytes, "request {i}: wrong body");
+        }
+    }
+}

@@ -265,3 +265,58 @@ async fn two_edges_and_two_control_planes_on_postgres() {
     })
     .await;
 }
+
+/// `hide` entries are dropped once their grace period has passed and the
+/// public store confirms the manifest is gone; a hidden id whose manifest is
+/// (still, or again) in the store keeps its entry; takedowns are kept. The
+/// state on disk is what was applied: a restarted edge agrees.
+#[tokio::test]
+async fn hide_entries_are_dropped_after_their_grace_once_the_manifest_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlaneProcess::start(dir.path(), &cp_opts(None, 10_000));
+    let op = cp.create_operator("ops");
+    let state = dir.path().join("edge-1-sync.state");
+    let mut opts = EdgeOpts::new(dir.path()).with_sync(&[&cp.base], TOKEN_1, &state);
+    opts.sync_toml.as_mut().unwrap().push_str("hide_grace_secs = 1\n");
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    let key = api_key(&c, &cp.base, "grace@example.com").await;
+    let (gone, gone_path) = upload(&c, &cp.base, &key, 40).await;
+    let (kept, kept_path) = upload(&c, &cp.base, &key, 41).await;
+    let (down, down_path) = upload(&c, &cp.base, &key, 42).await;
+    let manifest = |id: &str| dir.path().join(format!("store/manifests/{id}.json"));
+    let kept_manifest = std::fs::read(manifest(&kept)).unwrap();
+
+    for id in [&gone, &kept] {
+        let r = c.delete(format!("{}/v1/images/{id}", cp.base)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    operator(&c, &cp.base, &op, &down, "takedown", json!({"reason": "copyright"})).await;
+    eventually(WITHIN, "all three applied", || async {
+        status(&c, &format!("{}{gone_path}", edge.base)).await == 404
+            && status(&c, &format!("{}{kept_path}", edge.base)).await == 404
+            && status(&c, &format!("{}{down_path}", edge.base)).await == 451
+    })
+    .await;
+    assert!(!manifest(&gone).exists() && !manifest(&kept).exists(), "the control plane withdrew both");
+    // As if the withdrawal of one had not happened.
+    std::fs::write(manifest(&kept), &kept_manifest).unwrap();
+
+    eventually(Duration::from_secs(20), "the withdrawn hide dropped", || async {
+        edge.metric("imgcdn_edge_sync_hides_dropped_total") == 1.0
+    })
+    .await;
+    assert_eq!(edge.metric("imgcdn_edge_sync_entries"), 2.0, "the takedown and the unconfirmed hide stay");
+    assert_eq!(status(&c, &format!("{}{gone_path}", edge.base)).await, 404, "no manifest: 404 all the same");
+    assert_eq!(status(&c, &format!("{}{kept_path}", edge.base)).await, 404, "its manifest is there: still hidden");
+    assert_eq!(status(&c, &format!("{}{down_path}", edge.base)).await, 451);
+    assert!(edge.log().contains("still has a manifest"), "the unconfirmed hide is reported");
+
+    // The persisted state is the applied one.
+    drop(cp);
+    edge.stop();
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    assert_eq!(edge.metric("imgcdn_edge_sync_entries"), 2.0);
+    assert_eq!(status(&c, &format!("{}{kept_path}", edge.base)).await, 404);
+    assert_eq!(status(&c, &format!("{}{down_path}", edge.base)).await, 451);
+}

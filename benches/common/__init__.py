@@ -15,11 +15,13 @@ Nothing here is part of the test suite.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-RELEASE_BINARY = REPO / "target" / "release" / "imgcdn"
+# `cargo build --release` puts it under CARGO_TARGET_DIR when that is set.
+RELEASE_BINARY = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "release" / "imgcdn"
 MIB = 1024 * 1024
 
 

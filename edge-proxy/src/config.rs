@@ -25,8 +25,12 @@ pub struct EdgeConfig {
     pub grace_period_secs: u64,
     /// Hard limit in seconds for the whole shutdown.
     pub shutdown_timeout_secs: u64,
-    /// Seconds an idle client connection is kept open.
+    /// Seconds an idle client connection is kept open (HTTP/1.1 keep-alive,
+    /// HTTP/2 idle).
     pub keepalive_secs: u64,
+    /// Bounds against slow or abusive clients (connections, request heads,
+    /// send buffers).
+    pub limits: LimitsConfig,
     /// The public store (objects and manifests), read-only from here.
     pub store: StoreConfig,
     pub memory: MemoryConfig,
@@ -65,6 +69,17 @@ pub struct SyncConfig {
     pub restricted: Restricted,
     /// Sent as `Link: <policy_url>; rel="blocked-by"` with every 451.
     pub policy_url: String,
+    /// Seconds after applying a `hide` before the edge may drop the entry
+    /// (hidden ids have no manifest: without the entry they are 404 all the
+    /// same). It is dropped only once the public store confirms the
+    /// manifest is gone; until then it is kept and checked again after
+    /// another period. 0 keeps hide entries for ever. Takedowns and warnings
+    /// are always kept.
+    pub hide_grace_secs: u64,
+    /// The applied state is a snapshot file plus an append-only log of
+    /// changes; the log is folded into a new snapshot once it is larger than
+    /// this many bytes (or than the snapshot, whichever is larger).
+    pub compact_log_bytes: u64,
 }
 
 /// What an edge does with restricted (warned) images.
@@ -88,6 +103,8 @@ impl Default for SyncConfig {
             serve_without_state: false,
             restricted: Restricted::Serve,
             policy_url: "http://127.0.0.1:8090/legal/takedowns".into(),
+            hide_grace_secs: 24 * 3600,
+            compact_log_bytes: 4 * MIB,
         }
     }
 }
@@ -101,7 +118,53 @@ impl std::fmt::Debug for SyncConfig {
             .field("wait_ms", &self.wait_ms)
             .field("serve_without_state", &self.serve_without_state)
             .field("restricted", &self.restricted)
+            .field("hide_grace_secs", &self.hide_grace_secs)
+            .field("compact_log_bytes", &self.compact_log_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// Bounds that keep slow or abusive clients from exhausting the edge. What
+/// exceeds one gets a clear, fast refusal: a `503` with `Retry-After`, or
+/// the connection closed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Client connections open at once on the public listeners. One more is
+    /// answered `503` with `Retry-After` and closed before anything is read.
+    /// Lowered at start to what the process's open-files limit allows (each
+    /// connection may also hold one open disk-tier file while it streams).
+    pub max_connections: usize,
+    /// A new connection must deliver a complete request head within this
+    /// many seconds of being accepted; on a kept-alive connection, within
+    /// this many seconds of the next request's first byte (which must come
+    /// within `keepalive_secs` of the previous response). Otherwise it is
+    /// closed. Covers the HTTP/2 preface too.
+    pub header_timeout_secs: u64,
+    /// A response write that makes no progress for this many seconds ends
+    /// the connection (a client that stopped reading).
+    pub send_timeout_secs: u64,
+    /// Response body bytes held in memory for sending, over all responses:
+    /// bodies read whole from disk or origin, and each chunk streamed from
+    /// the disk tier (bodies shared with the memory tier are not counted).
+    pub send_buffer_bytes: u64,
+    /// How long a response may wait for `send_buffer_bytes` to have room
+    /// before it is answered `503` with `Retry-After` (milliseconds).
+    pub send_buffer_wait_ms: u64,
+    /// `Retry-After` seconds sent with these 503s.
+    pub retry_after_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            send_timeout_secs: 30,
+            send_buffer_bytes: 64 * MIB,
+            send_buffer_wait_ms: 1000,
+            retry_after_secs: 1,
+        }
     }
 }
 
@@ -164,6 +227,7 @@ impl Default for EdgeConfig {
             grace_period_secs: 5,
             shutdown_timeout_secs: 10,
             keepalive_secs: 60,
+            limits: LimitsConfig::default(),
             store: StoreConfig::fs("./data/store"),
             memory: MemoryConfig::default(),
             disk: DiskConfig::default(),
@@ -235,6 +299,19 @@ impl EdgeConfig {
             p.push("shutdown_timeout_secs: must be at least grace_period_secs".to_string());
         }
         p.extend(self.store.problems("store"));
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            p.push("limits.max_connections: must be above 0".to_string());
+        }
+        if l.header_timeout_secs == 0 || l.send_timeout_secs == 0 {
+            p.push("limits: header_timeout_secs and send_timeout_secs must be above 0".to_string());
+        }
+        if l.send_buffer_bytes < 64 * 1024 {
+            p.push("limits.send_buffer_bytes: at least 65536 (one disk-tier chunk)".to_string());
+        }
+        if self.keepalive_secs == 0 {
+            p.push("keepalive_secs: must be above 0".to_string());
+        }
         if self.memory.max_object_bytes > self.memory.max_bytes {
             p.push("memory.max_object_bytes: larger than memory.max_bytes".to_string());
         }

@@ -7,7 +7,10 @@
 //! - [`origin`]: reads from the public store through OpenDAL, single-flight
 //!   and bounded.
 //! - [`tiers`]: memory → disk → origin lookups, fills and purges.
-//! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …).
+//! - [`budget`]: the bound on response body bytes held for sending.
+//! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …),
+//!   pipelining, and the connection limits of the public listeners
+//!   ([`serve::conn`]: connection cap, request-head deadline).
 //! - [`sync`]: takedowns and hidden images from the control plane, enforced
 //!   on every request before any tier.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz` on a separate listener.
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod budget;
 pub mod cache;
 pub mod clock;
 pub mod config;

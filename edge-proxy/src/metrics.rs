@@ -58,6 +58,15 @@ pub struct Metrics {
     pub sync_purges: IntCounter,
     pub sync_errors: IntCounter,
     pub sync_snapshots: IntCounter,
+    pub sync_hides_dropped: IntCounter,
+    pub disk_read_bytes: IntCounter,
+    pub disk_full: IntCounter,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounter,
+    pub connections_timed_out: IntCounter,
+    pub send_budget_refused: IntCounter,
+    pub send_budget_bytes: IntGauge,
+    pub responses_cut: IntCounter,
 }
 
 /// Status codes we label by; anything else is "other".
@@ -132,6 +141,34 @@ impl Metrics {
         let sync_purges = counter("imgcdn_edge_sync_purges_total", "Ids purged from the caches by sync");
         let sync_errors = counter("imgcdn_edge_sync_errors_total", "Failed sync calls");
         let sync_snapshots = counter("imgcdn_edge_sync_snapshots_total", "Snapshots applied");
+        let sync_hides_dropped = counter(
+            "imgcdn_edge_sync_hides_dropped_total",
+            "Hide entries dropped after their grace period (manifest confirmed withdrawn)",
+        );
+        let disk_read_bytes = counter("imgcdn_edge_disk_read_bytes_total", "Bytes read from disk-tier files");
+        let disk_full = counter(
+            "imgcdn_edge_disk_full_total",
+            "Disk-tier writes refused because the byte budget could not take them",
+        );
+        let connections_open = gauge("imgcdn_edge_connections_open", "Client connections open on the public listeners");
+        let connections_refused = counter(
+            "imgcdn_edge_connections_refused_total",
+            "Connections refused (503, closed) because limits.max_connections were open",
+        );
+        let connections_timed_out = counter(
+            "imgcdn_edge_connections_timed_out_total",
+            "Connections closed for not delivering a request head in time (or idle past keep-alive)",
+        );
+        let send_budget_refused = counter(
+            "imgcdn_edge_send_budget_refused_total",
+            "Requests answered 503 because the response-body send budget stayed full",
+        );
+        let send_budget_bytes =
+            gauge("imgcdn_edge_send_budget_bytes", "Response body bytes held for sending (send budget in use)");
+        let responses_cut = counter(
+            "imgcdn_edge_responses_cut_total",
+            "Responses ended mid-body (a disk chunk failed verification, or the client stalled past send_timeout)",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_served.clone()),
@@ -151,6 +188,15 @@ impl Metrics {
             Box::new(sync_purges.clone()),
             Box::new(sync_errors.clone()),
             Box::new(sync_snapshots.clone()),
+            Box::new(sync_hides_dropped.clone()),
+            Box::new(disk_read_bytes.clone()),
+            Box::new(disk_full.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(connections_timed_out.clone()),
+            Box::new(send_budget_refused.clone()),
+            Box::new(send_budget_bytes.clone()),
+            Box::new(responses_cut.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -174,6 +220,15 @@ impl Metrics {
             sync_purges,
             sync_errors,
             sync_snapshots,
+            sync_hides_dropped,
+            disk_read_bytes,
+            disk_full,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            send_budget_refused,
+            send_budget_bytes,
+            responses_cut,
         }
     }
 

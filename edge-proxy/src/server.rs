@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
@@ -12,12 +13,14 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::cache::disk::DiskTier;
+use crate::budget::SendBudget;
+use crate::cache::disk::{DiskEvents, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::clock::{self, Clock};
 use crate::config::{ConfigErrors, EdgeConfig};
 use crate::metrics::{Metrics, Tier};
-use crate::origin::Origin;
+use crate::origin::{Origin, Staging};
+use crate::serve::conn::{ConnLimits, Guarded};
 use crate::serve::{EdgeApp, HttpSettings};
 use crate::sync::{SyncTask, Visibility};
 use crate::tiers::Tiers;
@@ -68,23 +71,43 @@ impl Edge {
         let memory = MemoryTier::new(cfg.memory.max_bytes, cfg.memory.max_object_bytes, clock.clone(), move || {
             m.evictions.with_label_values(&[Tier::Memory.label()]).inc()
         });
-        let m = metrics.clone();
-        let disk = DiskTier::open(&cfg.disk.path, cfg.disk.max_bytes, clock.clone(), move || {
-            m.evictions.with_label_values(&[Tier::Disk.label()]).inc()
-        })
-        .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
-        let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone());
+        let (m, r) = (metrics.clone(), metrics.disk_read_bytes.clone());
+        let events = DiskEvents {
+            evicted: Box::new(move || m.evictions.with_label_values(&[Tier::Disk.label()]).inc()),
+            read_bytes: Box::new(move |n| r.inc_by(n)),
+        };
+        let disk = DiskTier::open(&cfg.disk.path, cfg.disk.max_bytes, clock.clone(), events)
+            .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
+        let disk = Arc::new(disk);
+        // Objects the memory tier does not take are streamed from the store
+        // into the disk tier rather than read into memory.
+        let staging = Staging { disk: disk.clone(), above: cfg.memory.max_object_bytes };
+        let origin = Origin::new(cfg.store.operator()?, &cfg.origin, metrics.clone(), Some(staging));
         // The applied edge-sync state is loaded before anything is served.
         let visibility = Arc::new(match &cfg.sync {
-            Some(s) => Visibility::load(&s.state_path, s.serve_without_state),
+            Some(s) => Visibility::load(&s.state_path, s.serve_without_state, clock.unix_now()),
             None => Visibility::disabled(),
         });
-        let tiers = Arc::new(Tiers { memory, disk: Arc::new(disk), origin, metrics, clock, visibility });
+        let budget = SendBudget::new(cfg.limits.send_buffer_bytes, metrics.send_budget_bytes.clone());
+        let tiers = Arc::new(Tiers {
+            memory,
+            disk,
+            origin,
+            metrics,
+            clock,
+            visibility,
+            budget,
+            budget_wait: Duration::from_millis(cfg.limits.send_buffer_wait_ms),
+        });
 
+        // pingora sleeps the whole grace period (in-flight responses have
+        // that long to finish), then gives its runtimes the shutdown timeout
+        // on top: so that `shutdown_timeout_secs` bounds the whole shutdown,
+        // the runtimes get what is left of it after the grace period.
         let conf = ServerConf {
             threads: cfg.threads,
             grace_period_seconds: Some(cfg.grace_period_secs),
-            graceful_shutdown_timeout_seconds: Some(cfg.shutdown_timeout_secs),
+            graceful_shutdown_timeout_seconds: Some(cfg.shutdown_timeout_secs - cfg.grace_period_secs),
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -92,6 +115,7 @@ impl Edge {
 
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = cfg.h2c;
+        server_options.h2_idle_timeout = Some(Duration::from_secs(cfg.keepalive_secs));
         let app = EdgeApp {
             tiers: tiers.clone(),
             settings: HttpSettings {
@@ -100,9 +124,18 @@ impl Edge {
                 server_options,
                 policy_link: cfg.sync.as_ref().map(|s| s.policy_url.clone()),
                 block_restricted: cfg.sync.as_ref().is_some_and(|s| s.restricted == crate::config::Restricted::Block),
+                send_timeout: Duration::from_secs(cfg.limits.send_timeout_secs),
+                retry_after_secs: cfg.limits.retry_after_secs,
             },
         };
-        let mut public = Service::new("imgcdn edge".to_string(), app);
+        let limits = ConnLimits {
+            max_connections: max_connections(cfg.limits.max_connections),
+            header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
+            keepalive: Duration::from_secs(cfg.keepalive_secs),
+            retry_after_secs: cfg.limits.retry_after_secs,
+        };
+        let guarded = Guarded::new(Arc::new(app), limits, tiers.metrics.clone());
+        let mut public = Service::new("imgcdn edge".to_string(), guarded);
         for addr in &cfg.listen {
             public.add_listener(
                 ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES)),
@@ -134,5 +167,44 @@ impl Edge {
     /// Serve until `shutdown` fires, then drain gracefully. Blocks.
     pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
         self.server.run(RunArgs { shutdown_signal: shutdown });
+    }
+}
+
+/// File descriptors kept for everything but client connections (listeners,
+/// the store, disk-tier writes, logs, the sync client).
+const RESERVED_FDS: u64 = 256;
+
+/// `configured`, lowered so that the connections (and one disk-tier file
+/// each, for a streamed response) fit the process's open-files limit: past
+/// it, accept() fails and every client waits, which the cap exists to
+/// prevent.
+fn max_connections(configured: usize) -> usize {
+    let Some(limit) = open_files_limit() else { return configured };
+    let fits = (limit.saturating_sub(RESERVED_FDS) / 2).max(1) as usize;
+    if fits < configured {
+        log::warn!(
+            "limits.max_connections lowered from {configured} to {fits}: the open-files limit is {limit} \
+             (raise it, e.g. LimitNOFILE, to allow more)"
+        );
+        return fits;
+    }
+    configured
+}
+
+/// The soft limit on open files, from /proc/self/limits (Linux).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_open_files_limit() {
+        if std::path::Path::new("/proc/self/limits").exists() {
+            assert!(super::open_files_limit().is_some_and(|n| n > 0));
+        }
+        assert!(super::max_connections(usize::MAX) < usize::MAX || super::open_files_limit().is_none());
     }
 }

@@ -2,17 +2,25 @@
 //! between them: look an id up in the first tier that has it, fill the
 //! tiers above on the way back (unless edge sync says the id must not be
 //! cached), purge ids from every tier.
+//!
+//! What a lookup hands back is either a whole body in memory or, for an
+//! object larger than the memory tier takes, an open disk entry to stream
+//! from (see [`crate::cache::disk`] and [`crate::budget`]). Whole bodies not
+//! shared with the memory tier are held against the send budget.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use imgcdn_shared::ImageId;
 
-use crate::cache::disk::{DiskRead, DiskTier};
+use crate::budget::{Held, SendBudget};
+use crate::cache::disk::{DiskObject, DiskRead, DiskTier};
 use crate::cache::memory::MemoryTier;
-use crate::cache::CachedObject;
+use crate::cache::{CachedObject, ObjectMeta};
 use crate::clock::Clock;
 use crate::metrics::{Metrics, Tier};
-use crate::origin::{Origin, OriginError};
+use crate::origin::{Fetched, Origin, OriginError};
 use crate::sync::visibility::Visibility;
 
 /// The three tiers and the rules for moving objects between them.
@@ -24,36 +32,112 @@ pub struct Tiers {
     pub clock: Arc<dyn Clock>,
     /// Takedowns, hidden and restricted ids from edge sync.
     pub visibility: Arc<Visibility>,
+    /// Response body bytes held for sending.
+    pub budget: SendBudget,
+    /// How long a response may wait for the send budget before a 503.
+    pub budget_wait: Duration,
+}
+
+/// A body to send.
+pub enum Body {
+    /// In memory, whole.
+    Whole(Bytes),
+    /// A large object in the disk tier, read (and verified) chunk by chunk.
+    Stream(Arc<DiskObject>),
+}
+
+/// What a lookup found.
+pub struct Found {
+    pub meta: Arc<ObjectMeta>,
+    pub body: Body,
+    pub tier: Tier,
+    /// The send budget held for a whole body not shared with the memory tier.
+    pub held: Option<Held>,
+}
+
+impl Found {
+    pub fn len(&self) -> u64 {
+        self.meta.manifest.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a lookup gave no object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    Origin(OriginError),
+    /// The send budget stayed full: 503 with `Retry-After`.
+    Busy,
+}
+
+impl LookupError {
+    pub fn status(&self) -> u16 {
+        match self {
+            LookupError::Origin(e) => e.status(),
+            LookupError::Busy => 503,
+        }
+    }
+}
+
+impl From<OriginError> for LookupError {
+    fn from(e: OriginError) -> Self {
+        LookupError::Origin(e)
+    }
 }
 
 impl Tiers {
     /// Find `id` in the first tier that has it, filling the tiers above on
     /// the way back. An expired object is purged from both caches and
     /// reported as not found.
-    pub async fn lookup(&self, id: ImageId) -> Result<(CachedObject, Tier), OriginError> {
+    pub async fn lookup(&self, id: ImageId) -> Result<Found, LookupError> {
         let now = self.clock.unix_now();
         if let Some(obj) = self.memory.get(&id) {
             if obj.meta.is_expired(now) {
                 self.purge(id).await;
-                return Err(OriginError::NotFound);
+                return Err(OriginError::NotFound.into());
             }
-            return Ok((obj, Tier::Memory));
+            return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Memory, held: None });
         }
+        let whole_max = self.memory.max_object_bytes();
+        // What a disk read will hold in memory is held against the budget
+        // before it is made: the whole file when its body may be read whole
+        // (body ≤ whole_max; the prefix adds a header and 4 bytes per 64 KiB
+        // chunk), else just the prefix (the body is then streamed).
+        let mut held = match self.disk.entry_size(&id) {
+            Some(size) if size <= whole_max + whole_max / 16_384 + 8192 => Some(self.hold(size).await?),
+            Some(_) => Some(self.hold(8192).await?),
+            None => None,
+        };
         let disk = self.disk.clone();
-        let read = tokio::task::spawn_blocking(move || disk.get(&id)).await;
+        let read = match held {
+            Some(_) => tokio::task::spawn_blocking(move || disk.read(&id, whole_max)).await.ok(),
+            None => None,
+        };
         match read {
-            Ok(DiskRead::Hit(obj)) => {
+            Some(DiskRead::Hit(obj)) => {
                 if obj.meta.is_expired(now) {
                     self.purge(id).await;
-                    return Err(OriginError::NotFound);
+                    return Err(OriginError::NotFound.into());
                 }
                 self.fill_memory(id, &obj);
-                return Ok((obj, Tier::Disk));
+                return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Disk, held });
             }
-            Ok(DiskRead::Corrupt) => self.metrics.disk_corrupt.inc(),
-            Ok(DiskRead::Miss) | Err(_) => {}
+            Some(DiskRead::Open(obj)) => {
+                if obj.meta.is_expired(now) {
+                    self.purge(id).await;
+                    return Err(OriginError::NotFound.into());
+                }
+                // Streamed: the budget is held per chunk while sending.
+                return Ok(Found { meta: obj.meta.clone(), body: Body::Stream(obj), tier: Tier::Disk, held: None });
+            }
+            Some(DiskRead::Corrupt) => self.metrics.disk_corrupt.inc(),
+            Some(DiskRead::Miss) | None => {}
         }
-        let obj = self
+        held = None;
+        let fetched = self
             .origin
             .fetch(id, now, |obj| {
                 // Runs once per origin read, however many requests share it.
@@ -68,9 +152,13 @@ impl Tiers {
                     if visibility.blocks_caching(&id) {
                         return;
                     }
-                    if let Err(e) = disk.put(id, &obj) {
-                        metrics.disk_write_errors.inc();
-                        log::warn!("disk cache write for {id} failed: {e}");
+                    match disk.put(id, &obj) {
+                        Ok(true) => {}
+                        Ok(false) => metrics.disk_full.inc(),
+                        Err(e) => {
+                            metrics.disk_write_errors.inc();
+                            log::warn!("disk cache write for {id} failed: {e}");
+                        }
                     }
                     // Taken down while we wrote: sync swapped its state before
                     // purging, so checking again after the write catches it.
@@ -80,7 +168,33 @@ impl Tiers {
                 });
             })
             .await?;
-        Ok((obj, Tier::Origin))
+        match fetched {
+            Fetched::Whole(obj) => {
+                let shared = obj.body.len() as u64 <= whole_max;
+                if !shared {
+                    held = Some(self.hold(obj.body.len() as u64).await?);
+                }
+                Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Origin, held })
+            }
+            Fetched::Disk(obj) => {
+                // Staged into the disk tier by the read; the same rule as
+                // for any fill applies if the id was taken down meanwhile.
+                if self.visibility.blocks_caching(&id) {
+                    self.disk.remove(&id);
+                }
+                Ok(Found { meta: obj.meta.clone(), body: Body::Stream(obj), tier: Tier::Origin, held: None })
+            }
+        }
+    }
+
+    async fn hold(&self, bytes: u64) -> Result<Held, LookupError> {
+        match self.budget.hold(bytes, self.budget_wait).await {
+            Some(h) => Ok(h),
+            None => {
+                self.metrics.send_budget_refused.inc();
+                Err(LookupError::Busy)
+            }
+        }
     }
 
     /// Put `obj` in the memory tier unless edge sync says `id` must not be
@@ -128,7 +242,7 @@ impl Tiers {
         self.metrics.set_sync(
             applied.seq,
             self.visibility.head.load(std::sync::atomic::Ordering::Relaxed).max(applied.seq),
-            applied.entries.len(),
+            applied.len(),
             self.visibility.last_success.load(std::sync::atomic::Ordering::Relaxed),
             self.clock.unix_now(),
         );

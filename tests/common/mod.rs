@@ -64,6 +64,10 @@ pub struct EdgeOpts {
     pub rust_log: String,
     /// The body of a `[sync]` section (edge sync), if any.
     pub sync_toml: Option<String>,
+    /// The body of a `[limits]` section, if any.
+    pub limits_toml: Option<String>,
+    pub grace_period_secs: u64,
+    pub shutdown_timeout_secs: u64,
 }
 
 impl EdgeOpts {
@@ -76,6 +80,9 @@ impl EdgeOpts {
             negative_ttl_secs: 0,
             rust_log: "info".into(),
             sync_toml: None,
+            limits_toml: None,
+            grace_period_secs: 1,
+            shutdown_timeout_secs: 2,
         }
     }
 
@@ -112,7 +119,7 @@ impl EdgeProcess {
     fn spawn(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
         let (public, admin) = (free_addr(), free_addr());
         let config = format!(
-            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\ngrace_period_secs = 1\nshutdown_timeout_secs = 2\n\
+            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\ngrace_period_secs = {grace}\nshutdown_timeout_secs = {stop}\n\
              [store]\n{store}\n[memory]\nmax_bytes = 67108864\nmax_object_bytes = {maxobj}\n\
              [disk]\npath = {disk:?}\nmax_bytes = 268435456\n\
              [origin]\ntimeout_ms = {timeout}\nmax_concurrent = 16\nnegative_ttl_secs = {neg}\n",
@@ -121,9 +128,15 @@ impl EdgeProcess {
             disk = opts.disk.display().to_string(),
             timeout = opts.origin_timeout_ms,
             neg = opts.negative_ttl_secs,
+            grace = opts.grace_period_secs,
+            stop = opts.shutdown_timeout_secs,
         );
         let config = match &opts.sync_toml {
             Some(sync) => format!("{config}[sync]\n{sync}"),
+            None => config,
+        };
+        let config = match &opts.limits_toml {
+            Some(limits) => format!("{config}[limits]\n{limits}"),
             None => config,
         };
         let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
@@ -185,6 +198,41 @@ impl EdgeProcess {
     /// The value of a metric line that starts with `series` (0 if absent).
     pub fn metric(&self, series: &str) -> f64 {
         metric_value(&self.metrics(), series)
+    }
+
+    /// The process id (for /proc readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
+    /// Wait up to `within` for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then wait for exit.
@@ -411,4 +459,49 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let _ = psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
+}
+
+/// One HTTP/1.1 response read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read one response from `r` (a `Content-Length` body, or none for a HEAD
+/// answer when `head` is set). `None` when the connection ends first.
+pub fn read_raw_response(r: &mut impl std::io::BufRead, head: bool) -> Option<RawResponse> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.get(9..12)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = match headers.iter().find(|(k, _)| k == "content-length") {
+        Some((_, v)) if !head => v.parse().ok()?,
+        _ => 0,
+    };
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(RawResponse { status, headers, body })
 }

@@ -58,6 +58,11 @@ impl MemoryTier {
         MemoryTier { cache, max_object_bytes }
     }
 
+    /// Objects larger than this are not kept here.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
+    }
+
     pub fn get(&self, id: &ImageId) -> Option<CachedObject> {
         self.cache.get(id)
     }

@@ -4,24 +4,33 @@
 //! This is a pingora [`HttpServerApp`] rather than a proxy: nothing here
 //! connects to an upstream HTTP server. The request is read, answered from
 //! our tiers and written back, and the connection is handed back to pingora
-//! for keep-alive. No code here reads the client's address.
+//! for keep-alive (pipelined requests included: they are answered in
+//! order). The public listeners wrap it in [`conn::Guarded`], which caps
+//! connections and bounds how long a request head may take. No code here
+//! reads the client's address.
 
 pub mod conditional;
+pub mod conn;
 pub mod response;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::Method;
 use imgcdn_shared::sync::Action;
 use imgcdn_shared::ImagePath;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
+use pingora_http::ResponseHeader;
 
+use crate::budget::Held;
+use crate::cache::disk::DiskObject;
 use crate::metrics::Tier;
-use crate::tiers::Tiers;
+use crate::tiers::{Body, LookupError, Tiers};
+use conn::TrackedStream;
 use response::Answer;
 
 /// Per-connection HTTP settings.
@@ -33,6 +42,10 @@ pub struct HttpSettings {
     pub policy_link: Option<String>,
     /// Answer restricted (warned) images with 403 instead of serving them marked.
     pub block_restricted: bool,
+    /// A response write that makes no progress for this long ends the connection.
+    pub send_timeout: Duration,
+    /// `Retry-After` of 503s for limits reached.
+    pub retry_after_secs: u64,
 }
 
 pub struct EdgeApp {
@@ -40,48 +53,167 @@ pub struct EdgeApp {
     pub settings: HttpSettings,
 }
 
+/// What to send for a request.
+enum Reply {
+    /// Header and (possibly empty) body in memory; `held` is released once
+    /// it is written.
+    Whole { answer: Answer, held: Option<Held> },
+    /// Header, then body bytes `range` of a disk entry, chunk by chunk.
+    Stream { header: ResponseHeader, obj: Arc<DiskObject>, range: (u64, u64) },
+}
+
 impl EdgeApp {
-    async fn answer(&self, session: &ServerSession) -> (Answer, Tier) {
+    async fn answer(&self, session: &ServerSession) -> (Reply, Tier) {
+        let done = |answer: Answer, tier| (Reply::Whole { answer, held: None }, tier);
         let req = session.req_header();
         let method = &req.method;
         if method != Method::GET && method != Method::HEAD {
-            return (response::error(405, method), Tier::None);
+            return done(response::error(405, method), Tier::None);
         }
         let path = match ImagePath::parse(req.raw_path()) {
             Ok(p) => p,
-            Err(e) => return (response::error(e.status(), method), Tier::None),
+            Err(e) => return done(response::error(e.status(), method), Tier::None),
         };
         // Edge sync is enforced before any tier.
         let vis = &self.tiers.visibility;
         if !vis.is_ready() {
-            return (response::error(503, method), Tier::None);
+            return done(response::error(503, method), Tier::None);
         }
         let restricted = match vis.action(&path.id) {
             None => false,
             Some(Action::Takedown) => {
-                return (
-                    response::unavailable_for_legal_reasons(method, self.settings.policy_link.as_deref()),
-                    Tier::None,
-                )
+                let a = response::unavailable_for_legal_reasons(method, self.settings.policy_link.as_deref());
+                return done(a, Tier::None);
             }
-            Some(Action::Hide) | Some(Action::Restore) => return (response::error(404, method), Tier::None),
-            Some(Action::Warn) if self.settings.block_restricted => return (response::error(403, method), Tier::None),
+            Some(Action::Hide) | Some(Action::Restore) => return done(response::error(404, method), Tier::None),
+            Some(Action::Warn) if self.settings.block_restricted => {
+                return done(response::error(403, method), Tier::None)
+            }
             Some(Action::Warn) => true,
         };
-        match self.tiers.lookup(path.id).await {
+        let found = match self.tiers.lookup(path.id).await {
             // The URL's extension must be the stored format (jpg/jpeg alike).
-            Ok((obj, _)) if obj.meta.format != path.format => (response::error(404, method), Tier::None),
-            Ok((obj, tier)) => {
-                let now = self.tiers.clock.unix_now();
-                let mut answer = response::object(req, &obj, tier, now, self.settings.max_age_secs);
-                if restricted {
-                    response::mark_restricted(&mut answer);
-                }
-                (answer, tier)
+            Ok(f) if f.meta.format != path.format => return done(response::error(404, method), Tier::None),
+            Ok(f) => f,
+            Err(LookupError::Busy) => {
+                return done(response::busy(method, self.settings.retry_after_secs), Tier::None);
             }
-            Err(e) => (response::error(e.status(), method), Tier::Origin),
+            Err(LookupError::Origin(e)) => return done(response::error(e.status(), method), Tier::Origin),
+        };
+        let now = self.tiers.clock.unix_now();
+        let (mut header, range) =
+            response::object_header(req, &found.meta, found.len(), found.tier, now, self.settings.max_age_secs);
+        if restricted {
+            let _ = header.insert_header("X-Content-Warning", "restricted");
+        }
+        let reply = match (found.body, range) {
+            (Body::Whole(body), range) => {
+                let body = match range {
+                    Some((0, end)) if end == body.len() as u64 => body,
+                    Some((start, end)) => body.slice(start as usize..end as usize),
+                    None => Bytes::new(),
+                };
+                Reply::Whole { answer: Answer { header, body }, held: found.held }
+            }
+            (Body::Stream(obj), Some(range)) => Reply::Stream { header, obj, range },
+            (Body::Stream(_), None) => Reply::Whole { answer: Answer { header, body: Bytes::new() }, held: None },
+        };
+        (reply, found.tier)
+    }
+
+    /// Write `reply`; the number of body bytes sent, or `None` if the
+    /// connection must end (write failed, or the body was cut short).
+    async fn send(&self, session: &mut ServerSession, reply: Reply) -> (u16, Option<usize>) {
+        match reply {
+            Reply::Whole { answer, held } => {
+                let r = write_whole(session, answer).await;
+                drop(held);
+                r
+            }
+            Reply::Stream { header, obj, range } => self.stream(session, header, obj, range).await,
         }
     }
+
+    /// Send bytes `start..end` of a disk entry, one verified chunk at a time,
+    /// each held against the send budget while it is read and written.
+    async fn stream(
+        &self,
+        session: &mut ServerSession,
+        header: ResponseHeader,
+        obj: Arc<DiskObject>,
+        (start, end): (u64, u64),
+    ) -> (u16, Option<usize>) {
+        let tiers = &self.tiers;
+        let chunk = obj.chunk_bytes();
+        let method = session.req_header().method.clone();
+        // The first chunk's worth is held before anything is sent, so a full
+        // budget can still be answered with a 503.
+        let Some(mut held) = tiers.budget.hold(chunk.min(end - start), tiers.budget_wait).await else {
+            tiers.metrics.send_budget_refused.inc();
+            return write_whole(session, response::busy(&method, self.settings.retry_after_secs)).await;
+        };
+        let status = header.status.as_u16();
+        if session.write_response_header(Box::new(header)).await.is_err() {
+            return (status, None);
+        }
+        let mut pos = start;
+        let mut sent = 0usize;
+        while pos < end {
+            // Reads are aligned to chunks, so each reads one chunk.
+            let next = ((pos / chunk + 1) * chunk).min(end);
+            let (o, from) = (obj.clone(), pos);
+            let data = match tokio::task::spawn_blocking(move || o.read(from, next)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        tiers.metrics.disk_corrupt.inc();
+                        let (disk, o) = (tiers.disk.clone(), obj.clone());
+                        let _ = tokio::task::spawn_blocking(move || disk.drop_corrupt(&o)).await;
+                    }
+                    log::warn!("disk tier read of {} failed mid-response: {e}", obj.id);
+                    tiers.metrics.responses_cut.inc();
+                    return (status, None);
+                }
+                Err(_) => return (status, None),
+            };
+            sent += data.len();
+            pos = next;
+            if session.write_response_body(data, pos == end).await.is_err() {
+                tiers.metrics.responses_cut.inc();
+                return (status, None);
+            }
+            drop(held);
+            if pos < end {
+                // Later chunks wait for the budget (up to the send timeout).
+                match tiers.budget.hold((end - pos).min(chunk), self.settings.send_timeout).await {
+                    Some(h) => held = h,
+                    None => {
+                        tiers.metrics.responses_cut.inc();
+                        return (status, None);
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+        (status, Some(sent))
+    }
+}
+
+/// Write a response held whole in memory.
+async fn write_whole(session: &mut ServerSession, answer: Answer) -> (u16, Option<usize>) {
+    let status = answer.status();
+    let len = answer.body.len();
+    let written = async {
+        session.write_response_header(Box::new(answer.header)).await?;
+        if answer.body.is_empty() {
+            session.finish_body().await.map(|_| ())
+        } else {
+            session.write_response_body(answer.body, true).await
+        }
+    }
+    .await;
+    (status, written.ok().map(|_| len))
 }
 
 #[async_trait]
@@ -98,33 +230,23 @@ impl HttpServerApp for EdgeApp {
             Ok(true) => {}
             Ok(false) | Err(_) => return None,
         }
+        TrackedStream::request_read(session.stream());
         let started = Instant::now();
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(self.settings.keepalive_secs) });
         if !session.is_body_empty() {
             // We never read request bodies; don't reuse a connection that has one.
             session.set_keepalive(None);
         }
-        let (answer, tier) = self.answer(&session).await;
-        let status = answer.status();
-        let body_len = answer.body.len();
-        let written = async {
-            session.write_response_header(Box::new(answer.header)).await?;
-            if answer.body.is_empty() {
-                session.finish_body().await
-            } else {
-                session.write_response_body(answer.body, true).await
-            }
-        }
-        .await;
-        self.tiers.metrics.observe(
-            status,
-            tier,
-            if written.is_ok() { body_len } else { 0 },
-            started.elapsed().as_secs_f64(),
-        );
-        if written.is_err() {
-            return None;
-        }
+        // Requests sent back to back on one connection (pipelining) are
+        // answered in order: pingora keeps the bytes read past this request
+        // for the next one instead of dropping the connection.
+        session.set_pipelining_enabled(true);
+        session.set_write_timeout(Some(self.settings.send_timeout));
+        let (reply, tier) = self.answer(&session).await;
+        let (status, sent) = self.send(&mut session, reply).await;
+        self.tiers.metrics.observe(status, tier, sent.unwrap_or(0), started.elapsed().as_secs_f64());
+        sent?;
+        TrackedStream::response_sent(session.stream());
         let persistent = HttpPersistentSettings::for_session(&session);
         match session.finish().await {
             Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),

@@ -8,7 +8,7 @@ use http::Method;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::conditional::{self, RangeAnswer};
-use crate::cache::CachedObject;
+use crate::cache::{CachedObject, ObjectMeta};
 use crate::metrics::Tier;
 
 /// A response ready to write: header, and the body if there is one.
@@ -25,6 +25,14 @@ impl Answer {
 
 /// SVG can carry script; served from our origin it must not run.
 const SVG_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/// `503` for a limit reached (send budget, connections): try again after
+/// `retry_after` seconds.
+pub fn busy(method: &Method, retry_after: u64) -> Answer {
+    let mut a = error(503, method);
+    let _ = a.header.insert_header(header::RETRY_AFTER, retry_after);
+    a
+}
 
 /// A bodyless-detail error. The text is the status reason only: no internal
 /// error ever reaches a client.
@@ -111,8 +119,26 @@ fn cache_control(max_age: u64) -> HeaderValue {
 
 /// The answer for a found object, honouring If-None-Match and Range.
 pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max_age_secs: u64) -> Answer {
-    let meta = &obj.meta;
-    let len = obj.body.len() as u64;
+    let (header, range) = object_header(req, &obj.meta, obj.body.len() as u64, tier, now, max_age_secs);
+    let body = match range {
+        Some((start, end)) if start == 0 && end == obj.body.len() as u64 => obj.body.clone(),
+        Some((start, end)) => obj.body.slice(start as usize..end as usize),
+        None => Bytes::new(),
+    };
+    Answer { header, body }
+}
+
+/// The response header for an object of `len` bytes, honouring
+/// If-None-Match and Range, and the body bytes to send (`start..end`), if
+/// any (none for 304, 416 and HEAD).
+pub fn object_header(
+    req: &RequestHeader,
+    meta: &ObjectMeta,
+    len: u64,
+    tier: Tier,
+    now: i64,
+    max_age_secs: u64,
+) -> (ResponseHeader, Option<(u64, u64)>) {
     let max_age = match meta.expires_at {
         Some(e) => (e.saturating_sub(now).max(0) as u64).min(max_age_secs),
         None => max_age_secs,
@@ -138,7 +164,7 @@ pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max
         if conditional::none_match(inm.as_bytes(), etag) {
             let _ = h.set_status(304);
             common(&mut h);
-            return Answer { header: h, body: Bytes::new() };
+            return (h, None);
         }
     }
 
@@ -152,25 +178,25 @@ pub fn object(req: &RequestHeader, obj: &CachedObject, tier: Tier, now: i64, max
     let body = match answer {
         RangeAnswer::Full => {
             let _ = h.insert_header(CONTENT_LENGTH, meta.content_length(len));
-            obj.body.clone()
+            (0, len)
         }
         RangeAnswer::Partial { start, end } => {
             let _ = h.set_status(206);
             let _ = h.insert_header(CONTENT_LENGTH, end - start + 1);
             let _ = h.insert_header(CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
-            obj.body.slice(start as usize..=end as usize)
+            (start, end + 1)
         }
         RangeAnswer::Unsatisfiable => {
             let _ = h.set_status(416);
             let _ = h.insert_header(CONTENT_RANGE, format!("bytes */{len}"));
             let _ = h.insert_header(CONTENT_LENGTH, 0);
             common(&mut h);
-            return Answer { header: h, body: Bytes::new() };
+            return (h, None);
         }
     };
     let _ = h.insert_header(CONTENT_TYPE, meta.content_type.clone());
     common(&mut h);
-    Answer { header: h, body: if head { Bytes::new() } else { body } }
+    (h, if head || len == 0 { None } else { Some(body) })
 }
 
 #[cfg(test)]

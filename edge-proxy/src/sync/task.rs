@@ -1,17 +1,56 @@
 //! The background task that keeps [`Visibility`] current: long-polls,
-//! snapshots, purging, persisting, acknowledging.
+//! snapshots, purging, persisting, acknowledging, and dropping `hide`
+//! entries whose purpose is served.
+//!
+//! # Dropping `hide` entries
+//! Every id ever deleted, expired or made private is a `hide` in the log,
+//! so without this the state grows for ever. A `hide` is dropped when
+//! `sync.hide_grace_secs` have passed since this edge applied it *and* the
+//! public store confirms the id has no manifest (one `stat`; any error, or a
+//! manifest still there, keeps the entry for another grace period, and the
+//! latter is logged). Without the entry the id is then served as any id:
+//! no manifest, 404 (and nothing cached: applying the hide purged the
+//! caches, and nothing was cached while it was in force). `takedown` (451,
+//! and never served from any cache or a stale manifest) and `warn` entries
+//! are always kept.
+//!
+//! Why that is safe: the control plane writes a `hide` when an image stops
+//! being servable (deleted, expired, private) and then withdraws its
+//! manifest (docs/design.md, "The image lifecycle": less visible = commit
+//! first, then withdraw; a deletion moves the manifest to the recovery
+//! store), and the edge checks that the withdrawal happened. A hidden image
+//! becomes servable again only through `lifecycle::apply`, which logs a
+//! `restore` whenever the log forbade serving (and writes the manifest
+//! before that commits): an edge without the entry just serves it once the
+//! manifest is back, as it should.
+//!
+//! When it is not safe: if a manifest for a hidden id could reappear in the
+//! public store *without* a new log entry. (1) The lifecycle's
+//! publish-first step: when an id the log forbids becomes servable, its
+//! manifest is written *before* the change commits (so edges acting on the
+//! `restore` find it); if the change then does not commit, the manifest is
+//! withdrawn again, but in between an edge that dropped the hide could
+//! serve, and cache, the image, and no log entry would ever purge that
+//! copy. The window is as long as the time from that early write to the
+//! failed commit; closing it needs the control plane to publish *after*
+//! the commit when the forbidding entry is a `hide` older than the edges'
+//! grace period (edges no longer hold it). (2) Anything that writes the public store outside the
+//! lifecycle (a restore from backup, a manual copy). Set
+//! `hide_grace_secs = 0` to keep every hide if either matters more than
+//! the state's size.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use imgcdn_shared::sync::{Ack, ChangesPage, Snapshot, PATH_ACK, PATH_CHANGES, PATH_SNAPSHOT};
+use futures_util::StreamExt;
+use imgcdn_shared::sync::{Ack, Action, ChangesPage, Snapshot, PATH_ACK, PATH_CHANGES, PATH_SNAPSHOT};
 use imgcdn_shared::ImageId;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
-use super::visibility::{persist, Applied, Visibility};
+use super::visibility::{Applied, Entry, Op, Visibility};
 use crate::config::SyncConfig;
 use crate::tiers::Tiers;
 
@@ -40,7 +79,22 @@ pub struct SyncTask {
     /// The sequence of the state last written to `state_path` (`u64::MAX`:
     /// not known to be written).
     persisted: AtomicU64,
+    /// Unix time before which no `hide` entry can fall due.
+    next_prune: std::sync::atomic::AtomicI64,
 }
+
+/// What to persist after a change of state.
+enum Record {
+    /// The whole state (a snapshot replaced it, or a write failed before).
+    Snapshot,
+    /// These operations, as of this sequence, on top of what is persisted.
+    Ops(u64, Vec<Op>),
+}
+
+/// Hide entries checked (one manifest `stat` each) per pass.
+const PRUNE_BATCH: usize = 10_000;
+/// Manifest checks at once.
+const PRUNE_CONCURRENCY: usize = 16;
 
 impl SyncTask {
     pub fn new(cfg: SyncConfig, tiers: Arc<Tiers>) -> SyncTask {
@@ -57,6 +111,7 @@ impl SyncTask {
             needs_snapshot: AtomicBool::new(false),
             acked: AtomicU64::new(0),
             persisted: AtomicU64::new(u64::MAX),
+            next_prune: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -110,7 +165,7 @@ impl SyncTask {
                     // failed write of the state (it is enforced, but would be
                     // lost on restart), then a failed ack.
                     if self.persisted.load(Ordering::Relaxed) != have.seq {
-                        self.persist(have.clone()).await?;
+                        self.persist(have.clone(), Record::Snapshot).await?;
                     }
                     if self.acked.load(Ordering::Relaxed) != have.seq {
                         self.ack(have.seq).await;
@@ -119,14 +174,21 @@ impl SyncTask {
                 }
                 // A page that stops short of the head: continue from its end.
                 let upto = if page.more { page.changes.last().map_or(have.seq, |c| c.seq) } else { page.head };
-                let next = have.with(&page.changes, upto);
+                let now = self.tiers.clock.unix_now();
+                let ops = Applied::ops_for(&page.changes, now);
+                if page.changes.iter().any(|c| c.action == Action::Hide) {
+                    let due = now.saturating_add(self.cfg.hide_grace_secs as i64);
+                    self.next_prune.fetch_min(due, Ordering::Relaxed);
+                }
+                let next = have.apply(&ops, upto);
                 let purge: Vec<ImageId> = page
                     .changes
                     .iter()
-                    .filter(|c| next.entries.get(&c.id).is_some_and(|a| a.purges()))
+                    .filter(|c| next.action(&c.id).is_some_and(|a| a.purges()))
                     .map(|c| c.id)
                     .collect();
-                self.install(next, purge).await
+                let seq = next.seq;
+                self.install(next, purge, Record::Ops(seq, ops)).await
             }
             Err(410) => {
                 self.needs_snapshot.store(true, Ordering::Relaxed);
@@ -152,39 +214,131 @@ impl SyncTask {
             .filter(|c| c.action.purges() && (!had_state || c.seq > before.seq))
             .map(|c| c.id)
             .collect();
-        self.install(Applied::from_snapshot(&snap), purge).await?;
+        let next = Applied::from_snapshot(&snap, self.tiers.clock.unix_now());
+        self.next_prune.store(0, Ordering::Relaxed);
+        self.install(next, purge, Record::Snapshot).await?;
         self.tiers.metrics.sync_snapshots.inc();
         self.needs_snapshot.store(false, Ordering::Relaxed);
         Ok(())
     }
 
     /// Swap in `next`, purge `ids` from both tiers, persist, then ack.
-    async fn install(&self, next: Applied, ids: Vec<ImageId>) -> Result<(), SyncError> {
+    async fn install(&self, next: Applied, ids: Vec<ImageId>, record: Record) -> Result<(), SyncError> {
         let seq = next.seq;
         // A restored id may have been remembered as absent while it had no
         // manifest; forget that, so it is served again at once.
         let before = self.visibility().applied();
-        for id in before.entries.keys().filter(|id| !next.entries.contains_key(*id)) {
-            self.tiers.origin.forget_absent(id);
+        match &record {
+            Record::Ops(_, ops) => {
+                for op in ops {
+                    if let Op::Remove(id) = op {
+                        self.tiers.origin.forget_absent(id);
+                    }
+                }
+            }
+            Record::Snapshot => {
+                for (id, _) in before.iter().filter(|(id, _)| next.get(id).is_none()) {
+                    self.tiers.origin.forget_absent(&id);
+                }
+            }
         }
         // Swap first: from here no request serves these ids, and no origin
         // fill caches them (see `Tiers::lookup`); then drop what is cached.
         self.visibility().swap(next);
         let purged = self.tiers.purge_many(ids).await;
         self.tiers.metrics.sync_purges.inc_by(purged as u64);
-        self.persist(self.visibility().applied()).await?;
+        self.persist(self.visibility().applied(), record).await?;
         self.tiers.metrics.sync_applied_seq.set(seq as i64);
         self.ack(seq).await;
         Ok(())
     }
 
-    async fn persist(&self, applied: Arc<Applied>) -> Result<(), SyncError> {
-        let (path, seq) = (self.cfg.state_path.clone(), applied.seq);
-        tokio::task::spawn_blocking(move || persist(&path, &applied))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    async fn persist(&self, applied: Arc<Applied>, record: Record) -> Result<(), SyncError> {
+        let seq = applied.seq;
+        let (visibility, compact) = (self.tiers.visibility.clone(), self.cfg.compact_log_bytes);
+        // Until this write is known to have landed, what is persisted is not
+        // known: a retry writes the whole state.
+        self.persisted.store(u64::MAX, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let mut files = visibility.files.lock().unwrap_or_else(|p| p.into_inner());
+            match (files.as_mut(), record) {
+                (None, _) => Ok(()),
+                (Some(f), Record::Snapshot) => f.write_snapshot(&applied),
+                (Some(f), Record::Ops(seq, ops)) => f.record(&applied, seq, &ops, compact),
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
         self.persisted.store(seq, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Drop `hide` entries past their grace period whose manifest the
+    /// public store confirms is gone (see the module docs).
+    async fn prune_hides(&self) -> Result<(), SyncError> {
+        let grace = self.cfg.hide_grace_secs as i64;
+        let now = self.tiers.clock.unix_now();
+        if grace == 0 || now < self.next_prune.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let applied = self.visibility().applied();
+        let (due, next) = applied.hides_due(now - grace, PRUNE_BATCH);
+        let full = due.len() == PRUNE_BATCH;
+        self.next_prune.store(if full { now } else { next.map_or(i64::MAX, |n| n + grace) }, Ordering::Relaxed);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let origin = &self.tiers.origin;
+        let checked: Vec<(ImageId, Entry, bool)> = futures_util::stream::iter(due)
+            .map(|(id, e)| async move { (id, e, origin.manifest_exists(&id).await) })
+            .buffer_unordered(PRUNE_CONCURRENCY)
+            .map(|(id, e, exists)| {
+                let gone = match exists {
+                    Ok(false) => true,
+                    Ok(true) => {
+                        log::warn!(
+                            "edge sync: {id} is hidden but still has a manifest in the public store; keeping it"
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        log::warn!("edge sync: could not check the manifest of hidden {id} ({e}); keeping it");
+                        false
+                    }
+                };
+                (id, e, gone)
+            })
+            .collect()
+            .await;
+        // On top of the state as it is now, only where the entry is unchanged.
+        let current = self.visibility().applied();
+        let mut dropped = 0u64;
+        let ops: Vec<Op> = checked
+            .into_iter()
+            .filter(|(id, e, _)| current.get(id) == Some(*e))
+            .map(|(id, _, gone)| {
+                if gone {
+                    dropped += 1;
+                    Op::Remove(id)
+                } else {
+                    // Checked again after another grace period.
+                    Op::Set(id, Entry { action: Action::Hide, at: now })
+                }
+            })
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if ops.iter().any(|op| matches!(op, Op::Set(..))) {
+            self.next_prune.fetch_min(now.saturating_add(grace), Ordering::Relaxed);
+        }
+        let seq = current.seq;
+        self.visibility().swap(current.apply(&ops, seq));
+        self.tiers.metrics.sync_hides_dropped.inc_by(dropped);
+        if dropped > 0 {
+            log::info!("edge sync: dropped {dropped} hide entries past their grace period");
+        }
+        self.persist(self.visibility().applied(), Record::Ops(seq, ops)).await
     }
 
     /// Report `seq` as applied. A failure is logged and retried after the
@@ -215,7 +369,10 @@ impl BackgroundService for SyncTask {
                 return;
             }
             let result = tokio::select! {
-                r = self.step() => r,
+                r = async {
+                    self.step().await?;
+                    self.prune_hides().await
+                } => r,
                 _ = shutdown.changed() => return,
             };
             if let Err(e) = result {

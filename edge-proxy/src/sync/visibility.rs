@@ -1,52 +1,175 @@
 //! The applied edge-sync state: ids with something to enforce, in an
-//! immutable map swapped whole with `arc-swap` (a request reads it without
-//! any lock), loaded from and persisted to a state file.
+//! immutable value swapped whole with `arc-swap` (a request reads it without
+//! any lock), loaded from and persisted to the state files
+//! ([`super::state`]).
+//!
+//! # Two levels
+//! A state is a large shared `base` map plus a small `overlay` of changes
+//! made since (an overlay entry of `None` is a removal). Applying a batch
+//! copies only the overlay; when the overlay outgrows
+//! `max(4096, base / 16)` entries it is folded into a new base (one copy of
+//! the base, amortised over the batches that filled the overlay). Before,
+//! every batch cloned the whole map: O(state) per batch. A lookup checks
+//! the overlay, then the base.
+//!
+//! # Entries
+//! Each entry keeps the time this edge applied it (`at`, unix seconds), so
+//! that `hide` entries can be dropped after `sync.hide_grace_secs` (see
+//! [`super::task`] for when that is safe and how it is checked).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use imgcdn_shared::sync::{Action, Change, Snapshot};
 use imgcdn_shared::ImageId;
 
+use super::state::StateFiles;
+
+/// What an edge enforces for one id, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub action: Action,
+    /// Unix seconds (edge clock) this entry was applied here.
+    pub at: i64,
+}
+
+/// One change to the state: what persisting it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Set(ImageId, Entry),
+    Remove(ImageId),
+}
+
 /// The applied state: ids with something to enforce, as of `seq`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Applied {
     pub seq: u64,
-    pub entries: HashMap<ImageId, Action>,
+    base: Arc<HashMap<ImageId, Entry>>,
+    overlay: HashMap<ImageId, Option<Entry>>,
+    len: usize,
+}
+
+/// Overlay entries beyond which it is folded into the base.
+fn overlay_limit(base: usize) -> usize {
+    (base / 16).max(4096)
 }
 
 impl Applied {
-    pub(super) fn from_snapshot(s: &Snapshot) -> Applied {
+    /// A state of exactly `entries`, as of `seq`.
+    pub fn from_entries(seq: u64, entries: HashMap<ImageId, Entry>) -> Applied {
+        let len = entries.len();
+        Applied { seq, base: Arc::new(entries), overlay: HashMap::new(), len }
+    }
+
+    /// The state a control-plane snapshot describes, applied at `now`.
+    pub fn from_snapshot(s: &Snapshot, now: i64) -> Applied {
         let entries = s
             .entries
             .iter()
             .filter(|c| c.action != Action::Restore)
-            .map(|c| (c.id, c.action))
+            .map(|c| (c.id, Entry { action: c.action, at: now }))
             .collect::<HashMap<_, _>>();
-        Applied { seq: s.seq, entries }
+        Applied::from_entries(s.seq, entries)
     }
 
-    /// This state with `changes` applied on top, as of `seq`.
-    pub fn with(&self, changes: &[Change], seq: u64) -> Applied {
-        let mut entries = self.entries.clone();
-        for c in changes {
-            match c.action {
-                Action::Restore => entries.remove(&c.id),
-                a => entries.insert(c.id, a),
+    pub fn get(&self, id: &ImageId) -> Option<Entry> {
+        match self.overlay.get(id) {
+            Some(e) => *e,
+            None => self.base.get(id).copied(),
+        }
+    }
+
+    #[inline]
+    pub fn action(&self, id: &ImageId) -> Option<Action> {
+        if self.len == 0 {
+            return None;
+        }
+        self.get(id).map(|e| e.action)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (ImageId, Entry)> + '_ {
+        let base = self.base.iter().filter(|(id, _)| !self.overlay.contains_key(*id)).map(|(id, e)| (*id, *e));
+        base.chain(self.overlay.iter().filter_map(|(id, e)| e.map(|e| (*id, e))))
+    }
+
+    /// The operations that apply `changes` (received at `now`).
+    pub fn ops_for(changes: &[Change], now: i64) -> Vec<Op> {
+        changes
+            .iter()
+            .map(|c| match c.action {
+                Action::Restore => Op::Remove(c.id),
+                a => Op::Set(c.id, Entry { action: a, at: now }),
+            })
+            .collect()
+    }
+
+    /// This state with `changes` applied on top (at `now`), as of `seq`.
+    pub fn with(&self, changes: &[Change], seq: u64, now: i64) -> Applied {
+        self.apply(&Applied::ops_for(changes, now), seq)
+    }
+
+    /// This state with `ops` applied on top, as of `seq` (or the current
+    /// sequence, if higher). Copies the overlay, not the base.
+    pub fn apply(&self, ops: &[Op], seq: u64) -> Applied {
+        let mut next =
+            Applied { seq: seq.max(self.seq), base: self.base.clone(), overlay: self.overlay.clone(), len: self.len };
+        for op in ops {
+            let (id, new) = match *op {
+                Op::Set(id, e) => (id, Some(e)),
+                Op::Remove(id) => (id, None),
+            };
+            let had = next.get(&id).is_some();
+            next.len = next.len + usize::from(new.is_some()) - usize::from(had);
+            if new.is_none() && !self.base.contains_key(&id) {
+                next.overlay.remove(&id);
+            } else {
+                next.overlay.insert(id, new);
+            }
+        }
+        if next.overlay.len() > overlay_limit(next.base.len()) {
+            next.fold();
+        }
+        next
+    }
+
+    /// Fold the overlay into a new base.
+    fn fold(&mut self) {
+        let mut base = (*self.base).clone();
+        for (id, e) in self.overlay.drain() {
+            match e {
+                Some(e) => base.insert(id, e),
+                None => base.remove(&id),
             };
         }
-        Applied { seq: seq.max(self.seq), entries }
+        self.base = Arc::new(base);
     }
 
-    pub(super) fn to_snapshot(&self) -> Snapshot {
-        let mut entries: Vec<Change> =
-            self.entries.iter().map(|(id, a)| Change { seq: self.seq, id: *id, action: *a, reason: None }).collect();
-        entries.sort_by_key(|c| c.id);
-        Snapshot { seq: self.seq, entries }
+    /// `hide` entries applied at or before `before`, at most `limit` of
+    /// them, and the earliest `at` among the other hide entries (when the
+    /// next may fall due).
+    pub fn hides_due(&self, before: i64, limit: usize) -> (Vec<(ImageId, Entry)>, Option<i64>) {
+        let mut due = Vec::new();
+        let mut next: Option<i64> = None;
+        for (id, e) in self.iter().filter(|(_, e)| e.action == Action::Hide) {
+            if e.at <= before && due.len() < limit {
+                due.push((id, e));
+            } else {
+                next = Some(next.map_or(e.at, |n| n.min(e.at)));
+            }
+        }
+        (due, next)
     }
 }
 
@@ -59,53 +182,40 @@ pub struct Visibility {
     pub head: AtomicU64,
     /// Unix seconds of the last successful call to the control plane (0 = never).
     pub last_success: AtomicU64,
+    /// Where the state is persisted (none without sync).
+    pub(super) files: Mutex<Option<StateFiles>>,
 }
 
 impl Visibility {
     /// Nothing to enforce, ready: an edge without sync.
     pub fn disabled() -> Visibility {
-        Visibility::new(Applied::default(), true)
+        Visibility::new(Applied::default(), true, None)
     }
 
-    fn new(applied: Applied, ready: bool) -> Visibility {
+    fn new(applied: Applied, ready: bool, files: Option<StateFiles>) -> Visibility {
         Visibility {
             applied: ArcSwap::from_pointee(applied),
             ready: AtomicBool::new(ready),
             head: AtomicU64::new(0),
             last_success: AtomicU64::new(0),
+            files: Mutex::new(files),
         }
     }
 
-    /// Load the persisted state at `path`. A missing file is "no state";
-    /// an unreadable one too (logged): the edge then waits for a snapshot
-    /// rather than serving what it may have been told to refuse.
-    pub fn load(path: &Path, serve_without_state: bool) -> Visibility {
-        let state = match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(s) => Some(Applied::from_snapshot(&s)),
-                Err(e) => {
-                    log::error!("edge sync state {} is unreadable ({e}); waiting for a snapshot", path.display());
-                    None
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                log::error!("edge sync state {}: {e}; waiting for a snapshot", path.display());
-                None
-            }
-        };
+    /// Load the persisted state at `path` (a snapshot file and its log; see
+    /// [`super::state`]). Missing is "no state"; unreadable too (logged): the
+    /// edge then waits for a snapshot rather than serving what it may have
+    /// been told to refuse. `now` stamps entries of an old-format file.
+    pub fn load(path: &Path, serve_without_state: bool, now: i64) -> Visibility {
+        let (files, state) = StateFiles::open(path, now);
         let have = state.is_some();
-        Visibility::new(state.unwrap_or_default(), have || serve_without_state)
+        Visibility::new(state.unwrap_or_default(), have || serve_without_state, Some(files))
     }
 
     /// What to do with `id` (`None`: serve normally). Lock-free.
     #[inline]
     pub fn action(&self, id: &ImageId) -> Option<Action> {
-        let applied = self.applied.load();
-        if applied.entries.is_empty() {
-            return None;
-        }
-        applied.entries.get(id).copied()
+        self.applied.load().action(id)
     }
 
     /// Whether cached bytes of `id` must not be kept.
@@ -125,25 +235,6 @@ impl Visibility {
         self.applied.store(Arc::new(next));
         self.ready.store(true, Ordering::Release);
     }
-}
-
-/// Write `applied` to `path` atomically: a reader (the next start) sees the
-/// old file or the new one, never a torn one.
-pub fn persist(path: &Path, applied: &Applied) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("edge-sync")));
-    let json = serde_json::to_vec(&applied.to_snapshot()).expect("state serialises");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&json)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -167,45 +258,64 @@ mod tests {
                 change(3, "cccccccc", Action::Warn),
             ],
             3,
+            100,
         );
-        let b = a.with(&[change(4, "aaaaaaaa", Action::Restore), change(5, "bbbbbbbb", Action::Takedown)], 5);
+        let b = a.with(&[change(4, "aaaaaaaa", Action::Restore), change(5, "bbbbbbbb", Action::Takedown)], 5, 200);
         assert_eq!(b.seq, 5);
-        assert_eq!(b.entries.get(&id("aaaaaaaa")), None);
-        assert_eq!(b.entries.get(&id("bbbbbbbb")), Some(&Action::Takedown));
-        assert_eq!(b.entries.get(&id("cccccccc")), Some(&Action::Warn));
+        assert_eq!(b.action(&id("aaaaaaaa")), None);
+        assert_eq!(b.get(&id("bbbbbbbb")), Some(Entry { action: Action::Takedown, at: 200 }));
+        assert_eq!(b.get(&id("cccccccc")), Some(Entry { action: Action::Warn, at: 100 }));
+        assert_eq!(b.len(), 2);
         // The old state is untouched (requests holding it see a consistent view).
-        assert_eq!(a.entries.get(&id("aaaaaaaa")), Some(&Action::Takedown));
+        assert_eq!(a.action(&id("aaaaaaaa")), Some(Action::Takedown));
+        assert_eq!(a.len(), 3);
+    }
+
+    /// Against a plain map, through many batches and folds.
+    #[test]
+    fn two_levels_behave_like_one_map() {
+        let mut model: HashMap<ImageId, Entry> = HashMap::new();
+        let mut state = Applied::default();
+        let mut x = 12345u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for batch in 0..300u64 {
+            let mut ops = Vec::new();
+            for _ in 0..rnd(200) {
+                let i = ImageId::from_bytes(format!("{:0>8}", rnd(20_000)).as_bytes()).unwrap();
+                let action = [Action::Takedown, Action::Hide, Action::Warn, Action::Restore][rnd(4) as usize];
+                if action == Action::Restore {
+                    ops.push(Op::Remove(i));
+                    model.remove(&i);
+                } else {
+                    let e = Entry { action, at: batch as i64 };
+                    ops.push(Op::Set(i, e));
+                    model.insert(i, e);
+                }
+            }
+            state = state.apply(&ops, batch);
+            assert_eq!(state.len(), model.len(), "batch {batch}");
+        }
+        let got: HashMap<_, _> = state.iter().collect();
+        assert_eq!(got, model);
+        for (i, e) in &model {
+            assert_eq!(state.get(i), Some(*e));
+        }
     }
 
     #[test]
-    fn persisted_state_round_trips_and_replaces_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state").join("edge-sync.json");
-        let v = Visibility::load(&path, false);
-        assert!(!v.is_ready(), "no state and not allowed to serve without: not ready");
-        assert!(Visibility::load(&path, true).is_ready());
-
-        let a =
-            Applied::default().with(&[change(7, "aaaaaaaa", Action::Takedown), change(8, "bbbbbbbb", Action::Warn)], 9);
-        persist(&path, &a).unwrap();
-        persist(&path, &a).unwrap();
-        let names: Vec<_> =
-            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("edge-sync.json")], "no temporary file left behind");
-        let v = Visibility::load(&path, false);
-        assert!(v.is_ready());
-        assert_eq!(v.applied().seq, 9);
-        assert_eq!(v.action(&id("aaaaaaaa")), Some(Action::Takedown));
-        assert_eq!(v.action(&id("bbbbbbbb")), Some(Action::Warn));
-        assert_eq!(v.action(&id("cccccccc")), None);
-        assert!(v.blocks_caching(&id("aaaaaaaa")) && !v.blocks_caching(&id("bbbbbbbb")));
-    }
-
-    #[test]
-    fn a_corrupt_state_file_means_no_state_not_an_empty_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("edge-sync.json");
-        std::fs::write(&path, b"{\"seq\": 3, \"entr").unwrap();
-        assert!(!Visibility::load(&path, false).is_ready());
+    fn hides_due_by_application_time() {
+        let a = Applied::default()
+            .with(&[change(1, "aaaaaaaa", Action::Hide), change(2, "bbbbbbbb", Action::Takedown)], 2, 100)
+            .with(&[change(3, "cccccccc", Action::Hide), change(4, "dddddddd", Action::Warn)], 4, 200);
+        let (due, next) = a.hides_due(150, 10);
+        assert_eq!(due, vec![(id("aaaaaaaa"), Entry { action: Action::Hide, at: 100 })]);
+        assert_eq!(next, Some(200));
+        assert_eq!(a.hides_due(99, 10), (vec![], Some(100)));
+        assert_eq!(a.hides_due(1000, 10).0.len(), 2, "takedowns and warnings never fall due");
     }
 }

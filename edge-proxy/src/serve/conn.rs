@@ -1,0 +1,432 @@
+//! Connection-level limits of the public listeners: how many connections
+//! may be open at once, and how long a connection may take to deliver a
+//! request head.
+//!
+//! pingora hands every accepted connection to a [`ServerApp`]. [`Guarded`]
+//! is that app for the public listeners: it counts the connection against
+//! `limits.max_connections` (over the cap the connection gets a canned
+//! `503` with `Retry-After` and is closed at once, before anything is read)
+//! and wraps the stream in a [`TrackedStream`] before handing it to the HTTP
+//! app (pingora's HTTP/1 and HTTP/2 handling, then [`super::EdgeApp`]).
+//!
+//! [`TrackedStream`] enforces the request-head deadline on the reads
+//! themselves, so it covers everything pingora reads before a request
+//! exists: the h2c preface peek, the HTTP/1 request head and a kept-alive
+//! connection waiting for its next request:
+//!
+//! - a new connection must deliver a complete request head within
+//!   `limits.header_timeout_secs` of being accepted;
+//! - after a response, the next request's first byte must come within
+//!   `keepalive_secs`, and its head must then be complete within
+//!   `limits.header_timeout_secs`;
+//! - while a request is answered, reads have no deadline here (we read no
+//!   request bodies; writes have `limits.send_timeout_secs`);
+//! - an HTTP/2 connection is past the deadline once its preface is read;
+//!   from there pingora's HTTP/2 idle timeout (`keepalive_secs`) applies.
+//!
+//! A connection past its deadline gets a read error, which pingora and our
+//! app treat as the end of the connection. Nothing here looks at, stores or
+//! logs the client's address: the cap is a plain count.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest,
+    UniqueID, UniqueIDType, ALPN,
+};
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::metrics::Metrics;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The limits [`Guarded`] and [`TrackedStream`] enforce.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub keepalive: Duration,
+    pub retry_after_secs: u64,
+}
+
+/// The public listeners' [`ServerApp`]: counts connections, refuses those
+/// over the cap, and gives the rest a [`TrackedStream`].
+pub struct Guarded<A> {
+    pub app: Arc<A>,
+    pub limits: ConnLimits,
+    pub metrics: Arc<Metrics>,
+    open: Arc<AtomicUsize>,
+}
+
+impl<A> Guarded<A> {
+    pub fn new(app: Arc<A>, limits: ConnLimits, metrics: Arc<Metrics>) -> Self {
+        Guarded { app, limits, metrics, open: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Connections open now (for tests and the gauge).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the open-connection count when the connection ends.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.connections_open.dec();
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let n = self.open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections_open.inc();
+        let _slot = Slot { open: self.open.clone(), metrics: self.metrics.clone() };
+        if n >= self.limits.max_connections {
+            // Over the cap: answer without reading anything, and close.
+            self.metrics.connections_refused.inc();
+            let text = "service unavailable\n";
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{text}",
+                self.limits.retry_after_secs,
+                text.len()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                stream.write_all(answer.as_bytes()).await?;
+                stream.flush().await
+            })
+            .await;
+            Shutdown::shutdown(&mut *stream).await;
+            return None;
+        }
+        let tracked = TrackedStream::new(stream, &self.limits, self.metrics.clone());
+        if matches!(tracked.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 over TLS: no preface peek happens; the HTTP/2 idle
+            // timeout applies from the start.
+            tracked.deadline.phase.store(PHASE_OFF, Ordering::Relaxed);
+        }
+        let tracked: Stream = Box::new(tracked);
+        // HTTP apps hand back nothing: they loop over kept-alive requests themselves.
+        self.app.process_new(tracked, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+/// Where a connection is in its life, as far as read deadlines go.
+const PHASE_HEAD: u8 = 0;
+const PHASE_IDLE: u8 = 1;
+const PHASE_OFF: u8 = 2;
+
+/// The deadline state of one connection, shared between the stream (which
+/// enforces it) and the app (which moves it on): a phase and a deadline in
+/// milliseconds since the connection was accepted.
+struct Deadline {
+    start: Instant,
+    phase: AtomicU8,
+    at_ms: AtomicU64,
+    header_timeout: Duration,
+    keepalive: Duration,
+}
+
+impl Deadline {
+    fn instant(&self) -> Instant {
+        self.start + Duration::from_millis(self.at_ms.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, phase: u8, within: Duration) {
+        let at = self.start.elapsed() + within;
+        self.at_ms.store(at.as_millis() as u64, Ordering::Relaxed);
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+}
+
+/// A client connection with a request-head deadline (see the module docs).
+pub struct TrackedStream {
+    inner: Stream,
+    deadline: Arc<Deadline>,
+    /// Armed at the deadline while a read is pending.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for TrackedStream {
+    /// Deliberately says nothing of the peer.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TrackedStream")
+    }
+}
+
+impl TrackedStream {
+    fn new(inner: Stream, limits: &ConnLimits, metrics: Arc<Metrics>) -> Self {
+        let deadline = Arc::new(Deadline {
+            start: Instant::now(),
+            phase: AtomicU8::new(PHASE_HEAD),
+            at_ms: AtomicU64::new(limits.header_timeout.as_millis() as u64),
+            header_timeout: limits.header_timeout,
+            keepalive: limits.keepalive,
+        });
+        TrackedStream { inner, deadline, timer: None, metrics }
+    }
+
+    /// The request head has been read: no read deadline while it is answered.
+    pub fn request_read(stream: Option<&Stream>) {
+        if let Some(d) = Self::deadline_of(stream) {
+            d.phase.store(PHASE_OFF, Ordering::Relaxed);
+        }
+    }
+
+    /// The response is out: the next request must start within the
+    /// keep-alive time (and its head then be complete within the header
+    /// timeout).
+    pub fn response_sent(stream: Option<&Stream>) {
+        if let Some(d) = Self::deadline_of(stream) {
+            d.set(PHASE_IDLE, d.keepalive);
+        }
+    }
+
+    fn deadline_of(stream: Option<&Stream>) -> Option<&Deadline> {
+        stream?.as_any().downcast_ref::<TrackedStream>().map(|t| &*t.deadline)
+    }
+
+    fn timed_out(&mut self) -> std::io::Error {
+        self.timer = None;
+        self.metrics.connections_timed_out.inc();
+        // Nothing more will be read: a later read fails at once.
+        self.deadline.at_ms.store(0, Ordering::Relaxed);
+        self.deadline.phase.store(PHASE_HEAD, Ordering::Relaxed);
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "request head deadline passed")
+    }
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let phase = this.deadline.phase.load(Ordering::Relaxed);
+        if phase == PHASE_OFF {
+            this.timer = None;
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let at = this.deadline.instant();
+        if Instant::now() >= at {
+            return Poll::Ready(Err(this.timed_out()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                if phase == PHASE_IDLE && buf.filled().len() > before {
+                    // The next request has started: its head has the header timeout.
+                    this.deadline.set(PHASE_HEAD, this.deadline.header_timeout);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let at = tokio::time::Instant::from_std(at);
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for TrackedStream {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut *self.inner).await
+    }
+}
+
+impl UniqueID for TrackedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for TrackedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for TrackedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for TrackedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for TrackedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for TrackedStream {
+    /// pingora peeks for the h2c preface before anything else: that wait
+    /// has the request-head deadline too. A connection that sent the preface
+    /// is HTTP/2, past the head deadline (HTTP/2's idle timeout takes over).
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        let at = tokio::time::Instant::from_std(self.deadline.instant());
+        match tokio::time::timeout_at(at, self.inner.try_peek(buf)).await {
+            Ok(Ok(true)) => {
+                if buf == H2_PREFACE {
+                    self.deadline.phase.store(PHASE_OFF, Ordering::Relaxed);
+                }
+                Ok(true)
+            }
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn limits(header_ms: u64, keepalive_ms: u64) -> ConnLimits {
+        ConnLimits {
+            max_connections: 10,
+            header_timeout: Duration::from_millis(header_ms),
+            keepalive: Duration::from_millis(keepalive_ms),
+            retry_after_secs: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_fails_at_the_header_deadline() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut s = TrackedStream::new(Box::new(server), &limits(100, 1000), Arc::new(Metrics::new()));
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let e = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn trickled_bytes_do_not_extend_the_head_deadline() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut s = TrackedStream::new(Box::new(server), &limits(300, 1000), Arc::new(Metrics::new()));
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                if client.write_all(b"G").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let e = loop {
+            match s.read(&mut buf).await {
+                Ok(n) => assert!(n > 0),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(700), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn reads_while_answering_have_no_deadline_and_idle_has_keepalive() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let s = TrackedStream::new(Box::new(server), &limits(100, 300), Arc::new(Metrics::new()));
+        let mut stream: Stream = Box::new(s);
+        TrackedStream::request_read(Some(&stream));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        client.write_all(b"x").await.unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 1, "no deadline while answering");
+        TrackedStream::response_sent(Some(&stream));
+        // Idle: the first byte may take up to the keep-alive time…
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
+        // …then the head has the header timeout.
+        let started = Instant::now();
+        let e = stream.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,309 @@
+//! End-to-end: the edge under slow and abusive clients. Slow readers of a
+//! large object (memory stays bounded), a 1-byte range of it (only that
+//! range is read from disk), idle and trickling connections (closed at the
+//! request-head deadline), and more connections than the cap (refused fast
+//! with 503 and Retry-After). Real requests keep working throughout.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Incompressible bytes (xorshift), so nothing about them is special.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// 18.6 MiB, as in the review.
+const LARGE: usize = 19_500_000;
+
+fn host(edge: &EdgeProcess) -> String {
+    edge.base.strip_prefix("http://").unwrap().to_string()
+}
+
+fn get_raw(host: &str, path: &str, extra: &str) -> RawResponse {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    read_raw_response(&mut BufReader::new(s), false).expect("a response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_readers_of_a_large_object_keep_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let big = noise(LARGE, 7);
+    let path = store.publish(&big, None);
+    let small_bytes = png(16, 16, 1);
+    let small = store.publish(&small_bytes, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1 << 20;
+    let budget: u64 = 8 << 20;
+    opts.limits_toml = Some(format!("send_buffer_bytes = {budget}\nsend_timeout_secs = 60\n"));
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let host = host(&edge);
+
+    // The miss stages it into the disk tier; then it is a disk hit.
+    let r = get_raw(&host, &path.to_string(), "");
+    assert_eq!((r.status, r.header("x-cache")), (200, Some("MISS")));
+    assert!(r.body == big, "wrong body on the miss");
+    let r = get_raw(&host, &path.to_string(), "");
+    assert_eq!(r.header("x-cache"), Some("HIT-DISK"));
+    assert!(r.body == big);
+    let baseline = edge.rss_kib();
+
+    // 40 clients that read a few KiB per second.
+    let readers: Vec<_> = (0..40)
+        .map(|_| {
+            let (host, path) = (host.clone(), path.to_string());
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_recv_buffer_size(16 * 1024).unwrap();
+                let mut s = socket.connect(host.parse().unwrap()).await.unwrap();
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+                let mut got = 0usize;
+                let mut buf = vec![0u8; 4096];
+                let until = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < until {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                got
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut small_ok = 0;
+    while Instant::now() < until {
+        peak = peak.max(edge.rss_kib());
+        // Real requests keep working meanwhile.
+        let r = client().get(edge.url(&small)).send().await.unwrap();
+        if r.status() == 200 && r.bytes().await.unwrap() == small_bytes {
+            small_ok += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in readers {
+        assert!(r.await.unwrap() > 0, "a slow reader got nothing");
+    }
+    let margin_kib = 48 * 1024;
+    let grown = peak.saturating_sub(baseline);
+    assert!(
+        grown <= budget / 1024 + margin_kib,
+        "40 slow readers of a {LARGE}-byte object grew the edge by {grown} KiB (baseline {baseline} KiB); \
+         bound: send budget {} KiB + {margin_kib} KiB",
+        budget / 1024
+    );
+    assert!(small_ok >= 10, "only {small_ok} real requests succeeded during the slow readers");
+    assert!(edge.metric("imgcdn_edge_send_budget_bytes") <= budget as f64);
+    // And a whole read of it is still exact.
+    let r = get_raw(&host, &path.to_string(), "");
+    assert_eq!(Sha256::digest(&r.body), Sha256::digest(&big));
+}
+
+#[test]
+fn a_one_byte_range_of_a_large_object_reads_only_that_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let big = noise(LARGE, 9);
+    let path = store.publish(&big, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1 << 20;
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let host = host(&edge);
+    let read = "imgcdn_edge_disk_read_bytes_total";
+    assert!(edge.metrics().contains(read), "the disk read counter is exported");
+
+    let r = get_raw(&host, &path.to_string(), "");
+    assert_eq!(r.status, 200);
+    let before = edge.metric(read);
+    let r = get_raw(&host, &path.to_string(), "");
+    assert_eq!(r.header("x-cache"), Some("HIT-DISK"));
+    let whole = edge.metric(read) - before;
+    assert!(whole >= LARGE as f64, "a whole read counted {whole} bytes");
+
+    for (range, want) in [
+        ("bytes=0-0", &big[..1]),
+        ("bytes=-1", &big[LARGE - 1..]),
+        ("bytes=10000000-10000009", &big[10_000_000..10_000_010]),
+    ] {
+        let before = edge.metric(read);
+        let r = get_raw(&host, &path.to_string(), &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(&r.body[..], want, "{range}");
+        let n = edge.metric(read) - before;
+        assert!(n <= (8 + 2 * 64) as f64 * 1024.0, "{range} read {n} bytes from disk");
+    }
+}
+
+/// Whether the edge closed `s` (EOF or reset) within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_trickling_connections_are_closed_and_real_requests_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(16, 16, 2);
+    let path = store.publish(&image, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.limits_toml = Some("header_timeout_secs = 1\nmax_connections = 1000\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let addr: std::net::SocketAddr = host(&edge).parse().unwrap();
+
+    // 300 connections that never send a byte, 30 that trickle a request
+    // head one byte every 200 ms, 10 that send a head with no end.
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut trickling = Vec::new();
+    for i in 0..30 {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        trickling.push(tokio::spawn(async move {
+            let mut s = s;
+            let head = format!("GET /abc/defgh{i:03}.png HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+            let started = Instant::now();
+            for b in head.bytes().chain(std::iter::repeat(b'a')) {
+                if s.write_all(&[b]).await.is_err() {
+                    break;
+                }
+                if closed_within(&mut s, Duration::from_millis(200)).await {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    return None;
+                }
+            }
+            Some(started.elapsed())
+        }));
+    }
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /abc/abcdefgh.png HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        idle.push(s);
+    }
+
+    // Real requests are answered while all of that is open.
+    let r = client().get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), image);
+    assert!(edge.metric("imgcdn_edge_connections_open") >= 300.0);
+
+    // Every attacking connection is closed by the edge at the deadline (1 s
+    // after it was accepted), not left open.
+    for (i, s) in idle.iter_mut().enumerate() {
+        let left = Duration::from_secs(3).saturating_sub(opened.elapsed());
+        assert!(closed_within(s, left).await, "idle connection {i} still open {:?} after", opened.elapsed());
+    }
+    for t in trickling {
+        let took = t.await.unwrap().expect("a trickling connection was kept open for 10 s");
+        assert!(took < Duration::from_millis(2500), "a trickling connection took {took:?} to be closed");
+    }
+    assert!(edge.metric("imgcdn_edge_connections_timed_out_total") >= 340.0);
+    let r = client().get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_cap_are_refused_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(16, 16, 3);
+    let path = store.publish(&image, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.limits_toml = Some("header_timeout_secs = 1\nmax_connections = 50\nretry_after_secs = 2\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let addr: std::net::SocketAddr = host(&edge).parse().unwrap();
+
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Over the cap: a 503 with Retry-After, at once, and the connection closed.
+    for i in 0..10 {
+        let started = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut text = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut text)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.starts_with("HTTP/1.1 503"), "connection {i}: {text}");
+        assert!(text.contains("Retry-After: 2\r\n"), "{text}");
+        assert!(started.elapsed() < Duration::from_millis(500), "refused in {:?}", started.elapsed());
+    }
+    assert_eq!(edge.metric("imgcdn_edge_connections_refused_total"), 10.0);
+    // The held ones time out; then there is room again.
+    for s in &mut held {
+        assert!(closed_within(s, Duration::from_secs(3)).await);
+    }
+    let r = client().get(edge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), image);
+}
+
+/// Pipelined requests for a large (streamed) object and small ones answer
+/// in order too.
+#[test]
+fn pipelined_requests_mixing_streamed_and_memory_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let big = noise(3_000_000, 11);
+    let big_path = store.publish(&big, None);
+    let small = png(16, 16, 4);
+    let small_path = store.publish(&small, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1 << 20;
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let host = host(&edge);
+    let mut s = TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut batch = String::new();
+    let order = [&big_path, &small_path, &big_path, &small_path, &big_path];
+    for p in order {
+        batch.push_str(&format!("GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+    }
+    batch.push_str(&format!("GET {big_path} HTTP/1.1\r\nHost: {host}\r\nRange: bytes=5-9\r\n\r\n"));
+    s.write_all(batch.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    for (i, p) in order.iter().enumerate() {
+        let resp = read_raw_response(&mut r, false).unwrap_or_else(|| panic!("response {i} missing"));
+        assert_eq!(resp.status, 200);
+        let want: &[u8] = if *p == &big_path { &big } else { &small };
+        assert!(resp.body == want, "response {i}: wrong body");
+    }
+    let resp = read_raw_response(&mut r, false).expect("the range response");
+    assert_eq!((resp.status, &resp.body[..]), (206, &big[5..10]));
+    let mut rest = Vec::new();
+    let _ = r.get_mut().set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "bytes after the last response");
+}
