@@ -843,9 +843,9 @@ def attack_reset_flood(root: Path, args) -> dict:
                 f"{kib(sat['rss']['after_kib'])} MiB; new clients after: "
                 f"{ {k: v['statuses'] for k, v in sat['new_clients_after'].items()} }")
 
-            # Past the cap: every new subject makes the limiter sweep the
-            # whole map (under its lock) before refusing it. GET /healthz
-            # (no limiter) every 100 ms, idle first, then during the flood.
+            # Past the cap: every new subject evicts one (a sample of 8; a
+            # full sweep at most once a second). GET /healthz (no limiter)
+            # every 100 ms, idle first, then during the flood.
             def v6_more(i, w):
                 return v6(i + 10_000_000, w)
 
@@ -889,6 +889,9 @@ def attack_reset_flood(root: Path, args) -> dict:
                             growth(sat) < 128 * KIB, f"{kib(growth(sat))} MiB"))
         checks.append(check("3c: only 422/429 during the flood, no 5xx", set(sat["statuses"]) <= {"422", "429"},
                             sat["statuses"]))
+        refused_new = {k: v["statuses"].get("429", 0) for k, v in sat["new_clients_after"].items()}
+        checks.append(check("3c: with the limiter full, new clients are counted, not refused",
+                            sum(refused_new.values()) == 0, refused_new))
         past = phases[-1]
         checks.append(check("3d: GET /healthz p99 during the past-cap flood < 3 x idle p99 + 20 ms",
                             (past["probe"]["ok_latency"]["p99_ms"] or 1e9)

@@ -9,18 +9,27 @@
 //! Memory is bounded: an entry holds at most `limit` timestamps, is dropped
 //! once its window has passed (swept once a minute, and whenever the map
 //! has doubled since the last sweep), and the map never holds more than
-//! `max_subjects` entries: a new subject beyond that is refused (429) until
-//! entries expire. Callers
-//! check the per-client limit before any per-subject one, so one client
-//! cannot fill the map with subjects of its choosing.
+//! `max_subjects` entries. A new subject past that evicts another one, the
+//! least worth keeping of a few picked at random: the one furthest from
+//! its limit, then the longest idle. So a flood of fresh subjects (each one
+//! hit) mostly evicts its own kind, while a counter that is refusing
+//! somebody (a guessed-at account, a client at its limit) survives unless
+//! the whole sample is at its limit. Refusing new subjects instead, as this
+//! did at first, let whoever filled the map lock every new client out for
+//! the length of the longest window, and a full sweep ran on every refused
+//! request; now the map is swept at most once a second when full, and an
+//! eviction costs a few lookups. Callers check the per-client limit before
+//! any per-subject one, so one client cannot fill the map with subjects of
+//! its choosing.
 //!
 //! IPv6 clients are counted per /64 (one customer's usual allocation), so
 //! walking the addresses of one prefix does not buy new limits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use indexmap::IndexMap;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -29,8 +38,8 @@ use imgcdn_shared::clock::Clock;
 /// Default bound on tracked subjects (~120 bytes each plus timestamps).
 pub const DEFAULT_MAX_SUBJECTS: usize = 200_000;
 
-/// Seconds a refused new subject is told to wait when the map is full.
-const FULL_RETRY_SECS: u64 = 60;
+/// Entries looked at to pick one to evict when the map is full.
+const EVICTION_SAMPLE: usize = 8;
 
 pub struct RateLimiter {
     clock: Arc<dyn Clock>,
@@ -42,13 +51,25 @@ pub struct RateLimiter {
 struct Entry {
     /// Seconds of this subject's window (the longest it was counted with).
     window: i64,
+    /// The limit it was last counted against.
+    limit: u32,
     hits: VecDeque<i64>,
+}
+
+impl Entry {
+    /// How much this entry is worth keeping: how close it is to its limit
+    /// (per mille), then how recently it was hit.
+    fn worth(&self) -> (u64, i64) {
+        let fill = self.hits.len() as u64 * 1000 / u64::from(self.limit.max(1));
+        (fill, self.hits.back().copied().unwrap_or(i64::MIN))
+    }
 }
 
 struct State {
     day: i64,
     secret: [u8; 32],
-    entries: HashMap<[u8; 32], Entry>,
+    // An IndexMap so that entries can be picked at random to evict.
+    entries: IndexMap<[u8; 32], Entry>,
     /// Map size after the last sweep: sweep again once it doubled.
     swept_at_len: usize,
     /// When the last sweep ran: sweep at least once a minute.
@@ -61,6 +82,20 @@ impl State {
         self.entries.retain(|_, e| e.hits.back().is_some_and(|&t| t > now - e.window));
         self.swept_at_len = self.entries.len();
         self.swept_at = now;
+    }
+
+    /// Make room for one entry: the least worth keeping of a random sample.
+    fn evict_one(&mut self) {
+        let n = self.entries.len();
+        if n == 0 {
+            return;
+        }
+        let mut rng = rand::rng();
+        let victim = (0..EVICTION_SAMPLE.min(n))
+            .map(|_| rng.random_range(0..n))
+            .min_by_key(|&i| self.entries[i].worth())
+            .expect("a non-empty sample");
+        self.entries.swap_remove_index(victim);
     }
 }
 
@@ -90,7 +125,7 @@ impl RateLimiter {
             state: Mutex::new(State {
                 day,
                 secret: rand::rng().random(),
-                entries: HashMap::new(),
+                entries: IndexMap::new(),
                 swept_at_len: 0,
                 swept_at: 0,
             }),
@@ -105,7 +140,7 @@ impl RateLimiter {
 
     /// Count one event for `subject` in `scope`; refuse it (with the seconds
     /// until a slot frees) when `limit` events already happened within the
-    /// last `window_secs`, or when the subject is new and the map is full.
+    /// last `window_secs`. A new subject when the map is full evicts one.
     pub fn hit(&self, scope: &str, subject: &str, limit: u32, window_secs: i64) -> Result<(), u64> {
         let now = self.clock.unix_now();
         let mut guard = self.state.lock().expect("rate limiter poisoned");
@@ -123,13 +158,16 @@ impl RateLimiter {
         }
         let key = Self::key(&st.secret, scope, subject);
         if !st.entries.contains_key(&key) && st.entries.len() >= self.max_subjects {
-            st.sweep(now);
-            if st.entries.len() >= self.max_subjects {
-                return Err(FULL_RETRY_SECS);
+            if now > st.swept_at {
+                st.sweep(now);
+            }
+            while st.entries.len() >= self.max_subjects {
+                st.evict_one();
             }
         }
-        let e = st.entries.entry(key).or_insert_with(|| Entry { window: window_secs, hits: VecDeque::new() });
+        let e = st.entries.entry(key).or_insert_with(|| Entry { window: window_secs, limit, hits: VecDeque::new() });
         e.window = e.window.max(window_secs);
+        e.limit = limit;
         while e.hits.front().is_some_and(|&t| t <= now - window_secs) {
             e.hits.pop_front();
         }
@@ -225,17 +263,29 @@ mod tests {
     }
 
     #[test]
-    fn a_full_map_refuses_new_subjects_but_not_known_ones() {
+    fn a_full_map_admits_newcomers_and_keeps_the_counters_that_refuse() {
         let clock = ManualClock::at(86_400 * 10);
-        let rl = RateLimiter::with_max_subjects(clock.clone(), 100);
-        for i in 0..100 {
-            rl.hit("s", &format!("{i}"), 5, 3600).unwrap();
+        let rl = RateLimiter::with_max_subjects(clock.clone(), 1000);
+        // 50 subjects at their limit: an account being guessed at.
+        for i in 0..50 {
+            for _ in 0..5 {
+                rl.hit("login", &format!("victim{i}"), 5, 3600).unwrap();
+            }
         }
-        assert_eq!(rl.hit("s", "newcomer", 5, 3600), Err(60));
-        rl.hit("s", "7", 5, 3600).unwrap();
-        assert_eq!(rl.tracked(), 100);
-        clock.advance(3601);
-        rl.hit("s", "newcomer", 5, 3600).unwrap();
+        // A flood of fresh subjects, twenty times the map's size.
+        for i in 0..20_000 {
+            rl.hit("reset", &format!("flood{i}"), 5, 3600).unwrap();
+        }
+        assert_eq!(rl.tracked(), 1000, "the map stays at its bound");
+        // Newcomers are counted, not refused.
+        rl.hit("login", "newcomer", 2, 3600).unwrap();
+        rl.hit("login", "newcomer", 2, 3600).unwrap();
+        assert!(rl.hit("login", "newcomer", 2, 3600).is_err());
+        // The counters at their limit survived the flood (each eviction
+        // samples 8 entries and takes one below its limit when there is
+        // one; a few may go, nearly all must stay).
+        let still_refused = (0..50).filter(|i| rl.check("login", &format!("victim{i}"), 5, 3600).is_err()).count();
+        assert!(still_refused >= 45, "only {still_refused} of 50 refusing counters survived");
     }
 
     #[test]

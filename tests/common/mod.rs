@@ -15,9 +15,29 @@ use imgcdn_shared::{Format, ImageId, ImagePath};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_imgcdn");
 
-/// A free port on 127.0.0.1 (bound, then released for the process to take).
+/// A free port on 127.0.0.1 for a process to bind.
+///
+/// Taken below the kernel's ephemeral range (32768–60999 on Linux), so the
+/// test's own outgoing connections cannot grab it between this check and
+/// the process binding it, and never handed out twice by one test binary.
+/// Test binaries running side by side start at different points of the
+/// range (by process id). What remains (another program binding the same
+/// port at the same moment) the edge harness handles by starting again on
+/// new ports.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 97) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 #[allow(unused_imports)]
@@ -111,9 +131,31 @@ pub struct EdgeProcess {
 impl EdgeProcess {
     /// Start an edge and wait until `/readyz` answers 200.
     pub fn start(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
-        let edge = EdgeProcess::spawn(dir, opts);
+        let mut edge = EdgeProcess::spawn(dir, opts);
+        for _ in 0..3 {
+            if !edge.lost_its_port() {
+                break;
+            }
+            edge = EdgeProcess::spawn(dir, opts);
+        }
         edge.wait_ready();
         edge
+    }
+
+    /// Whether the process exited at start because its port was taken in
+    /// the moment between [`free_addr`] and its bind.
+    fn lost_its_port(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.log().contains("in use");
+            }
+            if ureq_get(&format!("{}/healthz", self.admin)).is_ok_and(|r| r.0 == 200) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     fn spawn(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
@@ -360,7 +402,7 @@ impl ControlPlaneProcess {
                  [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
                  [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n\
                  [stores.staging]\nscheme = \"fs\"\nroot = {staging:?}\n{extra}",
-                listen = free_addr(),
+                listen = "127.0.0.1:0",
                 edge = opts.edge_base,
                 outbox = root("outbox"),
                 store = root("store"),
