@@ -1,12 +1,14 @@
 //! `imgcdn admin …`: administration straight against a control plane's
 //! database and stores (no running control plane needed): operators, the
-//! hash blocklist, the review queue.
+//! hash blocklist, the review queue, retention (the table, a sweep) and
+//! team plans.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use imgcdn_control_plane::moderation::{blocklist, review};
+use imgcdn_control_plane::retention::{policy, recompute, sweep};
 use imgcdn_control_plane::{operators, AppState, Config as CpConfig};
 
 #[derive(Subcommand)]
@@ -20,6 +22,35 @@ pub enum AdminCommand {
     /// The review queue: held uploads, reports, DMCA notices.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// How long images and personal data are kept.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Run one sweep pass now (expire, reap, delete what is due), or with
+    /// --dry-run list what a pass would do.
+    Sweep {
+        /// Change nothing: print, per step, how many items are due and the first ids.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: as of this time (RFC 3339, e.g. 2027-01-01T00:00:00Z, or unix seconds).
+        #[arg(long, requires = "dry_run")]
+        as_of: Option<String>,
+    },
+    /// Teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Print the retention table this configuration gives (Markdown).
+    Table,
+}
+
+#[derive(Subcommand)]
+pub enum TeamCommand {
+    /// Put a team on a plan (free, pro, unlimited); its images' windows are
+    /// recomputed (e.g. restricted content on a plan that is not paid).
+    Plan { team: String, plan: String },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +106,10 @@ pub enum ReviewCommand {
 
 /// Run `command` against the database and stores of `cfg`.
 pub fn run(cfg: CpConfig, command: AdminCommand) -> ExitCode {
+    if let AdminCommand::Retention(RetentionCommand::Table) = command {
+        print!("{}", retention_table(&cfg));
+        return ExitCode::SUCCESS;
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let db = match imgcdn_control_plane::Db::connect(&cfg.database_url).await {
@@ -119,6 +154,21 @@ pub fn run(cfg: CpConfig, command: AdminCommand) -> ExitCode {
                 Ok(state) => review_cmd(&state, cmd).await,
                 Err(e) => Err(e.to_string()),
             },
+            AdminCommand::Sweep { dry_run, as_of } => sweep_cmd(db.clone(), cfg, dry_run, as_of.as_deref()).await,
+            AdminCommand::Team(TeamCommand::Plan { team, plan }) => {
+                if !["free", "pro", "unlimited"].contains(&plan.as_str()) {
+                    Err(format!("plan {plan:?}: one of free, pro, unlimited"))
+                } else {
+                    match AppState::new(db.clone(), cfg, imgcdn_shared::clock::system()) {
+                        Ok(state) => recompute::change_plan(&state, &team, &plan)
+                            .await
+                            .map(|n| println!("team {team} is on {plan}; {n} image expiries changed"))
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }
+            AdminCommand::Retention(_) => unreachable!("handled before connecting"),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -128,6 +178,67 @@ pub fn run(cfg: CpConfig, command: AdminCommand) -> ExitCode {
             }
         }
     })
+}
+
+/// The retention table of `cfg`, as the README shows it.
+pub fn retention_table(cfg: &CpConfig) -> String {
+    policy::table(&cfg.retention, &cfg.plans, (cfg.sessions.sliding_days, cfg.sessions.max_days))
+}
+
+/// `imgcdn admin sweep [--dry-run [--as-of T]]`.
+async fn sweep_cmd(
+    db: imgcdn_control_plane::Db,
+    cfg: CpConfig,
+    dry_run: bool,
+    as_of: Option<&str>,
+) -> Result<(), String> {
+    let now = match as_of {
+        Some(t) => parse_time(t)?,
+        None => time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let clock: std::sync::Arc<dyn imgcdn_shared::clock::Clock> = match as_of {
+        Some(_) => imgcdn_shared::clock::ManualClock::at(now),
+        None => imgcdn_shared::clock::system(),
+    };
+    let state = AppState::new(db, cfg, clock).map_err(|e| e.to_string())?;
+    if dry_run {
+        println!("as of {} nothing is changed; a sweep would:", date(now));
+        for (step, n, first) in sweep::survey(&state, now).await.map_err(|e| e.to_string())? {
+            let more = if n as usize > first.len() { ", …" } else { "" };
+            let shown = if first.is_empty() { String::new() } else { format!("  ({}{more})", first.join(", ")) };
+            println!("  {step:<20} {n:>8}{shown}");
+        }
+        return Ok(());
+    }
+    let holder = format!("admin-{}", std::process::id());
+    let mut bar = |step: &str, done: u64, due: u64| {
+        const WIDTH: u64 = 30;
+        let filled = (done * WIDTH).checked_div(due).unwrap_or(WIDTH).min(WIDTH);
+        let bar = format!("{}{}", "#".repeat(filled as usize), ".".repeat((WIDTH - filled) as usize));
+        eprint!("\r{step:<20} [{bar}] {done}/{due}   ");
+    };
+    match sweep::run_leased(&state, &holder, &mut bar).await? {
+        None => Err("another control plane is sweeping right now (the sweep lease is held); try again later".into()),
+        Some(s) => {
+            eprintln!();
+            println!("{s:#?}");
+            if s.errors > 0 {
+                Err(format!("{} items failed (see the log); the next sweep retries them", s.errors))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// RFC 3339 or unix seconds.
+fn parse_time(t: &str) -> Result<i64, String> {
+    if let Ok(secs) = t.parse::<i64>() {
+        return Ok(secs);
+    }
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map(|d| d.unix_timestamp())
+        .map_err(|_| format!("--as-of {t:?}: a time like 2027-01-01T00:00:00Z, or unix seconds"))
 }
 
 fn date(t: i64) -> String {
@@ -192,5 +303,23 @@ async fn review_cmd(state: &AppState, cmd: ReviewCommand) -> Result<(), String> 
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's retention table is the one the default configuration gives.
+    #[test]
+    fn the_readme_shows_the_retention_table_of_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = "<!-- retention-table:start -->\n";
+        let from = readme.find(start).expect("start marker") + start.len();
+        let to = readme.find("<!-- retention-table:end -->").expect("end marker");
+        let generated = super::retention_table(&imgcdn_control_plane::Config::default());
+        assert_eq!(
+            &readme[from..to],
+            generated,
+            "README.md is out of date: paste `imgcdn admin retention table` between the markers"
+        );
     }
 }

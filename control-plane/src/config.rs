@@ -67,6 +67,8 @@ pub struct Config {
     /// Content safety: classifiers, the blocklist, what each verdict leads
     /// to, DMCA windows.
     pub moderation: crate::moderation::config::ModerationConfig,
+    /// How long images and personal data are kept (the retention table).
+    pub retention: crate::retention::policy::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,7 +78,7 @@ pub struct StoresConfig {
     pub public: StoreConfig,
     /// Uploads awaiting classification or review (never given to edges).
     pub staging: StoreConfig,
-    /// Deleted and expired images, kept `recovery_days`, operator only.
+    /// Deleted and expired images, kept `retention.recovery_days`, operator only.
     pub recovery: StoreConfig,
 }
 
@@ -85,13 +87,11 @@ pub struct StoresConfig {
 pub struct UploadConfig {
     /// Refuse images with more pixels than this (decompression bombs).
     pub max_pixels: u64,
-    /// Days deleted images stay in the recovery store.
-    pub recovery_days: i64,
     /// Anonymous uploads per client per hour and per day.
     pub anonymous_per_hour: u32,
     pub anonymous_per_day: u32,
-    /// Days uploads of accounts with an unverified email are kept.
-    pub unverified_retention_days: i64,
+    /// Images an account with an unverified email may upload (to each team).
+    pub unverified_max_uploads: u64,
     /// Addresses (ip:port) that URL imports may reach although they are not
     /// public. For tests only: leave empty in production.
     pub import_allow: Vec<std::net::SocketAddr>,
@@ -149,7 +149,14 @@ pub struct Plan {
     pub max_images: Option<u64>,
     pub max_file_bytes: u64,
     pub max_svg_bytes: u64,
+    /// Days uploads are kept (none: until deleted). Anonymous uploads take
+    /// their window from `[retention]` instead.
+    #[serde(default)]
     pub retention_days: Option<i64>,
+    /// A paid plan keeps restricted content until deleted; others keep it
+    /// `retention.restricted_days`.
+    #[serde(default)]
+    pub paid: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,10 +184,9 @@ impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
             max_pixels: 100_000_000,
-            recovery_days: 30,
             anonymous_per_hour: 20,
             anonymous_per_day: 100,
-            unverified_retention_days: 30,
+            unverified_max_uploads: 100,
             import_allow: Vec::new(),
             body_budget_bytes: 1024 * 1024 * 1024,
             decode_budget_bytes: 1024 * 1024 * 1024,
@@ -191,18 +197,24 @@ impl Default for UploadConfig {
 
 impl Default for PlansConfig {
     fn default() -> Self {
-        let signed_in =
-            |max_images| Plan { max_images, max_file_bytes: 70 * MB, max_svg_bytes: 10 * MB, retention_days: None };
+        let signed_in = |max_images, paid| Plan {
+            max_images,
+            max_file_bytes: 70 * MB,
+            max_svg_bytes: 10 * MB,
+            retention_days: None,
+            paid,
+        };
         PlansConfig {
             anonymous: Plan {
                 max_images: None,
                 max_file_bytes: 20 * MB,
                 max_svg_bytes: 10 * MB,
-                retention_days: Some(30),
+                retention_days: None,
+                paid: false,
             },
-            free: signed_in(Some(5_000)),
-            pro: signed_in(Some(50_000)),
-            unlimited: signed_in(None),
+            free: signed_in(Some(5_000), false),
+            pro: signed_in(Some(50_000), true),
+            unlimited: signed_in(None, true),
         }
     }
 }
@@ -329,6 +341,7 @@ impl Default for Config {
             plans: PlansConfig::default(),
             edge_sync: EdgeSyncConfig::default(),
             moderation: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -491,9 +504,10 @@ impl Config {
             p.push("stores.staging: must be a store of its own (edges must not read held uploads)".to_string());
         }
         p.extend(self.moderation.problems());
-        if self.uploads.max_pixels == 0 || self.uploads.recovery_days < 1 {
-            p.push("uploads: max_pixels and recovery_days must be positive".to_string());
+        if self.uploads.max_pixels == 0 {
+            p.push("uploads.max_pixels: must be positive".to_string());
         }
+        p.extend(self.retention.problems());
         if self.uploads.body_budget_bytes < self.plans.largest_file() {
             p.push("uploads.body_budget_bytes: must hold at least the largest file a plan allows".to_string());
         }
@@ -510,8 +524,11 @@ impl Config {
                 p.push(format!("plans.{name}: sizes must be positive and retention_days at least 1"));
             }
         }
-        if self.plans.anonymous.retention_days.is_none_or(|d| d > 730) {
-            p.push("plans.anonymous.retention_days: anonymous uploads are kept at most 2 years (730 days)".to_string());
+        if self.plans.anonymous.retention_days.is_some() {
+            p.push(
+                "plans.anonymous.retention_days: anonymous windows are set in [retention] (anonymous_days, surfaces)"
+                    .to_string(),
+            );
         }
         let mut tokens = std::collections::HashSet::new();
         for (name, token) in &self.edge_sync.edges {
@@ -682,8 +699,8 @@ mod tests {
         assert_eq!(c.stores.public.options.get("root"), None, "{:?}", c.stores.public);
         assert_eq!(c.stores.public.options.get("bucket").map(String::as_str), Some("pub"));
         // A table without a scheme still only overrides what it names.
-        let c = Config::load(Some("[uploads]\nrecovery_days = 7\n"), |_| None).unwrap();
-        assert_eq!((c.uploads.recovery_days, c.uploads.anonymous_per_hour), (7, 20));
+        let c = Config::load(Some("[retention]\nrecovery_days = 7\n"), |_| None).unwrap();
+        assert_eq!((c.retention.recovery_days, c.uploads.anonymous_per_hour), (7, 20));
     }
 
     #[test]

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "edge_sync", include_str!("../migrations/0005_edge_sync.sql")),
     (6, "hardening", include_str!("../migrations/0006_hardening.sql")),
     (7, "content_safety", include_str!("../migrations/0007_content_safety.sql")),
+    (8, "retention", include_str!("../migrations/0008_retention.sql")),
 ];
 
 /// Tables no code may update or delete from (see `append_only_guards`).

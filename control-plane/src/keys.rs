@@ -237,7 +237,11 @@ pub async fn legacy_create(state: &AppState, email: &str, name: &str, client: &C
             state.mail_wake.notify_one();
             Ok(json!({
                 "object": "api_key", "id": key_id, "key": secret, "email": email, "verified": false,
-                "limits": { "keys": limits.unverified_max_keys, "uploads": 100, "retention_days": 30 },
+                "limits": {
+                    "keys": limits.unverified_max_keys,
+                    "uploads": state.cfg.uploads.unverified_max_uploads,
+                    "retention_days": state.cfg.retention.unverified_days,
+                },
                 "message": "Check your email to verify your account and lift the limits.",
             }))
         }

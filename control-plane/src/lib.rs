@@ -8,8 +8,9 @@
 //! - [`auth`]: who is calling (session, API key, operator, edge, client).
 //! - the domain: [`accounts`] (sign-up, verification, sign-in, sessions,
 //!   passwords, consent), [`keys`], [`teams`], [`images`] (uploads, the
-//!   image lifecycle, stores, sweep), [`moderation`] (operator decisions),
-//!   [`operators`], [`sync`] (the edge-sync log, long-polls, edges),
+//!   image lifecycle, stores), [`moderation`] (operator decisions),
+//!   [`operators`], [`retention`] (the window of every image, the sweep),
+//!   [`requestlog`] (API-key calls), [`sync`] (the edge-sync log, long-polls, edges),
 //!   [`email`] (the outbox and its delivery loop).
 //! - infrastructure: [`config`], [`db`], [`error`], [`json`], [`dates`],
 //!   [`secrets`], [`ratelimit`] (in-memory limits keyed by a daily-rotating
@@ -39,6 +40,8 @@ pub mod keys;
 pub mod moderation;
 pub mod operators;
 pub mod ratelimit;
+pub mod requestlog;
+pub mod retention;
 pub mod secrets;
 pub mod server;
 mod state;

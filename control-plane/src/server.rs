@@ -10,7 +10,7 @@ use imgcdn_shared::clock;
 
 use crate::config::{self, Config};
 use crate::db::Db;
-use crate::{email, http, images, moderation, sync, AppState};
+use crate::{email, http, moderation, retention, sync, AppState};
 
 /// The HTTP API (see [`http::router`]).
 pub fn app(state: AppState) -> axum::Router {
@@ -44,6 +44,12 @@ impl ControlPlane {
     /// Validate `cfg`, connect and migrate the database, build the mailer
     /// and bind the listener. Nothing is served yet.
     pub async fn bind(cfg: Config) -> Result<ControlPlane, StartError> {
+        ControlPlane::bind_with_clock(cfg, clock::system()).await
+    }
+
+    /// [`ControlPlane::bind`] with the clock every decision reads (tests run
+    /// a real control plane on a clock of their own).
+    pub async fn bind_with_clock(cfg: Config, clock: Arc<dyn clock::Clock>) -> Result<ControlPlane, StartError> {
         cfg.validate()?;
         let db = Db::connect(&cfg.database_url).await?;
         let mailer = email::mailer(&cfg.email).map_err(StartError::Email)?;
@@ -51,7 +57,7 @@ impl ControlPlane {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .map_err(|source| StartError::Listen { addr: cfg.listen.clone(), source })?;
-        let state = AppState::new(db, cfg, clock::system())?;
+        let state = AppState::new(db, cfg, clock)?;
         Ok(ControlPlane { listener, state, mailer, from })
     }
 
@@ -73,11 +79,7 @@ impl ControlPlane {
             state.mail_wake.clone(),
             stop_rx,
         ));
-        let sweeper = tokio::spawn(images::sweep::sweep_loop(
-            state.clone(),
-            std::time::Duration::from_secs(60),
-            stop_tx.subscribe(),
-        ));
+        let sweeper = tokio::spawn(retention::sweep::sweep_loop(state.clone(), stop_tx.subscribe()));
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let classify = tokio::spawn(moderation::jobs::job_loop(state.clone(), stop_tx.subscribe()));
         let addr = listener.local_addr().ok();

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::{accounts, images, moderation, ratelimit, sync};
+use crate::{accounts, images, moderation, ratelimit, requestlog, retention, sync};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -32,6 +32,10 @@ pub struct AppState {
     pub classifiers: Arc<moderation::pipeline::Classifiers>,
     /// Wakes the classification job loop after an upload queued a job.
     pub classify_wake: Arc<Notify>,
+    /// What the sweeps of this process did, per step.
+    pub sweep_metrics: Arc<retention::sweep::SweepMetrics>,
+    /// API-key calls on their way to the request log.
+    pub request_log: requestlog::RequestLog,
 }
 
 /// Why the state could not be built (the configuration is bad).
@@ -51,6 +55,8 @@ impl AppState {
         Ok(AppState {
             classifiers: Arc::new(moderation::pipeline::Classifiers::from_config(&cfg.moderation)?),
             classify_wake: Arc::new(Notify::new()),
+            sweep_metrics: Arc::default(),
+            request_log: requestlog::RequestLog::start(db.clone()),
             body_budget: budget(cfg.uploads.body_budget_bytes),
             decode_budget: budget(cfg.uploads.decode_budget_bytes),
             stores: Arc::new(images::store::Stores::open(

@@ -282,6 +282,7 @@ pub async fn accept(state: &AppState, user_id: &str, email: &str, token: &str) -
     // Accepting an emailed invitation also proves the address.
     crate::accounts::prove_address(&mut tx, user_id, crate::accounts::Proof::Invitation, now).await?;
     tx.commit().await?;
+    crate::retention::recompute::for_user(state, user_id).await?;
     let role = require_role(state, &team_id, user_id, Role::Member).await?;
     team_json(&state.db, &team_id, role).await
 }

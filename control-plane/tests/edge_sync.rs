@@ -81,7 +81,7 @@ on_both_databases!(every_change_of_visibility_is_logged_in_order_and_nothing_els
     let again = act(&t, &op, &b, "warn", json!({})).await;
     assert_eq!(again.json["change"], serde_json::Value::Null);
     t.clock.advance(301);
-    imgcdn_control_plane::images::sweep::run_once(&t.state).await.unwrap();
+    imgcdn_control_plane::retention::sweep::run_once(&t.state).await.unwrap();
 
     let page = changes(&t, 0).await;
     assert_eq!(
@@ -336,11 +336,11 @@ on_both_databases!(images_made_private_before_edge_sync_are_withdrawn_and_hidden
     // As a private image of an older version left it: published, nothing logged.
     sqlx::query("UPDATE images SET public = 0 WHERE id = $1").bind(&id).execute(&t.state.db.pool).await.unwrap();
     assert!(manifest.exists());
-    assert_eq!(imgcdn_control_plane::images::sweep::withdraw_unservable(&t.state).await.unwrap(), 1);
+    assert_eq!(imgcdn_control_plane::retention::sweep::withdraw_unservable(&t.state).await.unwrap(), 1);
     assert!(!manifest.exists());
     assert_eq!(actions(&changes(&t, 0).await), vec![(id.clone(), Action::Hide)]);
     // Idempotent.
-    assert_eq!(imgcdn_control_plane::images::sweep::withdraw_unservable(&t.state).await.unwrap(), 0);
+    assert_eq!(imgcdn_control_plane::retention::sweep::withdraw_unservable(&t.state).await.unwrap(), 0);
     assert_eq!(changes(&t, 0).await.changes.len(), 1);
 });
 

@@ -441,7 +441,7 @@ on_both_databases!(sent_reset_links_and_ended_sessions_leave_nothing_in_the_data
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    imgcdn_control_plane::images::sweep::run_once(&t.state).await.unwrap();
+    imgcdn_control_plane::retention::sweep::run_once(&t.state).await.unwrap();
     assert_eq!(t.find_anywhere(&token).await, Vec::<String>::new(), "the raw reset token");
     assert_eq!(t.find_anywhere("192.0.2.171").await, Vec::<String>::new(), "the ended session's address");
     assert_eq!(t.find_anywhere("TraceAgent/9.9").await, Vec::<String>::new());
@@ -485,7 +485,7 @@ on_both_databases!(a_failed_upload_leaves_no_bytes_behind, |t: TestApp| async mo
 });
 
 on_both_databases!(the_sweep_survives_a_store_error_on_one_image_and_finishes_the_rest, |t: TestApp| async move {
-    use imgcdn_control_plane::images::sweep;
+    use imgcdn_control_plane::retention::sweep;
     let u = t.user("sw@example.com", PW).await;
     let key = t.key_for(&u).await;
     // Three images; the first two show the same stored bytes.

@@ -483,7 +483,7 @@ on_both_databases!(an_idempotency_key_makes_a_retry_safe, |t: TestApp| async mov
 on_both_databases!(
     the_sweep_finishes_or_undoes_interrupted_writes_and_retires_expired_images,
     |t: TestApp| async move {
-        use imgcdn_control_plane::images::sweep;
+        use imgcdn_control_plane::retention::sweep;
         let u = t.user("sweep@example.com", PW).await;
         let key = t.key_for(&u).await;
         let ids: Vec<String> = {
@@ -522,9 +522,10 @@ on_both_databases!(
             .await
             .unwrap();
 
-        // Too early: an upload may still be running; nothing is touched but the interrupted delete.
+        // Too early: an upload may still be running; nothing is touched but
+        // the interrupted delete (and the verification link the user spent).
         let s = sweep::run_once(&t.state).await.unwrap();
-        assert_eq!(s, sweep::Swept { redone: 1, ..Default::default() });
+        assert_eq!(s, sweep::Swept { redone: 1, email_tokens: 1, ..Default::default() });
         assert!(store.join(format!("objects/{}", ids[0])).exists());
 
         t.clock.advance(sweep::STALE_SECS + 1);

@@ -90,16 +90,16 @@ impl From<OriginError> for LookupError {
 
 impl Tiers {
     /// Find `id` in the first tier that has it, filling the tiers above on
-    /// the way back. An expired object is purged from both caches and
-    /// reported as not found.
+    /// the way back. A copy past its expiry is purged from both caches and
+    /// the origin asked again: its manifest may carry a later expiry now
+    /// (an unverified uploader verified), or say it is gone.
     pub async fn lookup(&self, id: ImageId) -> Result<Found, LookupError> {
         let now = self.clock.unix_now();
         if let Some(obj) = self.memory.get(&id) {
-            if obj.meta.is_expired(now) {
-                self.purge(id).await;
-                return Err(OriginError::NotFound.into());
+            if !obj.meta.is_expired(now) {
+                return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Memory, held: None });
             }
-            return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Memory, held: None });
+            self.purge(id).await;
         }
         let whole_max = self.memory.max_object_bytes();
         // What a disk read will hold in memory is held against the budget
@@ -117,22 +117,15 @@ impl Tiers {
             None => None,
         };
         match read {
-            Some(DiskRead::Hit(obj)) => {
-                if obj.meta.is_expired(now) {
-                    self.purge(id).await;
-                    return Err(OriginError::NotFound.into());
-                }
+            Some(DiskRead::Hit(obj)) if !obj.meta.is_expired(now) => {
                 self.fill_memory(id, &obj);
                 return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Disk, held });
             }
-            Some(DiskRead::Open(obj)) => {
-                if obj.meta.is_expired(now) {
-                    self.purge(id).await;
-                    return Err(OriginError::NotFound.into());
-                }
+            Some(DiskRead::Open(obj)) if !obj.meta.is_expired(now) => {
                 // Streamed: the budget is held per chunk while sending.
                 return Ok(Found { meta: obj.meta.clone(), body: Body::Stream(obj), tier: Tier::Disk, held: None });
             }
+            Some(DiskRead::Hit(_) | DiskRead::Open(_)) => self.purge(id).await,
             Some(DiskRead::Corrupt) => self.metrics.disk_corrupt.inc(),
             Some(DiskRead::Miss) | None => {}
         }

@@ -257,6 +257,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::validation("token", "This link is invalid, expired or already used."))?;
     prove_address(&mut tx, &user_id, Proof::VerificationLink, now).await?;
     tx.commit().await?;
+    crate::retention::recompute::for_user(state, &user_id).await?;
     Ok(user_id)
 }
 
@@ -505,15 +506,6 @@ pub async fn confirm_reset(state: &AppState, token: &str, password: String, clie
     .await?;
     tx.commit().await?;
     state.mail_wake.notify_one();
+    crate::retention::recompute::for_user(state, &user_id).await?;
     Ok(())
-}
-
-/// Whether `team_id` is the personal team of an account whose email is
-/// not verified yet (its uploads are kept for a limited window).
-pub async fn is_unverified_personal_team(db: &Db, team_id: &str) -> ApiResult<bool> {
-    Ok(sqlx::query("SELECT 1 FROM users WHERE personal_team_id = $1 AND email_verified_at IS NULL")
-        .bind(team_id)
-        .fetch_optional(&db.pool)
-        .await?
-        .is_some())
 }

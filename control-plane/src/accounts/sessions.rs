@@ -137,12 +137,16 @@ pub async fn end(db: &Db, session_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// The sessions of `user_id`, newest first; `current` is marked.
-pub async fn list(db: &Db, user_id: &str, current: &str) -> ApiResult<Vec<Value>> {
+/// The live sessions of `user_id` at `now`, newest first; `current` is
+/// marked. (Ended ones are deleted by the sweep; until then they are not
+/// shown.)
+pub async fn list(db: &Db, user_id: &str, current: &str, now: i64) -> ApiResult<Vec<Value>> {
     let rows = sqlx::query(
-        "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+        "SELECT id, created_at, last_seen_at, expires_at, ip, user_agent FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 AND hard_expires_at > $2 ORDER BY created_at DESC",
     )
     .bind(user_id)
+    .bind(now)
     .fetch_all(&db.pool)
     .await?;
     Ok(rows

@@ -7,9 +7,11 @@
 //! - [`images`]: `/v1/images…`, `/v1/usage`, `/v1/upload`, `/v1/import`
 //! - [`safety`]: `/v1/reports`, `/v1/dmca…` (anyone)
 //! - [`edge_sync`]: `/v1/edge/…` (edges); [`admin`]: `/v1/admin/…` (operators)
+//! - [`cursor`]: the pagination cursors lists share
 
 pub mod accounts;
 pub mod admin;
+pub mod cursor;
 pub mod edge_sync;
 pub mod images;
 pub mod keys;

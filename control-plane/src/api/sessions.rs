@@ -26,7 +26,7 @@ pub async fn logout_all(State(state): State<AppState>, auth: SessionAuth) -> Api
 
 /// `GET /v1/sessions`: the caller's own sessions.
 pub async fn list(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<Json<Value>> {
-    let data = sessions::list(&state.db, &auth.user_id, &auth.session_id).await?;
+    let data = sessions::list(&state.db, &auth.user_id, &auth.session_id, state.clock.unix_now()).await?;
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 

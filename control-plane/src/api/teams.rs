@@ -1,6 +1,8 @@
 //! `/v1/teams…` and `/v1/invitations/accept`.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,9 +10,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::check_name;
+use crate::api::cursor;
 use crate::auth::SessionAuth;
 use crate::error::ApiResult;
 use crate::json::ApiJson;
+use crate::requestlog;
 use crate::teams::{self, require_role, Role};
 use crate::AppState;
 
@@ -144,4 +148,23 @@ pub async fn leave(
 ) -> ApiResult<StatusCode> {
     teams::leave(&state, &team_id, &auth.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/teams/{id}/requests?limit=&cursor=` (owners): the team's API
+/// request log, newest first.
+pub async fn requests(
+    State(state): State<AppState>,
+    auth: SessionAuth,
+    Path(team_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    require_role(&state, &team_id, &auth.user_id, Role::Owner).await?;
+    let limit = cursor::limit(q.get("limit"))?;
+    let after = q.get("cursor").map(|c| cursor::decode(c)).transpose()?;
+    let mut rows = requestlog::page(&state.db, &team_id, after.as_ref(), limit as i64 + 1).await?;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if has_more { rows.last().map(|(at, id, _)| cursor::encode(*at, id)) } else { None };
+    let data: Vec<Value> = rows.into_iter().map(|(_, _, v)| v).collect();
+    Ok(Json(json!({ "object": "list", "data": data, "pagination": { "next_cursor": next, "has_more": has_more } })))
 }

@@ -1,4 +1,5 @@
-//! API keys on requests: resolved once by the [`key_abilities`] middleware.
+//! API keys on requests: resolved once by the [`key_abilities`] middleware,
+//! which also writes each call made with a key to the request log.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -6,8 +7,10 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 
 use super::is_safe;
+use super::ClientMeta;
 use crate::error::ApiError;
 use crate::keys::{self, KEY_PREFIX};
+use crate::requestlog::Entry;
 use crate::AppState;
 
 /// An API key, as [`key_abilities`] resolved it.
@@ -31,7 +34,7 @@ impl FromRequestParts<AppState> for KeyAuth {
 /// outside its abilities gets 403 before any body is read, on any route.
 pub async fn key_abilities(
     axum::extract::State(state): axum::extract::State<AppState>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let Some(token) =
@@ -57,6 +60,29 @@ pub async fn key_abilities(
         let need = if safe { "read" } else { "write" };
         return ApiError::Forbidden(format!("This API key does not have the {need} ability.")).into_response();
     }
+    // The request log: who called which route (its template, never the
+    // query string), how it went, from where.
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let (mut parts, body) = req.into_parts();
+    let client = ClientMeta::from_request_parts(&mut parts, &state).await.ok().and_then(|c| c.ip);
+    let mut req = axum::extract::Request::from_parts(parts, body);
+    let (team_id, key_id) = (key.team_id.clone(), key.key_id.clone());
     req.extensions_mut().insert(key);
-    next.run(req).await
+    let response = next.run(req).await;
+    state.request_log.record(Entry {
+        team_id,
+        key_id,
+        method,
+        route,
+        status: response.status().as_u16(),
+        latency_ms: started.elapsed().as_millis() as u64,
+        ip: client,
+        at: state.clock.unix_now(),
+    });
+    response
 }

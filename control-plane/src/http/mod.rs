@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/teams/{team_id}/invitations", get(teams::invitations).post(teams::invite))
         .route("/v1/teams/{team_id}/invitations/{invitation_id}", delete(teams::revoke_invitation))
         .route("/v1/teams/{team_id}/keys", get(keys::list).post(keys::create))
+        .route("/v1/teams/{team_id}/requests", get(teams::requests))
         .route("/v1/teams/{team_id}/keys/{key_id}", delete(keys::revoke))
         .route("/v1/invitations/accept", post(teams::accept))
         .route(

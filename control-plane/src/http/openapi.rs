@@ -146,6 +146,14 @@ pub const OPERATIONS: &[Op] = &[
         (201, "ApiKey"),
     ),
     op("delete", "/v1/teams/{team_id}/keys/{key_id}", "Revoke an API key", Auth::Session, None, (204, "")),
+    op(
+        "get",
+        "/v1/teams/{team_id}/requests",
+        "The team's API request log, newest first, kept 30 days (owners)",
+        Auth::Session,
+        None,
+        (200, "List"),
+    ),
     op("post", "/v1/invitations/accept", "Accept an invitation", Auth::Session, Some((JSON, "Token")), (200, "Team")),
     op("post", "/v1/reports", "Report an image (anyone)", Auth::None, Some((JSON, "Report")), (202, "Received")),
     op(

@@ -16,7 +16,7 @@ use sqlx::Row;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-const KEEP_SECS: i64 = 86_400;
+pub const KEEP_SECS: i64 = 86_400;
 
 /// A claim this old that never finished belongs to a request that died
 /// with its process: the key is free again.

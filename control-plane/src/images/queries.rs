@@ -170,6 +170,9 @@ pub struct NewImage<'a> {
     pub metadata: Map<String, Value>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    pub requested_expires_at: Option<i64>,
+    /// Set when the bytes go straight to recovery (removed at upload).
+    pub reap_at: Option<i64>,
     pub object_key: Option<String>,
     pub status: ImageStatus,
     pub warned: bool,
@@ -183,9 +186,9 @@ pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sql
     sqlx::query(
         "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
          public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
-         warned, bytes_in, pdq, nsfw, classification) \
+         warned, bytes_in, pdq, nsfw, classification, requested_expires_at, reap_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, $18, NULL, $19, \
-         $20, $21, $22, $23, $24)",
+         $20, $21, $22, $23, $24, $25, $26)",
     )
     .bind(n.id)
     .bind(n.team_id.map(str::to_string))
@@ -211,6 +214,8 @@ pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sql
     .bind(n.pdq)
     .bind(n.nsfw.map(i64::from))
     .bind(n.classification)
+    .bind(n.requested_expires_at)
+    .bind(n.reap_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -240,17 +245,25 @@ pub async fn mark_failed(db: &Db, id: &str) -> Result<(), sqlx::Error> {
 
 /// The user-editable fields, written together.
 pub async fn update_fields(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4, expires_at = $5 WHERE id = $6",
-    )
-    .bind(row.caption.clone())
-    .bind(Value::Object(row.labels.clone()).to_string())
-    .bind(Value::Object(row.metadata.clone()).to_string())
-    .bind(i64::from(row.public))
-    .bind(row.expires_at)
-    .bind(&row.id)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE images SET caption = $1, labels = $2, metadata = $3, public = $4 WHERE id = $5")
+        .bind(row.caption.clone())
+        .bind(Value::Object(row.labels.clone()).to_string())
+        .bind(Value::Object(row.metadata.clone()).to_string())
+        .bind(i64::from(row.public))
+        .bind(&row.id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The expiry the policy decided and the one the uploader asked for.
+pub async fn set_expiry(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET expires_at = $1, requested_expires_at = $2 WHERE id = $3")
+        .bind(row.expires_at)
+        .bind(row.requested_expires_at)
+        .bind(&row.id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -271,17 +284,14 @@ pub async fn set_outcome(conn: &mut AnyConnection, row: &ImageRow) -> Result<(),
     Ok(())
 }
 
-/// Where the bytes are, and under which public key.
-pub async fn set_placement(
-    conn: &mut AnyConnection,
-    id: &str,
-    bytes_in: Place,
-    object_key: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE images SET bytes_in = $1, object_key = $2 WHERE id = $3")
-        .bind(bytes_in.as_str())
-        .bind(object_key.map(str::to_string))
-        .bind(id)
+/// Where the bytes are, under which public key, and when they are reaped
+/// (in the recovery store only).
+pub async fn set_placement(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET bytes_in = $1, object_key = $2, reap_at = $3 WHERE id = $4")
+        .bind(row.bytes_in.as_str())
+        .bind(row.object_key.clone())
+        .bind(row.reap_at)
+        .bind(&row.id)
         .execute(conn)
         .await?;
     Ok(())
@@ -335,10 +345,29 @@ pub async fn set_store_pending(conn: &mut AnyConnection, id: &str, pending: bool
     Ok(())
 }
 
-/// Live, ready images whose expiry is at or before `now`.
+/// Live images (ready, or held for review) whose expiry is at or before `now`.
 pub async fn expired(db: &Db, now: i64) -> Result<Vec<ImageRow>, sqlx::Error> {
-    select(db, "deleted_at IS NULL AND status = 'ready' AND expires_at IS NOT NULL AND expires_at <= $1", Some(now))
-        .await
+    select(
+        db,
+        "deleted_at IS NULL AND status IN ('ready', 'review') AND expires_at IS NOT NULL AND expires_at <= $1",
+        Some(now),
+    )
+    .await
+}
+
+/// Images whose bytes are in the recovery store past `reap_at`.
+pub async fn due_for_reaping(db: &Db, now: i64) -> Result<Vec<ImageRow>, sqlx::Error> {
+    select(db, "bytes_in = 'recovery' AND reap_at IS NOT NULL AND reap_at <= $1 AND store_pending = 0", Some(now)).await
+}
+
+/// Forget an image whose bytes were reaped: its row and its classifier
+/// records. Review, report and DMCA records keep their own retention.
+pub async fn purge(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    for table in ["classifications", "classification_jobs"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE image_id = $1")).bind(id).execute(&mut *conn).await?;
+    }
+    sqlx::query("DELETE FROM images WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Live, ready images an edge must not serve (private or taken down).

@@ -12,7 +12,8 @@ use super::store::Place;
 /// Columns read by [`ImageRow::from_row`].
 pub const COLUMNS: &str = "id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, \
                            caption, public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, \
-                           object_key, takedown_reason, warned, bytes_in, pdq, nsfw, classification";
+                           object_key, takedown_reason, warned, bytes_in, pdq, nsfw, classification, \
+                           requested_expires_at, reap_at";
 
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,8 @@ pub struct ImageRow {
     pub team_id: Option<String>,
     /// The signed-in user who uploaded it (none for keys and anonymous uploads).
     pub uploaded_by: Option<String>,
+    /// The surface it came through (`api`, `legacy_upload`, …).
+    pub source: String,
     pub format: String,
     pub width: i64,
     pub height: i64,
@@ -125,8 +128,15 @@ pub struct ImageRow {
     pub status: ImageStatus,
     pub created_at: i64,
     pub published_at: Option<i64>,
+    /// When it stops being served (`None`: kept until deleted), as the
+    /// retention policy decided.
     pub expires_at: Option<i64>,
+    /// The expiry its uploader asked for (for anonymous uploads: the one
+    /// shown at upload); the policy never goes past it.
+    pub requested_expires_at: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// When its bytes in the recovery store are reaped (set when they move there).
+    pub reap_at: Option<i64>,
     /// The object this image shows when it is not its own `objects/{id}`.
     pub object_key: Option<String>,
     /// Operator decisions (edge sync): a takedown reason code, a warning.
@@ -153,6 +163,7 @@ impl ImageRow {
             id: r.get("id"),
             team_id: r.get("team_id"),
             uploaded_by: r.get("uploaded_by"),
+            source: r.get("source"),
             format: r.get("format"),
             width: r.get("width"),
             height: r.get("height"),
@@ -169,7 +180,9 @@ impl ImageRow {
             created_at: r.get("created_at"),
             published_at: r.get("published_at"),
             expires_at: r.get("expires_at"),
+            requested_expires_at: r.get("requested_expires_at"),
             deleted_at: r.get("deleted_at"),
+            reap_at: r.get("reap_at"),
             object_key: r.get("object_key"),
             takedown_reason: r.get("takedown_reason"),
             warned: r.get::<i64, _>("warned") != 0,

@@ -138,6 +138,12 @@ impl Stores {
         self.recovery.delete(&recovery_record(id)).await
     }
 
+    /// Reap an image's recovery entry (bytes and record). Idempotent.
+    pub async fn drop_recovery(&self, id: &ImageId) -> Result<(), opendal::Error> {
+        self.recovery.delete(&recovery_object(id)).await?;
+        self.recovery.delete(&recovery_record(id)).await
+    }
+
     /// Move an image to the recovery store: the bytes (from the public
     /// store under `object`, or from staging) and a record with `manifest`
     /// are copied there first; then the public manifest goes (off public

@@ -1,12 +1,7 @@
-//! `ttl` on upload: seconds (`3600`) or a number with a unit (`5m`, `2h`,
-//! `7d`), between 300 seconds and 90 days; and [`expiry`], when an upload
-//! expires given its plan and ttl.
-
-use crate::config::Plan;
-use crate::dates::DAY;
-
-/// Whatever a surface advertises, anonymous uploads never outlive this.
-pub const ANONYMOUS_CEILING_SECS: i64 = 730 * DAY;
+//! `ttl` on upload and `PATCH`: seconds (`3600`) or a number with a unit
+//! (`5m`, `2h`, `7d`), between 300 seconds and 90 days. What it leads to is
+//! the retention policy's decision ([`crate::retention::policy`]): a ttl
+//! can only shorten a window.
 
 pub const MIN_TTL: i64 = 300;
 pub const MAX_TTL: i64 = 90 * 86_400;
@@ -41,23 +36,6 @@ pub fn from_json(v: Option<&serde_json::Value>) -> Result<Option<i64>, String> {
         Some(serde_json::Value::Number(n)) => parse(&n.to_string()).map(Some),
         Some(serde_json::Value::String(s)) => parse(s).map(Some),
         Some(_) => Err("ttl is seconds or a string like 7d.".to_string()),
-    }
-}
-
-/// When an upload expires: anonymous uploads always (their window,
-/// shortened by a ttl, never past the 2-year ceiling); others by ttl or
-/// plan retention.
-pub fn expiry(now: i64, anonymous: bool, ttl: Option<i64>, plan: &Plan) -> Option<i64> {
-    let window = plan.retention_days.map(|d| d * DAY);
-    if anonymous {
-        let window = window.unwrap_or(ANONYMOUS_CEILING_SECS).min(ANONYMOUS_CEILING_SECS);
-        return Some(now + ttl.map_or(window, |t| t.min(window)));
-    }
-    match (ttl, window) {
-        (Some(t), Some(w)) => Some(now + t.min(w)),
-        (Some(t), None) => Some(now + t),
-        (None, Some(w)) => Some(now + w),
-        (None, None) => None,
     }
 }
 

@@ -20,7 +20,6 @@ use super::import::{self, FetchError, FetchPolicy};
 use super::queries::{self, NewImage};
 use super::row::{ImageRow, ImageStatus};
 use super::store::Place;
-use super::ttl::expiry;
 use crate::client::ClientMeta;
 use crate::config::Plan;
 use crate::dates::DAY;
@@ -28,6 +27,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::moderation::classify::{self, Input, CLASSIFY_SIDE};
 use crate::moderation::config::Outcome;
 use crate::moderation::{blocklist, jobs, pipeline, review};
+use crate::retention::policy::{self, Class, Subject, Surface};
+use crate::retention::{self, policy::Uploader as Kind};
 use crate::AppState;
 
 /// Who is uploading, decided before the body is read.
@@ -47,6 +48,14 @@ impl Uploader {
         match self {
             Uploader::Anonymous => &state.cfg.plans.anonymous,
             Uploader::Team { plan, .. } => state.cfg.plans.get(plan),
+        }
+    }
+
+    /// The team and the signed-in user uploading, if any.
+    pub fn ids(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Uploader::Anonymous => (None, None),
+            Uploader::Team { team_id, user_id, .. } => (Some(team_id.as_str()), user_id.as_deref()),
         }
     }
 
@@ -118,6 +127,22 @@ pub async fn admit(state: &AppState, uploader: &Uploader, client: &ClientMeta) -
                     "Uploading is suspended for this account after repeated copyright infringement.".into(),
                 ));
             }
+            // Unverified accounts upload a limited number of images (to
+            // each team) until they verify their email.
+            let mut conn = state.db.pool.acquire().await?;
+            if retention::subject::uploader(&mut conn, Some(team_id), user_id.as_deref()).await? == Kind::Unverified {
+                let max = state.cfg.uploads.unverified_max_uploads;
+                let uploaded = queries::total_count(&state.db, team_id).await?;
+                if uploaded >= max as i64 {
+                    return Err(ApiError::QuotaExceeded {
+                        message: format!(
+                            "Accounts with an unverified email can upload {max} images. Verify your email to lift the limit."
+                        ),
+                        usage: json!({ "uploads": { "used": uploaded, "limit": max }, "verified": false }),
+                    });
+                }
+            }
+            drop(conn);
             if let Some(max) = uploader.plan(state).max_images {
                 let used = queries::live_count(&state.db, team_id).await?;
                 if used >= max as i64 {
@@ -214,14 +239,24 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         Some(Outcome::Publish | Outcome::Restrict) => (ImageStatus::Processing, Place::Public),
     };
 
-    let mut expires_at = expiry(now, anonymous, upload.ttl, plan);
-    if let Uploader::Team { team_id, .. } = uploader {
-        // Unverified accounts keep uploads for a limited window (API.md).
-        if crate::accounts::is_unverified_personal_team(&state.db, team_id).await? {
-            let window = now + state.cfg.uploads.unverified_retention_days * DAY;
-            expires_at = Some(expires_at.map_or(window, |e| e.min(window)));
-        }
-    }
+    // The window, from the retention policy; for an anonymous upload the
+    // expiry shown now is also what a later recomputation may never pass.
+    let requested = upload.ttl.map(|t| now + t);
+    let expires_at = {
+        let mut conn = state.db.pool.acquire().await?;
+        let (team, user) = uploader.ids();
+        let subject = Subject {
+            uploader: retention::subject::uploader(&mut conn, team, user).await?,
+            plan,
+            surface: Surface::parse(source).unwrap_or(Surface::Api),
+            class: Class::of(classification.as_deref(), outcome == Some(Outcome::Restrict)),
+            created_at: now,
+            requested,
+        };
+        policy::expires_at(&state.cfg.retention, &subject)
+    };
+    let requested_expires_at = if anonymous { expires_at } else { requested };
+    let reap_at = (bytes_in == Place::Recovery).then(|| now + state.cfg.retention.recovery_days * DAY);
     let public = upload.public.unwrap_or(true);
     let id = ImageId::generate();
     let sha256 = hashes.sha256.clone();
@@ -270,6 +305,8 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
             metadata: upload.metadata,
             created_at: now,
             expires_at,
+            requested_expires_at,
+            reap_at,
             object_key: shared_object.clone(),
             status,
             warned: outcome == Some(Outcome::Restrict),
@@ -296,7 +333,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     let stored = match (bytes_in, &shared_object, public) {
         (Place::Staging, _, _) => state.stores.put_staging(&id, bytes).await,
         (Place::Recovery, _, _) => {
-            let reap_at = now + state.cfg.uploads.recovery_days * DAY;
+            let reap_at = reap_at.unwrap_or(now);
             let reason = format!("classified:{}", classification.as_deref().unwrap_or("unknown"));
             state
                 .stores

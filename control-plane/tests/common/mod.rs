@@ -127,6 +127,15 @@ impl TestApp {
         TestApp { state, clock, outbox, seen: Default::default(), _dir: dir, pg_db }
     }
 
+    /// A fresh app on the same backend as this one, its config adjusted.
+    pub async fn same_backend_with(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        if self.is_postgres() {
+            TestApp::postgres_with(adjust).await.expect("PostgreSQL was there a moment ago")
+        } else {
+            TestApp::sqlite_with(adjust).await
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.pg_db.is_some()
     }

@@ -181,12 +181,12 @@ impl SyncTask {
                     self.next_prune.fetch_min(due, Ordering::Relaxed);
                 }
                 let next = have.apply(&ops, upto);
-                let purge: Vec<ImageId> = page
-                    .changes
-                    .iter()
-                    .filter(|c| next.action(&c.id).is_some_and(|a| a.purges()))
-                    .map(|c| c.id)
-                    .collect();
+                // Every change drops the id's cached copies: a takedown or a
+                // hide because it must not be served; a warning, a restore or
+                // a repeated entry because the manifest may have changed (a
+                // shorter expiry is logged this way), so the next request
+                // reads it again.
+                let purge: Vec<ImageId> = page.changes.iter().map(|c| c.id).collect();
                 let seq = next.seq;
                 self.install(next, purge, Record::Ops(seq, ops)).await
             }
@@ -208,12 +208,8 @@ impl SyncTask {
         let had_state = self.visibility().is_ready() && before.seq > 0 && before.seq <= snap.seq;
         // Purge what may have been cached since our state: entries newer than
         // it, or everything when we had none (or it came from another log).
-        let purge: Vec<ImageId> = snap
-            .entries
-            .iter()
-            .filter(|c| c.action.purges() && (!had_state || c.seq > before.seq))
-            .map(|c| c.id)
-            .collect();
+        let purge: Vec<ImageId> =
+            snap.entries.iter().filter(|c| !had_state || c.seq > before.seq).map(|c| c.id).collect();
         let next = Applied::from_snapshot(&snap, self.tiers.clock.unix_now());
         self.next_prune.store(0, Ordering::Relaxed);
         self.install(next, purge, Record::Snapshot).await?;

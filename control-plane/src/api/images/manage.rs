@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::api::cursor;
 use crate::auth::Principal;
+use crate::dates::DAY;
 use crate::error::{ApiError, ApiResult};
 use crate::images::fields::{check_caption, check_labels, check_metadata};
 use crate::images::lifecycle::{self, Edit, FieldEdit};
@@ -18,6 +19,10 @@ use crate::images::queries;
 use crate::images::row::{ImageRow, ImageStatus};
 use crate::images::ttl;
 use crate::json::ApiJson;
+use crate::retention::{
+    self,
+    policy::{self, Class, Subject, Surface},
+};
 use crate::AppState;
 
 /// A live image of the caller's team, or 404 (also for other teams' images).
@@ -39,18 +44,6 @@ pub async fn get(State(state): State<AppState>, who: Principal, Path(id): Path<S
         return Err(ApiError::MediaBlocked("This image was removed from public serving.".into()));
     }
     Ok(Json(row.json(&state.cfg)))
-}
-
-fn encode_cursor(created_at: i64, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
-}
-
-fn decode_cursor(c: &str) -> ApiResult<(i64, String)> {
-    let bad = || ApiError::validation("cursor", "This cursor is not one we gave out.");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (t, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok((t.parse().map_err(|_| bad())?, id.to_string()))
 }
 
 /// Rows read per query while filling a page (label filters are applied
@@ -81,21 +74,14 @@ pub async fn list(
             json!({ "object": "list", "data": data, "pagination": { "next_cursor": null, "has_more": false } }),
         ));
     }
-    let limit: usize = match q.get("limit") {
-        Some(l) => l
-            .parse()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::validation("limit", "limit is 1 to 100."))?,
-        None => 20,
-    };
+    let limit = cursor::limit(q.get("limit"))?;
     let labels: Vec<(String, String)> = q
         .iter()
         .filter_map(|(k, v)| {
             k.strip_prefix("label[").and_then(|k| k.strip_suffix(']')).map(|k| (k.to_string(), v.clone()))
         })
         .collect();
-    let mut after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+    let mut after = q.get("cursor").map(|c| cursor::decode(c)).transpose()?;
     let mut data = Vec::new();
     let mut has_more = false;
     let mut last: Option<(i64, String)> = None;
@@ -118,7 +104,7 @@ pub async fn list(
             break;
         }
     }
-    let next = if has_more { last.map(|(t, id)| encode_cursor(t, &id)) } else { None };
+    let next = if has_more { last.map(|(t, id)| cursor::encode(t, &id)) } else { None };
     Ok(Json(json!({ "object": "list", "data": data, "pagination": { "next_cursor": next, "has_more": has_more } })))
 }
 
@@ -145,15 +131,16 @@ pub async fn patch(
         Some(None) => Some(None),
         None => None,
     };
-    // A ttl sets a new expiry from now. (PATCH cannot remove an expiry:
-    // that could lift a plan's retention window.)
+    // A ttl asks for a new expiry from now; the retention policy keeps it
+    // within the window (it cannot lift an unverified account's or a
+    // plan's). PATCH cannot remove an expiry.
     let ttl = ttl::from_json(body.ttl.as_ref()).map_err(|m| ApiError::validation("ttl", m))?;
     let edit = FieldEdit {
         caption,
         labels: body.labels.map(check_labels).transpose()?,
         metadata: body.metadata.map(check_metadata).transpose()?,
         public: body.public,
-        expires_at: ttl.map(|secs| state.clock.unix_now() + secs),
+        requested_expires_at: ttl.map(|secs| state.clock.unix_now() + secs),
     };
     let note = match body.public {
         Some(true) => "made public",
@@ -208,6 +195,16 @@ pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<J
     let images = queries::live_count(&state.db, &team).await?;
     let bytes = queries::storage_used(&state.db, &team).await?;
     let total = queries::total_count(&state.db, &team).await?;
+    // The window a clean upload made with this credential gets now.
+    let user = match &who {
+        Principal::Session(s) => Some(s.user_id.as_str()),
+        Principal::Key(_) => None,
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let uploader = retention::subject::uploader(&mut conn, Some(&team), user).await?;
+    let subject =
+        Subject { uploader, plan, surface: Surface::Api, class: Class::Clean, created_at: 0, requested: None };
+    let retention_days = policy::expires_at(&state.cfg.retention, &subject).map(|t| t / DAY);
     Ok(Json(json!({
         "object": "usage",
         "plan": plan_name,
@@ -216,7 +213,7 @@ pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<J
             "storage": { "used_bytes": bytes },
             "max_file_bytes": plan.max_file_bytes,
             "max_svg_bytes": plan.max_svg_bytes,
-            "retention_days": plan.retention_days,
+            "retention_days": retention_days,
         },
         "totals": { "uploaded": total, "stored": images },
     })))

@@ -32,12 +32,22 @@
 //!      withdrawn, or for a deletion, takedown or removal bytes and manifest
 //!      move to the recovery store;
 //!    - **same visibility, new manifest** (a new expiry): rewritten after
-//!      the commit;
+//!      the commit; but a *shorter* expiry of a published image is written
+//!      *before* the commit, and the commit logs the image's visibility
+//!      again: every change makes edges drop their cached copies, so they
+//!      re-read the manifest (already the new one) and stop serving at the
+//!      new expiry, not the one their copy was cached with;
 //! 4. after the commit, long-polls are woken ([`crate::sync::Hub`]).
 //!
 //! A crash between any two steps leaves nothing servable that the database
 //! says must not be, and loses nothing: a step not taken is redone by the
-//! sweep ([`super::sweep`]), which calls [`apply`] again. The unit tests of
+//! sweep ([`crate::retention::sweep`]), which calls [`apply`] again.
+//!
+//! Every edit of a live image recomputes its expiry through the retention
+//! policy ([`crate::retention::policy`]): a `ttl`, a classification, a
+//! warning, a verified email or a plan change (`Edit::Recompute`) all end
+//! at the same function, so no path gives an image more time than the
+//! table allows. The unit tests of
 //! [`plan`] walk every crash point of every plan.
 //!
 //! Store I/O never happens under the log's lock ([`crate::sync::record`],
@@ -93,7 +103,8 @@ pub struct FieldEdit {
     pub labels: Option<Map<String, Value>>,
     pub metadata: Option<Map<String, Value>>,
     pub public: Option<bool>,
-    pub expires_at: Option<i64>,
+    /// A new expiry asked for (`ttl` from now); the policy may shorten it.
+    pub requested_expires_at: Option<i64>,
 }
 
 /// A change to one image.
@@ -116,6 +127,9 @@ pub enum Edit {
     /// Nothing changes in the row: bring the log and the stores in line
     /// with it (after an interrupted change).
     Reconcile,
+    /// What decides the window changed elsewhere (the uploader verified
+    /// their email, the team's plan changed): recompute the expiry.
+    Recompute,
 }
 
 /// What [`apply`] did: the image as it now is, and the change logged for
@@ -124,6 +138,8 @@ pub enum Edit {
 pub struct Applied {
     pub row: ImageRow,
     pub change: Option<Change>,
+    /// The retention policy gave the image another expiry.
+    pub expiry_changed: bool,
 }
 
 /// The steps done before the transaction (predicted from an unlocked read).
@@ -131,6 +147,9 @@ pub struct Applied {
 struct Early {
     bytes_in: bool,
     manifest: Option<Manifest>,
+    /// The manifest to put back if the change does not commit (the image
+    /// was published before); none: withdraw.
+    undo: Option<Manifest>,
 }
 
 /// Apply `edit` to image `id`. `NotFound` if there is no such image.
@@ -155,8 +174,14 @@ pub async fn apply(state: &AppState, id: &str, actor: &Actor, note: &str, edit: 
     let result = apply_locked(state, id, actor, note, &edit, now, &early).await;
     if result.is_err() && early != Early::default() {
         // What was done first must not outlive a change that did not commit.
-        if early.manifest.is_some() {
-            let _ = state.stores.withdraw(&image).await;
+        match (&early.manifest, &early.undo) {
+            (Some(_), Some(before)) => {
+                let _ = state.stores.publish_manifest(&image, before).await;
+            }
+            (Some(_), None) => {
+                let _ = state.stores.withdraw(&image).await;
+            }
+            _ => {}
         }
         if early.bytes_in {
             let _ = state.stores.public.delete(&imgcdn_shared::storage::object_key(&image)).await;
@@ -176,14 +201,32 @@ fn store_error(id: &str, e: opendal::Error) -> ApiError {
 /// The steps before the commit, as an unlocked read sees them.
 async fn predict_early(state: &AppState, id: &str, edit: &Edit, now: i64) -> ApiResult<Early> {
     let Some(before) = queries::fetch(&state.db, id).await? else { return Ok(Early::default()) };
-    let after = edited(&before, edit, now);
     let mut conn = state.db.pool.acquire().await?;
+    let after = edited_in(&mut conn, state, &before, edit, now).await?;
     let (facts, _) = facts_of(&mut conn, &before, &after, edit, now).await?;
     let steps = plan(facts);
+    let manifest = steps.contains(&Step::PublishFirst).then(|| after.manifest());
     Ok(Early {
         bytes_in: steps.contains(&Step::BytesIn),
-        manifest: steps.contains(&Step::PublishFirst).then(|| after.manifest()),
+        undo: manifest.as_ref().and(before.should_be_published(now).then(|| before.manifest())),
+        manifest,
     })
+}
+
+/// The row as `edit` leaves it, its expiry recomputed by the retention
+/// policy (live images only; its `bytes_in` is set by the caller).
+async fn edited_in(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    before: &ImageRow,
+    edit: &Edit,
+    now: i64,
+) -> ApiResult<ImageRow> {
+    let mut after = edited(before, edit, now);
+    if after.deleted_at.is_none() {
+        after.expires_at = crate::retention::subject::expiry_of(conn, &state.cfg, &after).await?;
+    }
+    Ok(after)
 }
 
 /// What decides the plan, and the log entry edges must now get.
@@ -196,13 +239,18 @@ async fn facts_of(
 ) -> ApiResult<(Facts, (Action, Option<String>))> {
     let wanted = after.visibility(now).to_action();
     let last = crate::sync::last_logged(conn, &before.id).await?;
+    // A published image that now expires sooner: edges must re-read its
+    // manifest (their copies carry the old expiry), so its visibility is
+    // logged again even though it did not change.
+    let sooner = after.expires_at.is_some_and(|a| before.expires_at.is_none_or(|b| a < b));
+    let refresh = sooner && before.should_be_published(now) && after.should_be_published(now);
     let facts = Facts {
         ready: after.status == ImageStatus::Ready,
         was_published: before.should_be_published(now),
         published: after.should_be_published(now),
         from: before.bytes_in,
         to: after.place(),
-        logged: last != wanted,
+        logged: last != wanted || refresh,
         // Only a takedown: edges drop a `hide` a while after applying it
         // (its manifest is gone), so a hide in the log may no longer stop an
         // edge from serving a manifest written before the commit.
@@ -225,9 +273,14 @@ async fn apply_locked(
 ) -> ApiResult<Applied> {
     let mut tx = state.db.begin_write().await?;
     let before = queries::fetch_for_update(&mut tx, state.db.backend, id).await?.ok_or(ApiError::NotFound)?;
-    let mut after = edited(&before, edit, now);
+    let mut after = edited_in(&mut tx, state, &before, edit, now).await?;
     let (facts, (action, reason)) = facts_of(&mut tx, &before, &after, edit, now).await?;
     after.bytes_in = facts.to;
+    after.reap_at = match (before.bytes_in, after.bytes_in) {
+        (Place::Recovery, Place::Recovery) => before.reap_at,
+        (_, Place::Recovery) => Some(now + state.cfg.retention.recovery_days * DAY),
+        _ => None,
+    };
     write(&mut tx, &before, &after, edit, now).await?;
     let mut steps = plan(facts);
     // Done first already and still right: not again. The row changed since
@@ -289,7 +342,8 @@ async fn apply_locked(
         let mut conn = state.db.pool.acquire().await?;
         queries::set_store_pending(&mut conn, id, false).await?;
     }
-    Ok(Applied { row: after, change })
+    let expiry_changed = before.expires_at != after.expires_at;
+    Ok(Applied { row: after, change, expiry_changed })
 }
 
 /// The row as `edit` leaves it (its `bytes_in` is set by the caller).
@@ -307,7 +361,7 @@ fn edited(before: &ImageRow, edit: &Edit, now: i64) -> ImageRow {
                 after.metadata = m.clone();
             }
             after.public = f.public.unwrap_or(before.public);
-            after.expires_at = f.expires_at.or(before.expires_at);
+            after.requested_expires_at = f.requested_expires_at.or(before.requested_expires_at);
         }
         Edit::Delete => after.deleted_at = Some(before.deleted_at.unwrap_or(now)),
         Edit::Takedown(reason) => after.takedown_reason = Some(reason.clone()),
@@ -330,7 +384,7 @@ fn edited(before: &ImageRow, edit: &Edit, now: i64) -> ImageRow {
                 after.nsfw = *nsfw;
             }
         }
-        Edit::Reconcile => {}
+        Edit::Reconcile | Edit::Recompute => {}
     }
     // Bytes that come back into the public store come back as the image's
     // own (the object they were shared from may be gone).
@@ -355,21 +409,24 @@ async fn write(
             queries::set_decisions(conn, &before.id, after.takedown_reason.as_deref(), after.warned).await?
         }
         Edit::Classified { .. } => queries::set_outcome(conn, after).await?,
-        Edit::Reconcile => {}
+        Edit::Reconcile | Edit::Recompute => {}
     }
-    if after.bytes_in != before.bytes_in || after.object_key != before.object_key {
-        queries::set_placement(conn, &after.id, after.bytes_in, after.object_key.as_deref()).await?;
+    if (after.expires_at, after.requested_expires_at) != (before.expires_at, before.requested_expires_at) {
+        queries::set_expiry(conn, after).await?;
+    }
+    if (after.bytes_in, &after.object_key, after.reap_at) != (before.bytes_in, &before.object_key, before.reap_at) {
+        queries::set_placement(conn, after).await?;
     }
     Ok(())
 }
 
-/// Move an image's bytes and manifest to the recovery store (kept
-/// `uploads.recovery_days`). The bytes leave the public store only if no
-/// other image still needs them.
+/// Move an image's bytes and manifest to the recovery store (until the
+/// row's `reap_at`). The bytes leave the public store only if no other
+/// image still needs them.
 async fn to_recovery(state: &AppState, row: &ImageRow, reason: &str, now: i64) -> ApiResult<()> {
     let object = row.stored_object();
     let others = queries::others_showing(&state.db, &row.id, &object).await?;
-    let reap_at = now + state.cfg.uploads.recovery_days * DAY;
+    let reap_at = row.reap_at.unwrap_or(now + state.cfg.retention.recovery_days * DAY);
     state
         .stores
         .to_recovery(&row.image_id(), &row.manifest(), &object, others == 0, reason, now, reap_at)

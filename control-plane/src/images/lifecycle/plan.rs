@@ -61,7 +61,11 @@ impl Facts {
 
 pub(super) fn plan(f: Facts) -> Vec<Step> {
     let more_visible = f.published && !f.was_published;
-    let publish_first = f.ready && more_visible && f.logged && f.log_forbade;
+    // Edges told to serve what a takedown forbade must find the manifest;
+    // edges told to drop their copies of a published image whose manifest
+    // changed (a shorter expiry) must find the new one when they re-read it.
+    let refreshed = f.published && f.was_published && f.manifest_changed;
+    let publish_first = f.ready && f.logged && ((more_visible && f.log_forbade) || refreshed);
     let mut steps = Vec::with_capacity(4);
     if f.to == Place::Public && f.from != Place::Public {
         steps.push(Step::BytesIn);
@@ -82,7 +86,7 @@ pub(super) fn plan(f: Facts) -> Vec<Step> {
         if f.was_published || f.logged || f.repair {
             steps.push(Step::Withdraw);
         }
-    } else if (more_visible && !publish_first) || f.manifest_changed || f.repair {
+    } else if ((more_visible || f.manifest_changed) && !publish_first) || f.repair {
         steps.push(Step::Publish);
     }
     if f.to == Place::Public && (f.from != Place::Public || f.repair) {
@@ -105,6 +109,8 @@ mod tests {
     #[derive(Debug)]
     struct World {
         manifest: bool,
+        /// The manifest in the store is the one after the change.
+        fresh: bool,
         committed: bool,
         public: bool,
         staging: bool,
@@ -114,6 +120,7 @@ mod tests {
     fn run(f: Facts, manifest_at_start: bool, k: usize) -> World {
         let mut w = World {
             manifest: manifest_at_start,
+            fresh: !f.manifest_changed,
             committed: false,
             public: f.from == Place::Public,
             staging: f.from == Place::Staging,
@@ -122,7 +129,7 @@ mod tests {
         for step in plan(f).into_iter().take(k) {
             match step {
                 Step::BytesIn => w.public = true,
-                Step::PublishFirst | Step::Publish => w.manifest = true,
+                Step::PublishFirst | Step::Publish => (w.manifest, w.fresh) = (true, true),
                 Step::Commit => w.committed = true,
                 Step::Withdraw => w.manifest = false,
                 Step::BytesOut => {
@@ -224,6 +231,19 @@ mod tests {
     }
 
     #[test]
+    fn edges_told_to_drop_a_changed_manifest_find_the_new_one() {
+        for f in cases() {
+            let steps = plan(f);
+            for k in 0..=steps.len() {
+                let w = run(f, f.was_published, k);
+                if w.committed && f.logged && f.published && f.was_published && f.manifest_changed {
+                    assert!(w.manifest && w.fresh, "{f:?}: told to re-read after {:?}", &steps[..k]);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn when_the_plan_is_done_the_stores_agree_with_the_row() {
         for f in cases() {
             for stray in [false, true] {
@@ -233,6 +253,7 @@ mod tests {
                 assert!(w.committed, "{f:?}");
                 if f.ready || f.to == Place::Recovery {
                     assert_eq!(w.manifest, f.published, "{f:?}, manifest at start {start}");
+                    assert!(!f.published || w.fresh, "{f:?}: an old manifest left in place");
                 }
                 match f.to {
                     Place::Public => assert!(w.public && !w.staging && !w.recovery, "{f:?}: {w:?}"),
