@@ -182,7 +182,8 @@ pub fn run(cfg: CpConfig, command: AdminCommand) -> ExitCode {
 
 /// The retention table of `cfg`, as the README shows it.
 pub fn retention_table(cfg: &CpConfig) -> String {
-    policy::table(&cfg.retention, &cfg.plans, (cfg.sessions.sliding_days, cfg.sessions.max_days))
+    let sessions = (cfg.sessions.sliding_days, cfg.sessions.max_days);
+    policy::table(&cfg.retention, &cfg.plans.retention_terms(), sessions)
 }
 
 /// `imgcdn admin sweep [--dry-run [--as-of T]]`.

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use imgcdn_shared::storage::StoreConfig;
+
+use crate::retention::policy::PlanTerms;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +161,13 @@ pub struct Plan {
     pub paid: bool,
 }
 
+impl Plan {
+    /// What of this plan matters for retention.
+    pub fn terms(&self) -> PlanTerms {
+        PlanTerms { retention_days: self.retention_days, paid: self.paid }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlansConfig {
@@ -227,6 +236,11 @@ impl PlansConfig {
             "unlimited" => &self.unlimited,
             _ => &self.free,
         }
+    }
+
+    /// What of each team plan matters for retention, by name.
+    pub fn retention_terms(&self) -> [(&'static str, PlanTerms); 3] {
+        [("free", self.free.terms()), ("pro", self.pro.terms()), ("unlimited", self.unlimited.terms())]
     }
 
     /// The largest body any plan may upload (the route's hard cap).

@@ -26,7 +26,7 @@ use crate::dates::DAY;
 use crate::error::{ApiError, ApiResult};
 use crate::moderation::classify::{self, Input, CLASSIFY_SIDE};
 use crate::moderation::config::Outcome;
-use crate::moderation::{blocklist, jobs, pipeline, review};
+use crate::moderation::{blocklist, jobs, pipeline, queue};
 use crate::retention::policy::{self, Class, Subject, Surface};
 use crate::retention::{self, policy::Uploader as Kind};
 use crate::AppState;
@@ -247,7 +247,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         let (team, user) = uploader.ids();
         let subject = Subject {
             uploader: retention::subject::uploader(&mut conn, team, user).await?,
-            plan,
+            plan: plan.terms(),
             surface: Surface::parse(source).unwrap_or(Surface::Api),
             class: Class::of(classification.as_deref(), outcome == Some(Outcome::Restrict)),
             created_at: now,
@@ -323,7 +323,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         // Held and removed uploads wait for an operator (who may overturn a removal).
         Some(Outcome::Review | Outcome::Remove) => {
             let category = classification.as_deref().and_then(|c| c.split_once(':')).map_or("unclear", |(_, c)| c);
-            review::open(&mut tx, id.as_str(), "classifier", category, None, now).await?;
+            queue::open(&mut tx, id.as_str(), "classifier", category, None, now).await?;
         }
         _ => {}
     }

@@ -36,6 +36,9 @@ pub use imgcdn_media::Pixels;
 /// CPU and memory whatever the upload's size.
 pub const CLASSIFY_SIDE: u32 = 1024;
 
+/// The nudity detector's name: its verdict is what `nsfw` reports.
+pub const NUDITY: &str = "nudity";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -110,10 +113,7 @@ pub fn combine(verdicts: &[Verdict]) -> Option<String> {
 /// Whether the nudity detector flagged the upload: `Some(true)` restricted
 /// for nudity, `Some(false)` looked and found none, `None` unknown.
 pub fn nsfw(verdicts: &[Verdict]) -> Option<bool> {
-    verdicts
-        .iter()
-        .find(|v| v.classifier == super::nudity::NAME && v.kind != Kind::Error)
-        .map(|v| v.kind != Kind::Clean)
+    verdicts.iter().find(|v| v.classifier == NUDITY && v.kind != Kind::Error).map(|v| v.kind != Kind::Clean)
 }
 
 /// Something that classifies uploads.

@@ -102,7 +102,7 @@ pub async fn decide_upload(
     if matches!(outcome, Outcome::Review | Outcome::Remove) && matches!(actor, Actor::System(_)) {
         let category = classification.as_deref().and_then(|c| c.split_once(':')).map_or("unclear", |(_, c)| c);
         let mut conn = state.db.pool.acquire().await?;
-        super::review::open(&mut conn, id, "classifier", category, None, now).await?;
+        super::queue::open(&mut conn, id, "classifier", category, None, now).await?;
     }
     if outcome == Outcome::Remove {
         if let Some(category) = classification.as_deref().and_then(|c| c.strip_prefix("prohibited:")) {

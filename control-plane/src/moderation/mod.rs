@@ -8,7 +8,8 @@
 //!   slow classification as leased jobs; [`config`]: `[moderation]`.
 //! - [`decisions`]: operator and classification decisions through the
 //!   image lifecycle, takedowns that reach every copy.
-//! - [`review`]: the review queue and its append-only log.
+//! - [`queue`]: opening review items; [`review`]: the review queue, its
+//!   decisions and its append-only log.
 //! - [`reports`]: abuse reports and DMCA notices, counter-notices, strikes.
 
 pub mod blocklist;
@@ -19,6 +20,7 @@ pub mod hook;
 pub mod jobs;
 pub mod nudity;
 pub mod pipeline;
+pub mod queue;
 pub mod reports;
 pub mod review;
 

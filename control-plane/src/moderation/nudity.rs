@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::classify::{Classifier, Input, Kind, Pixels, Verdict};
+use super::classify::{Classifier, Input, Kind, Pixels, Verdict, NUDITY};
 
-pub const NAME: &str = "nudity";
+pub const NAME: &str = NUDITY;
 
 /// A model that scores pixels for explicit exposure.
 pub trait NudityModel: Send + Sync {

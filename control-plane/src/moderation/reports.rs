@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::review;
+use super::queue;
 use crate::accounts::normalize_email;
 use crate::client::ClientMeta;
 use crate::dates::{iso, DAY};
@@ -91,7 +91,7 @@ pub async fn report(state: &AppState, r: Report, client: &ClientMeta) -> ApiResu
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    review::open(&mut tx, &image.id, "report", &r.reason, Some(&id), now).await?;
+    queue::open(&mut tx, &image.id, "report", &r.reason, Some(&id), now).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -157,7 +157,7 @@ pub async fn notice(state: &AppState, n: Notice, client: &ClientMeta) -> ApiResu
     .bind(image.uploaded_by.clone())
     .execute(&mut *tx)
     .await?;
-    review::open(&mut tx, &image.id, "dmca", "copyright", Some(&id), now).await?;
+    queue::open(&mut tx, &image.id, "dmca", "copyright", Some(&id), now).await?;
     tx.commit().await?;
     Ok(id)
 }

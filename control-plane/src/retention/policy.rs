@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Plan, PlansConfig};
 use crate::dates::DAY;
 
 /// The ceiling no configuration can lift: two years.
@@ -193,12 +192,21 @@ impl Class {
     }
 }
 
+/// What of a plan matters for retention (from `[plans.*]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanTerms {
+    /// Days uploads are kept; `None`: until deleted.
+    pub retention_days: Option<i64>,
+    /// Paid plans keep restricted content.
+    pub paid: bool,
+}
+
 /// Everything that decides an image's expiry.
 #[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
+pub struct Subject {
     pub uploader: Uploader,
     /// The team's plan (ignored for anonymous uploads).
-    pub plan: &'a Plan,
+    pub plan: PlanTerms,
     pub surface: Surface,
     pub class: Class,
     pub created_at: i64,
@@ -259,14 +267,15 @@ pub fn expires_at(cfg: &RetentionConfig, s: &Subject) -> Option<i64> {
 
 /// The retention table: every combination of uploader, plan, surface and
 /// classification that leads to a different window, computed by
-/// [`decide`] itself, then what else is kept and for how long. Printed by
-/// `imgcdn admin retention table` and copied into the README.
-pub fn table(cfg: &RetentionConfig, plans: &PlansConfig, sessions: (i64, i64)) -> String {
+/// [`decide`] itself, then what else is kept and for how long. `plans` are
+/// the team plans by name; `sessions` the sliding and hard session limits
+/// in days. Printed by `imgcdn admin retention table` and copied into the
+/// README.
+pub fn table(cfg: &RetentionConfig, plans: &[(&str, PlanTerms)], sessions: (i64, i64)) -> String {
     let mut out =
         String::from("| uploader | plan | surface | content | kept for | rule |\n|---|---|---|---|---|---|\n");
-    let named = [("free", &plans.free), ("pro", &plans.pro), ("unlimited", &plans.unlimited)];
     let mut rows: Vec<[String; 6]> = Vec::new();
-    let mut push = |uploader: Uploader, plan: &str, surface: &str, class: Class, p: &Plan, sf: Surface| {
+    let mut push = |uploader: Uploader, plan: &str, surface: &str, class: Class, p: PlanTerms, sf: Surface| {
         let s = Subject { uploader, plan: p, surface: sf, class, created_at: 0, requested: None };
         let (at, rule) = decide(cfg, &s);
         rows.push([
@@ -282,15 +291,15 @@ pub fn table(cfg: &RetentionConfig, plans: &PlansConfig, sessions: (i64, i64)) -
     for class in [Class::Clean, Class::Restricted] {
         for surface in cfg.surfaces.keys() {
             let sf = Surface::parse(surface).unwrap_or(Surface::Api);
-            push(Uploader::Anonymous, "–", surface, class, &plans.anonymous, sf);
+            push(Uploader::Anonymous, "–", surface, class, PlanTerms::default(), sf);
         }
         let other = if cfg.surfaces.is_empty() { "any" } else { "any other" };
         let sf = Surface::ALL.into_iter().find(|s| !cfg.surfaces.contains_key(s.as_str())).unwrap_or(Surface::Api);
-        push(Uploader::Anonymous, "–", other, class, &plans.anonymous, sf);
+        push(Uploader::Anonymous, "–", other, class, PlanTerms::default(), sf);
     }
     for uploader in [Uploader::Unverified, Uploader::Verified] {
         for class in [Class::Clean, Class::Restricted] {
-            for (name, plan) in named {
+            for &(name, plan) in plans {
                 push(uploader, name, "any", class, plan, Surface::Api);
             }
         }
@@ -349,29 +358,32 @@ fn rule_text(rule: Rule) -> &'static str {
 mod tests {
     use super::*;
 
-    fn plans() -> PlansConfig {
-        PlansConfig::default()
+    const FREE: PlanTerms = PlanTerms { retention_days: None, paid: false };
+    const PAID: PlanTerms = PlanTerms { retention_days: None, paid: true };
+    const ANON: PlanTerms = PlanTerms { retention_days: None, paid: false };
+
+    fn plans() -> [(&'static str, PlanTerms); 3] {
+        [("free", FREE), ("pro", PAID), ("unlimited", PAID)]
     }
 
-    fn subject(uploader: Uploader, plan: &Plan, class: Class, requested: Option<i64>) -> Subject<'_> {
+    fn subject(uploader: Uploader, plan: PlanTerms, class: Class, requested: Option<i64>) -> Subject {
         Subject { uploader, plan, surface: Surface::Api, class, created_at: 1_000 * DAY, requested }
     }
 
     #[test]
     fn every_row_of_the_default_table() {
         let cfg = RetentionConfig::default();
-        let p = plans();
         let t0 = 1_000 * DAY;
         let cases = [
-            (Uploader::Anonymous, &p.anonymous, Class::Clean, Some(t0 + 30 * DAY)),
-            (Uploader::Anonymous, &p.anonymous, Class::Restricted, Some(t0 + 30 * DAY)),
-            (Uploader::Unverified, &p.free, Class::Clean, Some(t0 + 30 * DAY)),
-            (Uploader::Unverified, &p.pro, Class::Clean, Some(t0 + 30 * DAY)),
-            (Uploader::Unverified, &p.pro, Class::Restricted, Some(t0 + 30 * DAY)),
-            (Uploader::Verified, &p.free, Class::Clean, None),
-            (Uploader::Verified, &p.free, Class::Restricted, Some(t0 + 30 * DAY)),
-            (Uploader::Verified, &p.pro, Class::Restricted, None),
-            (Uploader::Verified, &p.unlimited, Class::Clean, None),
+            (Uploader::Anonymous, ANON, Class::Clean, Some(t0 + 30 * DAY)),
+            (Uploader::Anonymous, ANON, Class::Restricted, Some(t0 + 30 * DAY)),
+            (Uploader::Unverified, FREE, Class::Clean, Some(t0 + 30 * DAY)),
+            (Uploader::Unverified, PAID, Class::Clean, Some(t0 + 30 * DAY)),
+            (Uploader::Unverified, PAID, Class::Restricted, Some(t0 + 30 * DAY)),
+            (Uploader::Verified, FREE, Class::Clean, None),
+            (Uploader::Verified, FREE, Class::Restricted, Some(t0 + 30 * DAY)),
+            (Uploader::Verified, PAID, Class::Restricted, None),
+            (Uploader::Verified, PAID, Class::Clean, None),
         ];
         for (uploader, plan, class, want) in cases {
             assert_eq!(expires_at(&cfg, &subject(uploader, plan, class, None)), want, "{uploader:?} {class:?}");
@@ -381,24 +393,22 @@ mod tests {
     #[test]
     fn a_request_only_shortens_and_the_ceilings_come_last() {
         let mut cfg = RetentionConfig::default();
-        let p = plans();
         let t0 = 1_000 * DAY;
         // Shorter: taken. Longer: the window wins.
-        let s = subject(Uploader::Unverified, &p.free, Class::Clean, Some(t0 + 5 * DAY));
+        let s = subject(Uploader::Unverified, FREE, Class::Clean, Some(t0 + 5 * DAY));
         assert_eq!(decide(&cfg, &s), (Some(t0 + 5 * DAY), Rule::Requested));
-        let s = subject(Uploader::Unverified, &p.free, Class::Clean, Some(t0 + 90 * DAY));
+        let s = subject(Uploader::Unverified, FREE, Class::Clean, Some(t0 + 90 * DAY));
         assert_eq!(decide(&cfg, &s), (Some(t0 + 30 * DAY), Rule::Unverified));
         // A surface advertising 5 years still stops at the 2-year ceiling.
         cfg.surfaces.insert("web".into(), 5 * 365);
-        let s = Subject { surface: Surface::Web, ..subject(Uploader::Anonymous, &p.anonymous, Class::Clean, None) };
+        let s = Subject { surface: Surface::Web, ..subject(Uploader::Anonymous, ANON, Class::Clean, None) };
         assert_eq!(decide(&cfg, &s), (Some(t0 + 730 * DAY), Rule::AnonymousCeiling));
         // Even a misconfigured ceiling cannot pass two years.
         cfg.anonymous_ceiling_days = 10_000;
         assert_eq!(expires_at(&cfg, &s), Some(t0 + 730 * DAY));
         // A plan with a window: the shorter of it and the ceiling.
-        let mut trial = p.free.clone();
-        trial.retention_days = Some(7);
-        let s = subject(Uploader::Verified, &trial, Class::Restricted, None);
+        let trial = PlanTerms { retention_days: Some(7), paid: false };
+        let s = subject(Uploader::Verified, trial, Class::Restricted, None);
         assert_eq!(decide(&cfg, &s), (Some(t0 + 7 * DAY), Rule::Plan));
     }
 

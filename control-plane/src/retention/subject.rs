@@ -52,7 +52,7 @@ pub async fn expiry_of(conn: &mut AnyConnection, cfg: &Config, row: &ImageRow) -
     let plan_name = plan(conn, row.team_id.as_deref()).await?;
     let subject = Subject {
         uploader,
-        plan: cfg.plans.get(&plan_name),
+        plan: cfg.plans.get(&plan_name).terms(),
         surface: Surface::parse(&row.source).unwrap_or(Surface::Api),
         class: Class::of(row.classification.as_deref(), row.warned),
         created_at: row.created_at,

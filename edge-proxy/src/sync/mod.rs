@@ -17,10 +17,12 @@
 //!   enforces every takedown it knew (fail closed). An edge with no state
 //!   at all is not ready, and answers 503, unless config allows serving.
 
+pub mod applied;
 pub mod state;
 pub mod task;
 pub mod visibility;
 
+pub use applied::{Applied, Entry, Op};
 pub use state::StateFiles;
 pub use task::SyncTask;
-pub use visibility::{Applied, Entry, Op, Visibility};
+pub use visibility::Visibility;

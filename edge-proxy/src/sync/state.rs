@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use imgcdn_shared::sync::{Action, Snapshot};
 use imgcdn_shared::ImageId;
 
-use super::visibility::{Applied, Entry, Op};
+use super::applied::{Applied, Entry, Op};
 
 const SNAP_MAGIC: &[u8; 8] = b"IMGSYNC2";
 const LOG_MAGIC: &[u8; 8] = b"IMGSLOG2";

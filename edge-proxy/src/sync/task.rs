@@ -50,7 +50,8 @@ use imgcdn_shared::ImageId;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
-use super::visibility::{Applied, Entry, Op, Visibility};
+use super::applied::{Applied, Entry, Op};
+use super::visibility::Visibility;
 use crate::config::SyncConfig;
 use crate::tiers::Tiers;
 

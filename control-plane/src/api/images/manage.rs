@@ -202,8 +202,14 @@ pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<J
     };
     let mut conn = state.db.pool.acquire().await?;
     let uploader = retention::subject::uploader(&mut conn, Some(&team), user).await?;
-    let subject =
-        Subject { uploader, plan, surface: Surface::Api, class: Class::Clean, created_at: 0, requested: None };
+    let subject = Subject {
+        uploader,
+        plan: plan.terms(),
+        surface: Surface::Api,
+        class: Class::Clean,
+        created_at: 0,
+        requested: None,
+    };
     let retention_days = policy::expires_at(&state.cfg.retention, &subject).map(|t| t / DAY);
     Ok(Json(json!({
         "object": "usage",
