@@ -217,11 +217,13 @@ async fn sweep_cmd(
         let filled = (done * WIDTH).checked_div(due).unwrap_or(WIDTH).min(WIDTH);
         let bar = format!("{}{}", "#".repeat(filled as usize), ".".repeat((WIDTH - filled) as usize));
         eprint!("\r{step:<20} [{bar}] {done}/{due}   ");
+        if done == due {
+            eprintln!();
+        }
     };
     match sweep::run_leased(&state, &holder, &mut bar).await? {
         None => Err("another control plane is sweeping right now (the sweep lease is held); try again later".into()),
         Some(s) => {
-            eprintln!();
             println!("{s:#?}");
             if s.errors > 0 {
                 Err(format!("{} items failed (see the log); the next sweep retries them", s.errors))

@@ -119,6 +119,8 @@ impl SweepMetrics {
 }
 
 /// Where a pass is, for a progress display: step, items done, items due.
+/// Each step reports `(step, 0, due)` when it starts and `(step, due, due)`
+/// when it is over.
 pub type Progress<'a> = &'a mut (dyn FnMut(&str, u64, u64) + Send);
 
 /// One pass at the state's current time. An item that fails is logged and
@@ -171,6 +173,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             failed("finishing an interrupted upload", &row.id, &e, &mut out);
         }
     }
+    progress(STEPS[0], rows.len() as u64, rows.len() as u64);
 
     let rows = queries::store_pending(&state.db).await.map_err(|e| err(&e))?;
     for (i, row) in rows.iter().enumerate() {
@@ -182,6 +185,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             Err(e) => failed("redoing store work", &row.id, &e, &mut out),
         }
     }
+    progress(STEPS[1], rows.len() as u64, rows.len() as u64);
 
     let rows = queries::expired(&state.db, now).await.map_err(|e| err(&e))?;
     for (i, row) in rows.iter().enumerate() {
@@ -191,12 +195,14 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             Err(e) => failed("expiring", &row.id, &e, &mut out),
         }
     }
+    progress(STEPS[2], rows.len() as u64, rows.len() as u64);
 
     progress(STEPS[3], 0, 1);
     match crate::moderation::reports::restore_due(state).await {
         Ok(n) => out.restored += n,
         Err(e) => failed("restoring after counter-notices", "-", &e, &mut out),
     }
+    progress(STEPS[3], 1, 1);
 
     let rows = reapable(state, now).await.map_err(|e| err(&e))?;
     for (i, row) in rows.iter().enumerate() {
@@ -206,6 +212,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             Err(e) => failed("reaping", &row.id, &e, &mut out),
         }
     }
+    progress(STEPS[4], rows.len() as u64, rows.len() as u64);
 
     for (i, bulk) in BULK.iter().enumerate() {
         progress(STEPS[5 + i], 0, 1);
@@ -218,6 +225,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             Ok(r) => *bulk.count(&mut out) += r.rows_affected(),
             Err(e) => failed("deleting", bulk.table, &e, &mut out),
         }
+        progress(STEPS[5 + i], 1, 1);
     }
 
     // What was deleted above must not linger in the database files.
