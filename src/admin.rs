@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use imgcdn_control_plane::moderation::{blocklist, review};
+use imgcdn_control_plane::privacy::requests;
 use imgcdn_control_plane::retention::{policy, recompute, sweep};
 use imgcdn_control_plane::{operators, AppState, Config as CpConfig};
 
@@ -38,6 +39,40 @@ pub enum AdminCommand {
     /// Teams.
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Rights requests received by email (access, erasure, …), with their
+    /// legal deadline: 30 days (GDPR) or 45 (CCPA).
+    #[command(subcommand)]
+    Request(RequestCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RequestCommand {
+    /// Record a request received today.
+    Add {
+        email: String,
+        /// access, erasure, rectification, restriction, objection, portability, opt_out or other.
+        #[arg(long)]
+        kind: String,
+        /// gdpr (30 days) or ccpa (45 days).
+        #[arg(long, default_value = "gdpr")]
+        jurisdiction: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Open requests, the most urgent first.
+    List {
+        /// Only those past their deadline.
+        #[arg(long)]
+        overdue: bool,
+    },
+    /// Close a request as answered (or --refused).
+    Close {
+        id: String,
+        #[arg(long)]
+        refused: bool,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +203,7 @@ pub fn run(cfg: CpConfig, command: AdminCommand) -> ExitCode {
                     }
                 }
             }
+            AdminCommand::Request(cmd) => request_cmd(&db, cmd, now).await,
             AdminCommand::Retention(_) => unreachable!("handled before connecting"),
         };
         match result {
@@ -231,6 +267,46 @@ async fn sweep_cmd(
                 Ok(())
             }
         }
+    }
+}
+
+async fn request_cmd(db: &imgcdn_control_plane::Db, cmd: RequestCommand, now: i64) -> Result<(), String> {
+    match cmd {
+        RequestCommand::Add { email, kind, jurisdiction, note } => {
+            let id = requests::add(db, &email, &kind, &jurisdiction, note.as_deref(), now).await.map_err(api_error)?;
+            let days = requests::deadline_days(&jurisdiction).unwrap_or(30);
+            println!("{id}  due {}", date(now + days * 86_400));
+            Ok(())
+        }
+        RequestCommand::List { overdue } => {
+            for r in requests::list(db, now, overdue).await.map_err(api_error)? {
+                let flag = if r["overdue"] == true { "OVERDUE" } else { "" };
+                println!(
+                    "{}  {:<13} {:<4} {}  due {} ({} days) {flag}",
+                    r["id"].as_str().unwrap_or(""),
+                    r["kind"].as_str().unwrap_or(""),
+                    r["jurisdiction"].as_str().unwrap_or(""),
+                    r["email"].as_str().unwrap_or(""),
+                    r["due_at"].as_str().unwrap_or(""),
+                    r["days_left"],
+                );
+            }
+            Ok(())
+        }
+        RequestCommand::Close { id, refused, note } => {
+            requests::close(db, &id, refused, note.as_deref(), now).await.map_err(api_error)
+        }
+    }
+}
+
+/// An API error as the CLI prints it: its message (and field, for validation).
+fn api_error(e: imgcdn_control_plane::error::ApiError) -> String {
+    match e {
+        imgcdn_control_plane::error::ApiError::Validation { message, details } => {
+            format!("{}: {message}", details["field"].as_str().unwrap_or("input"))
+        }
+        imgcdn_control_plane::error::ApiError::NotFound => "no such open request".into(),
+        other => other.to_string(),
     }
 }
 

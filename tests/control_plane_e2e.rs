@@ -106,7 +106,7 @@ async fn login(c: &reqwest::Client, base: &str, email: &str, password: &str) -> 
 async fn sign_up_and_verify(c: &reqwest::Client, cp: &ControlPlaneProcess, email: &str, password: &str) -> Session {
     let r = c
         .post(format!("{}/v1/auth/signup", cp.base))
-        .json(&json!({"email": email, "name": "New Person", "password": password}))
+        .json(&json!({"email": email, "name": "New Person", "password": password, "age_confirmed": true}))
         .send()
         .await
         .unwrap();
@@ -292,7 +292,7 @@ async fn no_client_address_reaches_the_control_plane_logs() {
     let base = base.expect("control plane did not start");
     let visitor = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
     let c = reqwest::Client::builder().no_proxy().local_address(visitor).build().unwrap();
-    let signup = json!({"email": "logs@example.com", "name": "L", "password": "tulip-Orbit-94"});
+    let signup = json!({"email": "logs@example.com", "name": "L", "password": "tulip-Orbit-94", "age_confirmed": true});
     assert_eq!(
         c.post(format!("{base}/v1/auth/signup")).json(&signup).send().await.unwrap().status(),
         StatusCode::ACCEPTED

@@ -579,7 +579,8 @@ async def signup_accounts(port: int, emails: list[str]) -> collections.Counter:
     c = Conn(port)
     got = collections.Counter()
     for i, email in enumerate(emails):
-        r = await c.request(*json_req("/v1/auth/signup", {"email": email, "name": "Bench User", "password": PW},
+        r = await c.request(*json_req("/v1/auth/signup", {"email": email, "name": "Bench User", "password": PW,
+                                                             "age_confirmed": True},
                                       f"192.0.2.{i % 250 + 1}"))
         got[r.status] += 1
     await c.close()
@@ -822,7 +823,8 @@ def attack_reset_flood(root: Path, args) -> dict:
                                                               {"email": f"someone{k}@example.com"},
                                                               f"203.0.113.{k + 101}")),
                         ("signup", lambda k: json_req("/v1/auth/signup", {"email": f"new{k}@example.com",
-                                                                          "name": "New", "password": PW},
+                                                                          "name": "New", "password": PW,
+                                                                          "age_confirmed": True},
                                                       f"203.0.113.{k + 201}"))):
                     t = Tally()
                     for k in range(10):

@@ -71,6 +71,8 @@ pub struct Config {
     pub moderation: crate::moderation::config::ModerationConfig,
     /// How long images and personal data are kept (the retention table).
     pub retention: crate::retention::policy::RetentionConfig,
+    /// People's rights: deletion grace period, exports, subprocessors.
+    pub privacy: crate::privacy::config::PrivacyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -356,6 +358,7 @@ impl Default for Config {
             edge_sync: EdgeSyncConfig::default(),
             moderation: Default::default(),
             retention: Default::default(),
+            privacy: Default::default(),
         }
     }
 }
@@ -522,6 +525,7 @@ impl Config {
             p.push("uploads.max_pixels: must be positive".to_string());
         }
         p.extend(self.retention.problems());
+        p.extend(self.privacy.problems());
         if self.uploads.body_budget_bytes < self.plans.largest_file() {
             p.push("uploads.body_budget_bytes: must hold at least the largest file a plan allows".to_string());
         }

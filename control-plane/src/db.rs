@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "hardening", include_str!("../migrations/0006_hardening.sql")),
     (7, "content_safety", include_str!("../migrations/0007_content_safety.sql")),
     (8, "retention", include_str!("../migrations/0008_retention.sql")),
+    (9, "privacy", include_str!("../migrations/0009_privacy.sql")),
 ];
 
 /// Tables no code may update or delete from (see `append_only_guards`).

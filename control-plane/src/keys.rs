@@ -54,7 +54,9 @@ pub async fn authenticate(db: &Db, token: &str, now: i64) -> Result<Option<Activ
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT id, team_id, can_read, can_write, last_used_day FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, team_id, can_read, can_write, last_used_day FROM api_keys k WHERE key_hash = $1 AND revoked_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.deletion_requested_at IS NOT NULL \
+         AND (u.id = k.created_by OR u.personal_team_id = k.team_id))",
     )
     .bind(hash_token(token))
     .fetch_optional(&db.pool)

@@ -9,7 +9,8 @@
 //! - the domain: [`accounts`] (sign-up, verification, sign-in, sessions,
 //!   passwords, consent), [`keys`], [`teams`], [`images`] (uploads, the
 //!   image lifecycle, stores), [`moderation`] (operator decisions),
-//!   [`operators`], [`retention`] (the window of every image, the sweep),
+//!   [`operators`], [`privacy`] (deletion, export, rectification, rights
+//!   requests), [`retention`] (the window of every image, the sweep),
 //!   [`requestlog`] (API-key calls), [`sync`] (the edge-sync log, long-polls, edges),
 //!   [`email`] (the outbox and its delivery loop).
 //! - infrastructure: [`config`], [`db`], [`error`], [`json`], [`dates`],
@@ -39,6 +40,7 @@ pub mod json;
 pub mod keys;
 pub mod moderation;
 pub mod operators;
+pub mod privacy;
 pub mod ratelimit;
 pub mod requestlog;
 pub mod retention;

@@ -10,7 +10,7 @@ use imgcdn_shared::clock;
 
 use crate::config::{self, Config};
 use crate::db::Db;
-use crate::{email, http, moderation, retention, sync, AppState};
+use crate::{email, http, moderation, privacy, retention, sync, AppState};
 
 /// The HTTP API (see [`http::router`]).
 pub fn app(state: AppState) -> axum::Router {
@@ -82,6 +82,7 @@ impl ControlPlane {
         let sweeper = tokio::spawn(retention::sweep::sweep_loop(state.clone(), stop_tx.subscribe()));
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let classify = tokio::spawn(moderation::jobs::job_loop(state.clone(), stop_tx.subscribe()));
+        let exports = tokio::spawn(privacy::export::job_loop(state.clone(), stop_tx.subscribe()));
         let addr = listener.local_addr().ok();
         let hub = state.sync.clone();
         let shutdown = async move {
@@ -103,6 +104,7 @@ impl ControlPlane {
         let _ = sweeper.await;
         let _ = sync_watch.await;
         let _ = classify.await;
+        let _ = exports.await;
         result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }
 }

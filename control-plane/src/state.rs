@@ -32,6 +32,8 @@ pub struct AppState {
     pub classifiers: Arc<moderation::pipeline::Classifiers>,
     /// Wakes the classification job loop after an upload queued a job.
     pub classify_wake: Arc<Notify>,
+    /// Wakes the export job loop after an export was asked for.
+    pub export_wake: Arc<Notify>,
     /// What the sweeps of this process did, per step.
     pub sweep_metrics: Arc<retention::sweep::SweepMetrics>,
     /// API-key calls on their way to the request log.
@@ -55,6 +57,7 @@ impl AppState {
         Ok(AppState {
             classifiers: Arc::new(moderation::pipeline::Classifiers::from_config(&cfg.moderation)?),
             classify_wake: Arc::new(Notify::new()),
+            export_wake: Arc::new(Notify::new()),
             sweep_metrics: Arc::default(),
             request_log: requestlog::RequestLog::start(db.clone()),
             body_budget: budget(cfg.uploads.body_budget_bytes),

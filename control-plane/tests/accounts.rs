@@ -11,7 +11,7 @@ use sqlx::Row;
 const PW: &str = "tulip-Orbit-94";
 
 fn signup(email: &str) -> Req {
-    Req::post("/v1/auth/signup", json!({"email": email, "name": "Ada", "password": PW}))
+    Req::post("/v1/auth/signup", json!({"email": email, "name": "Ada", "password": PW, "age_confirmed": true}))
 }
 
 on_both_databases!(sign_up_then_verify_by_the_emailed_link, |t: TestApp| async move {
@@ -84,13 +84,22 @@ on_both_databases!(signing_up_twice_reveals_nothing_and_mails_the_owner, |t: Tes
 
 on_both_databases!(bad_sign_ups_get_clear_errors_and_create_nothing, |t: TestApp| async move {
     for (body, field) in [
-        (json!({"email": "not-an-email", "name": "A", "password": PW}), "email"),
-        (json!({"email": "a@b", "name": "A", "password": PW}), "email"),
-        (json!({"email": "a b@example.com", "name": "A", "password": PW}), "email"),
-        (json!({"email": "a@example.com", "name": "", "password": PW}), "name"),
-        (json!({"email": "a@example.com", "name": "A", "password": "short"}), "password"),
-        (json!({"email": "a@example.com", "name": "A", "password": "x".repeat(500)}), "password"),
-        (json!({"email": "a@example.com", "name": "A", "password": "aaaaaaaaaaaaaaa"}), "password"),
+        (json!({"email": "not-an-email", "name": "A", "password": PW, "age_confirmed": true}), "email"),
+        (json!({"email": "a@b", "name": "A", "password": PW, "age_confirmed": true}), "email"),
+        (json!({"email": "a b@example.com", "name": "A", "password": PW, "age_confirmed": true}), "email"),
+        (json!({"email": "a@example.com", "name": "", "password": PW, "age_confirmed": true}), "name"),
+        (json!({"email": "a@example.com", "name": "A", "password": "short", "age_confirmed": true}), "password"),
+        (
+            json!({"email": "a@example.com", "name": "A", "password": "x".repeat(500), "age_confirmed": true}),
+            "password",
+        ),
+        (
+            json!({"email": "a@example.com", "name": "A", "password": "aaaaaaaaaaaaaaa", "age_confirmed": true}),
+            "password",
+        ),
+        // Under 16 (or not saying): no account.
+        (json!({"email": "a@example.com", "name": "A", "password": PW}), "age_confirmed"),
+        (json!({"email": "a@example.com", "name": "A", "password": PW, "age_confirmed": false}), "age_confirmed"),
     ] {
         let r = t.call(Req::post("/v1/auth/signup", body)).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
@@ -288,7 +297,7 @@ on_both_databases!(global_privacy_control_means_no_marketing_consent, |t: TestAp
         .call(
             Req::post(
                 "/v1/auth/signup",
-                json!({"email": "gpc@example.com", "name": "G", "password": PW, "marketing_emails": true}),
+                json!({"email": "gpc@example.com", "name": "G", "password": PW, "age_confirmed": true, "marketing_emails": true}),
             )
             .header("sec-gpc", "1"),
         )
@@ -301,7 +310,7 @@ on_both_databases!(global_privacy_control_means_no_marketing_consent, |t: TestAp
     // Without GPC, an opt-in is recorded; a later settings change under GPC withdraws it.
     t.call(Req::post(
         "/v1/auth/signup",
-        json!({"email": "opt@example.com", "name": "O", "password": PW, "marketing_emails": true}),
+        json!({"email": "opt@example.com", "name": "O", "password": PW, "age_confirmed": true, "marketing_emails": true}),
     ))
     .await;
     let token = t.mail_to("opt@example.com").await[0].token("/verify-email").unwrap();
@@ -329,14 +338,18 @@ on_both_databases!(global_privacy_control_means_no_marketing_consent, |t: TestAp
 on_both_databases!(marketing_mail_reaches_only_consenting_accounts, |t: TestApp| async move {
     t.call(Req::post(
         "/v1/auth/signup",
-        json!({"email": "yes@example.com", "name": "Y", "password": PW, "marketing_emails": true}),
+        json!({"email": "yes@example.com", "name": "Y", "password": PW, "age_confirmed": true, "marketing_emails": true}),
     ))
     .await;
-    t.call(Req::post("/v1/auth/signup", json!({"email": "no@example.com", "name": "N", "password": PW}))).await;
+    t.call(Req::post(
+        "/v1/auth/signup",
+        json!({"email": "no@example.com", "name": "N", "password": PW, "age_confirmed": true}),
+    ))
+    .await;
     t.call(
         Req::post(
             "/v1/auth/signup",
-            json!({"email": "gpc@example.com", "name": "G", "password": PW, "marketing_emails": true}),
+            json!({"email": "gpc@example.com", "name": "G", "password": PW, "age_confirmed": true, "marketing_emails": true}),
         )
         .header("sec-gpc", "1"),
     )

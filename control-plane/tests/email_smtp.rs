@@ -93,7 +93,7 @@ async fn verification_mail_goes_out_over_smtp() {
     let r = t
         .call(Req::post(
             "/v1/auth/signup",
-            json!({"email": "smtp@example.com", "name": "S", "password": "tulip-Orbit-94"}),
+            json!({"email": "smtp@example.com", "name": "S", "password": "tulip-Orbit-94", "age_confirmed": true}),
         ))
         .await;
     assert_eq!(r.status, axum::http::StatusCode::ACCEPTED);
@@ -114,7 +114,7 @@ async fn an_smtp_outage_keeps_the_mail_queued_until_it_can_be_sent() {
     t.call(Req::post("/v1/auth/password-reset", json!({"email": "nobody@example.com"}))).await;
     t.call(Req::post(
         "/v1/auth/signup",
-        json!({"email": "wait@example.com", "name": "W", "password": "tulip-Orbit-94"}),
+        json!({"email": "wait@example.com", "name": "W", "password": "tulip-Orbit-94", "age_confirmed": true}),
     ))
     .await;
     assert_eq!(deliver(&t).await, 0);

@@ -180,8 +180,11 @@ on_both_databases!(sign_ups_for_an_existing_address_send_one_notice_an_hour, |t:
     for i in 0..25 {
         let r = t
             .call(
-                Req::post("/v1/auth/signup", json!({"email": "taken@example.com", "name": "X", "password": PW}))
-                    .header("x-forwarded-for", &format!("198.51.100.{i}")),
+                Req::post(
+                    "/v1/auth/signup",
+                    json!({"email": "taken@example.com", "name": "X", "password": PW, "age_confirmed": true}),
+                )
+                .header("x-forwarded-for", &format!("198.51.100.{i}")),
             )
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -205,7 +208,11 @@ on_both_databases!(
         assert_eq!(t.call(Req::get("/v1/images").key(&attacker_key)).await.status, StatusCode::OK);
         // The victim signs up (told the account exists), resets the password
         // (which proves the address) and uploads a private image.
-        t.call(Req::post("/v1/auth/signup", json!({"email": "victim@example.com", "name": "V", "password": PW}))).await;
+        t.call(Req::post(
+            "/v1/auth/signup",
+            json!({"email": "victim@example.com", "name": "V", "password": PW, "age_confirmed": true}),
+        ))
+        .await;
         t.call(Req::post("/v1/auth/password-reset", json!({"email": "victim@example.com"}))).await;
         let token = t.newest_link("victim@example.com", "Reset your password", "/reset-password").await;
         let r = t.call(Req::post("/v1/auth/password-reset/confirm", json!({"token": token, "password": PW}))).await;

@@ -71,7 +71,11 @@ on_both_databases!(a_key_outside_its_abilities_is_refused_before_the_body_is_rea
 });
 
 on_both_databases!(unverified_accounts_hold_at_most_three_keys, |t: TestApp| async move {
-    t.call(Req::post("/v1/auth/signup", json!({"email": "unv@example.com", "name": "U", "password": PW}))).await;
+    t.call(Req::post(
+        "/v1/auth/signup",
+        json!({"email": "unv@example.com", "name": "U", "password": PW, "age_confirmed": true}),
+    ))
+    .await;
     let u = t.login("unv@example.com", PW).await;
     for _ in 0..3 {
         new_key(&t, &u, &u.team, json!(["read", "write"])).await;

@@ -26,7 +26,9 @@ fn with_ttl(bytes: &[u8], ttl: &str) -> Req {
 
 /// An account that signed up but never opened its verification mail, signed in.
 async fn unverified(t: &TestApp, email: &str) -> User {
-    let r = t.call(Req::post("/v1/auth/signup", json!({"email": email, "name": "u", "password": PW}))).await;
+    let r = t
+        .call(Req::post("/v1/auth/signup", json!({"email": email, "name": "u", "password": PW, "age_confirmed": true})))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     t.login(email, PW).await
 }

@@ -176,12 +176,14 @@ fn link(state: &AppState, path: &str, token: &str) -> String {
 
 /// The user object.
 pub async fn user_json(conn: &mut AnyConnection, user_id: &str) -> Result<Value, ApiError> {
-    let r =
-        sqlx::query("SELECT id, email, name, email_verified_at, personal_team_id, created_at FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    let r = sqlx::query(
+        "SELECT id, email, name, email_verified_at, personal_team_id, created_at, restricted_at, objected_at, \
+         pending_email FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     let consent = sqlx::query("SELECT marketing, gpc, recorded_at FROM consents WHERE user_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT 1")
         .bind(user_id)
         .fetch_optional(&mut *conn)
@@ -194,6 +196,9 @@ pub async fn user_json(conn: &mut AnyConnection, user_id: &str) -> Result<Value,
         "email_verified": r.get::<Option<i64>, _>("email_verified_at").is_some(),
         "personal_team_id": r.get::<String, _>("personal_team_id"),
         "marketing_emails": consent.as_ref().is_some_and(|c| c.get::<i64, _>("marketing") != 0),
+        "pending_email": r.get::<Option<String>, _>("pending_email"),
+        "processing_restricted_at": r.get::<Option<i64>, _>("restricted_at").map(iso),
+        "objected_at": r.get::<Option<i64>, _>("objected_at").map(iso),
         "created_at": iso(r.get("created_at")),
     }))
 }
@@ -209,6 +214,8 @@ pub struct Signup {
     pub name: String,
     pub password: String,
     pub marketing_emails: bool,
+    /// The person confirmed being at least 16.
+    pub age_confirmed: bool,
 }
 
 /// Sign up: the same outcome whether or not the email already has an
@@ -216,6 +223,12 @@ pub struct Signup {
 pub async fn signup(state: &AppState, form: Signup, client: &ClientMeta) -> ApiResult<String> {
     let email = normalize_email(&form.email)?;
     let name = check_name(&form.name)?;
+    if !form.age_confirmed {
+        return Err(ApiError::validation(
+            "age_confirmed",
+            "You must be at least 16 to use imgcdn: confirm it to sign up.",
+        ));
+    }
     state.passwords.check_policy(&form.password, &email)?;
     if let Some(ip) = &client.ip {
         state.limiter.hit_client("signup", ip, 20, 3600).map_err(|s| ApiError::RateLimited { retry_after_secs: s })?;
@@ -225,6 +238,11 @@ pub async fn signup(state: &AppState, form: Signup, client: &ClientMeta) -> ApiR
     let mut tx = state.db.begin_write().await?;
     match insert_user(&mut tx, &email, &name, Some(&hash), now).await {
         Ok(user_id) => {
+            sqlx::query("UPDATE users SET age_confirmed_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
             record_consent(&mut tx, &user_id, "signup", form.marketing_emails, client, now).await?;
             let token = issue_email_token(&mut tx, &user_id, "verify", state.cfg.verify_link_ttl_secs, now).await?;
             enqueue(&mut tx, templates::verify_email(&email, &name, &link(state, "/verify-email", &token)), now)
@@ -325,17 +343,26 @@ pub async fn check_login(state: &AppState, email: &str, password: String, client
     // Per account: after 10 failures in 15 minutes, wait (from any client).
     let limited = |s| ApiError::RateLimited { retry_after_secs: s };
     state.limiter.check("login-failures", &email, 10, 900).map_err(limited)?;
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+    let row = sqlx::query("SELECT id, password_hash, deletion_requested_at FROM users WHERE email = $1")
         .bind(&email)
         .fetch_optional(&state.db.pool)
         .await?;
-    let (user_id, stored) = match row {
-        Some(r) => (Some(r.get::<String, _>("id")), r.get::<Option<String>, _>("password_hash")),
-        None => (None, None),
+    let (user_id, stored, locked) = match row {
+        Some(r) => (
+            Some(r.get::<String, _>("id")),
+            r.get::<Option<String>, _>("password_hash"),
+            r.get::<Option<i64>, _>("deletion_requested_at").is_some(),
+        ),
+        None => (None, None, false),
     };
     if !state.passwords.verify(password, stored).await? {
         let _ = state.limiter.hit("login-failures", &email, 10, 900);
         return Err(wrong());
+    }
+    if locked {
+        return Err(ApiError::Forbidden(
+            "This account is being deleted. The link in the email we sent when you asked cancels the deletion.".into(),
+        ));
     }
     user_id.ok_or_else(wrong)
 }

@@ -12,6 +12,7 @@ use crate::accounts::{self, sessions, user_json, Signup};
 use crate::auth::{ClientMeta, SessionAuth};
 use crate::error::ApiResult;
 use crate::json::ApiJson;
+use crate::privacy::rectify::{self, Choice};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -21,6 +22,9 @@ pub struct SignupBody {
     password: String,
     #[serde(default)]
     marketing_emails: bool,
+    /// The person confirms being at least 16 (required).
+    #[serde(default)]
+    age_confirmed: bool,
 }
 
 /// `POST /v1/auth/signup` → 202, whether or not the email has an account.
@@ -29,8 +33,13 @@ pub async fn signup(
     client: ClientMeta,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> ApiResult<Response> {
-    let form =
-        Signup { email: body.email, name: body.name, password: body.password, marketing_emails: body.marketing_emails };
+    let form = Signup {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        marketing_emails: body.marketing_emails,
+        age_confirmed: body.age_confirmed,
+    };
     let email = accounts::signup(&state, form, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "object": "signup", "status": "verification_sent", "email": email })))
         .into_response())
@@ -84,15 +93,25 @@ pub async fn me(State(state): State<AppState>, auth: SessionAuth) -> ApiResult<J
 pub struct SettingsBody {
     name: Option<String>,
     marketing_emails: Option<bool>,
+    /// Restrict processing (GDPR Art. 18): no optional processing while set.
+    restrict_processing: Option<bool>,
+    /// Object to processing based on legitimate interests (Art. 21).
+    object_to_processing: Option<bool>,
 }
 
-/// `PATCH /v1/me`: name and marketing consent (GPC honoured).
+/// `PATCH /v1/me`: name, marketing consent (GPC honoured), restriction of
+/// and objection to processing.
 pub async fn update_me(
     State(state): State<AppState>,
     auth: SessionAuth,
     client: ClientMeta,
     ApiJson(body): ApiJson<SettingsBody>,
 ) -> ApiResult<Json<Value>> {
+    for (choice, on) in [(Choice::Restrict, body.restrict_processing), (Choice::Object, body.object_to_processing)] {
+        if let Some(on) = on {
+            rectify::set_choice(&state, &auth.user_id, choice, on, &client).await?;
+        }
+    }
     Ok(Json(
         accounts::update_profile(&state, &auth.user_id, body.name.as_deref(), body.marketing_emails, &client).await?,
     ))

@@ -11,6 +11,7 @@ use crate::auth::OperatorAuth;
 use crate::error::ApiResult;
 use crate::json::ApiJson;
 use crate::moderation::{self, blocklist, reports, review};
+use crate::privacy::deletion;
 use crate::sync::edges;
 use crate::AppState;
 
@@ -166,4 +167,40 @@ pub async fn dmca_court_action(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(reports::court_action(&state, &id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct EraseBody {
+    email: String,
+    /// Why: `child` (reported as under 16; erased at once, no grace period).
+    reason: String,
+    note: Option<String>,
+}
+
+/// `POST /v1/admin/accounts/erase {email, reason: "child", note?}`: erase an
+/// account reported as a child's now, recording why (and who decided).
+pub async fn erase_account(
+    State(state): State<AppState>,
+    op: OperatorAuth,
+    ApiJson(body): ApiJson<EraseBody>,
+) -> ApiResult<Json<Value>> {
+    if body.reason != "child" {
+        return Err(crate::error::ApiError::validation(
+            "reason",
+            "child (an account reported as a child's). People delete their own accounts from Settings.",
+        ));
+    }
+    let email = crate::accounts::normalize_email(&body.email)?;
+    let user_id: String = sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| sqlx::Row::get(&r, 0))
+        .ok_or(crate::error::ApiError::NotFound)?;
+    let note = body.note.unwrap_or_default();
+    let done = deletion::erase(&state, &user_id, deletion::Reason::Child, Some(&op.id), Some(&note)).await?;
+    Ok(Json(json!({
+        "object": "erasure", "reason": "child", "images": done.images,
+        "teams_dissolved": done.teams_dissolved, "teams_handed_over": done.teams_handed_over,
+    })))
 }

@@ -8,7 +8,8 @@
 //! [`Mailer`], deletes them once sent, and backs off on failure.
 //!
 //! Transactional mail always goes out; marketing mail only to accounts
-//! whose latest consent record grants it ([`queue_marketing`]).
+//! whose latest consent record grants it and that have not restricted or
+//! objected to processing, nor asked for deletion ([`queue_marketing`]).
 
 pub mod templates;
 
@@ -109,7 +110,8 @@ pub async fn queue_marketing(db: &Db, subject: &str, body: &str, now: i64) -> Re
     let mut tx = db.begin_write().await?;
     let rows = sqlx::query(
         "SELECT u.email FROM users u WHERE (SELECT c.marketing FROM consents c WHERE c.user_id = u.id \
-         ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 1",
+         ORDER BY c.recorded_at DESC, c.id DESC LIMIT 1) = 1 \
+         AND u.restricted_at IS NULL AND u.objected_at IS NULL AND u.deletion_requested_at IS NULL",
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -63,3 +63,84 @@ pub fn invitation<'a>(to: &'a str, inviter: &str, team: &str, role: &str, link: 
         ),
     }
 }
+
+pub fn deletion_scheduled<'a>(to: &'a str, when: &str, cancel_link: &str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "deletion_scheduled",
+        to,
+        subject: "Your account will be deleted".into(),
+        body: format!(
+            "Hi,\n\nYou asked us to delete your account. Every session was signed out and your API keys stopped \
+             working. On {when} your account, your images, your personal team and your keys will be erased for good.\n\n\
+             Changed your mind? This link restores your account as it was (it works once, until then):\n\n{cancel_link}\n"
+        ),
+    }
+}
+
+pub fn deletion_cancelled<'a>(to: &'a str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "deletion_cancelled",
+        to,
+        subject: "Your account will not be deleted".into(),
+        body: "Hi,\n\nThe deletion of your account was cancelled: it is as it was, and your API keys work again. \
+               Sign in again to continue.\n"
+            .into(),
+    }
+}
+
+pub fn team_dissolved<'a>(to: &'a str, team: &str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "team_dissolved",
+        to,
+        subject: format!("The team \"{team}\" was dissolved"),
+        body: format!(
+            "Hi,\n\nThe owner of the team \"{team}\" deleted their account and the team had no admin to take it \
+             over, so it was dissolved: its images and API keys are gone.\n"
+        ),
+    }
+}
+
+pub fn team_handed_over<'a>(to: &'a str, team: &str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "team_handed_over",
+        to,
+        subject: format!("You now own the team \"{team}\""),
+        body: format!(
+            "Hi,\n\nThe owner of the team \"{team}\" deleted their account. As its admin, you are now its owner.\n"
+        ),
+    }
+}
+
+pub fn export_ready<'a>(to: &'a str, link: &str, until: &str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "export_ready",
+        to,
+        subject: "Your data export is ready".into(),
+        body: format!(
+            "Hi,\n\nThe copy of your data you asked for is ready. Sign in and download it here until {until}:\n\n{link}\n"
+        ),
+    }
+}
+
+pub fn confirm_new_email<'a>(to: &'a str, link: &str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "confirm_new_email",
+        to,
+        subject: "Confirm your new email address".into(),
+        body: format!(
+            "Hi,\n\nOpen this link to make this the email address of your account:\n\n{link}\n\n\
+             The link works once and expires in 48 hours. If you did not ask for this, ignore this mail.\n"
+        ),
+    }
+}
+
+pub fn email_changing<'a>(to: &'a str) -> Outgoing<'a> {
+    Outgoing {
+        kind: "email_changing",
+        to,
+        subject: "Your account's email address is being changed".into(),
+        body: "Hi,\n\nSomebody signed in to your account asked to change its email address; a link was sent to the \
+               new address. If this was not you, reset your password now and sign out of every session in Settings.\n"
+            .into(),
+    }
+}

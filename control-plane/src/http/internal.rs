@@ -26,4 +26,5 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/dmca/{id}", get(admin::dmca_get))
         .route("/v1/admin/dmca/{id}/takedown", post(admin::dmca_takedown))
         .route("/v1/admin/dmca/{id}/court-action", post(admin::dmca_court_action))
+        .route("/v1/admin/accounts/erase", post(admin::erase_account))
 }

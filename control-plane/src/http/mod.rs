@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{accounts, images, keys, safety, sessions, teams};
+use crate::api::{accounts, images, keys, privacy, safety, sessions, teams};
 use crate::error::ApiError;
 use crate::web::{account_pages, viewer};
 use crate::{auth, web, AppState};
@@ -45,6 +45,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/password-reset/confirm", post(accounts::confirm_reset))
         .route("/v1/auth/resend-verification", post(accounts::resend_verification))
         .route("/v1/me", get(accounts::me).patch(accounts::update_me))
+        .route("/v1/me/deletion", post(privacy::request_deletion))
+        .route("/v1/me/deletion/cancel", post(privacy::cancel_deletion))
+        .route("/v1/me/export", post(privacy::request_export))
+        .route("/v1/me/exports/{id}", get(privacy::export_status))
+        .route("/v1/me/exports/{id}/download", get(privacy::download_export))
+        .route("/v1/me/email", post(privacy::request_email_change))
+        .route("/v1/me/email/confirm", post(privacy::confirm_email_change))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/keys", post(keys::legacy_create))
@@ -77,6 +84,10 @@ pub fn router(state: AppState) -> Router {
         .route("/reset-password", get(account_pages::reset_page).post(account_pages::reset_form))
         .route("/accept-invite", get(web::accept_invite_page))
         .route("/legal/takedowns", get(web::takedown_policy_page))
+        .route("/confirm-email", get(account_pages::confirm_email_page).post(account_pages::confirm_email_form))
+        .route("/cancel-deletion", get(account_pages::cancel_deletion_page).post(account_pages::cancel_deletion_form))
+        .route("/subprocessors", get(privacy::subprocessors))
+        .route("/privacy", get(web::privacy_page))
         .merge(internal::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))

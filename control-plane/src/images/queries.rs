@@ -360,11 +360,27 @@ pub async fn due_for_reaping(db: &Db, now: i64) -> Result<Vec<ImageRow>, sqlx::E
     select(db, "bytes_in = 'recovery' AND reap_at IS NOT NULL AND reap_at <= $1 AND store_pending = 0", Some(now)).await
 }
 
-/// Forget an image whose bytes were reaped: its row and its classifier
-/// records. Review, report and DMCA records keep their own retention.
+/// Forget an image whose bytes were reaped: its row, its classifier
+/// records and its entries in the edge-sync log (all of them, or all but
+/// the last when that is a takedown: edges keep answering 451 for it). By
+/// now every edge has long applied the hide (an edge that comes back later
+/// fetches a snapshot, and the image's manifest is long gone). Review,
+/// report and DMCA records keep their own retention.
 pub async fn purge(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
     for table in ["classifications", "classification_jobs"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE image_id = $1")).bind(id).execute(&mut *conn).await?;
+    }
+    let last = sqlx::query("SELECT seq, action FROM visibility_changes WHERE image_id = $1 ORDER BY seq DESC LIMIT 1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(last) = last {
+        let keep_from = if last.get::<String, _>(1) == "takedown" { last.get::<i64, _>(0) } else { i64::MAX };
+        sqlx::query("DELETE FROM visibility_changes WHERE image_id = $1 AND seq < $2")
+            .bind(id)
+            .bind(keep_from)
+            .execute(&mut *conn)
+            .await?;
     }
     sqlx::query("DELETE FROM images WHERE id = $1").bind(id).execute(&mut *conn).await?;
     Ok(())

@@ -12,11 +12,14 @@
 //!    interrupted after its commit (`store_pending`) is applied again.
 //! 3. **expired images**: off public serving (the edges are told), bytes
 //!    and manifest to the recovery store with a `reap_at`.
-//! 4. **DMCA restores**: images whose counter-notice waiting period passed.
-//! 5. **recovery reaping**: bytes past `reap_at` leave the recovery store and
+//! 4. **account erasures**: accounts whose deletion grace period is over
+//!    ([`crate::privacy::deletion`]).
+//! 5. **DMCA restores**: images whose counter-notice waiting period passed.
+//! 6. **recovery reaping**: bytes past `reap_at` leave the recovery store and
 //!    the image's row is purged (not while a DMCA dispute could still need
 //!    them back).
-//! 6. sessions past their sliding or hard limit (with the sign-in IP address
+//! 7. **expired exports**: archives past their download window.
+//! 8. sessions past their sliding or hard limit (with the sign-in IP address
 //!    and user agent), spent or expired email links, finished or expired
 //!    invitations, idempotency records past their day, API request logs
 //!    past `retention.request_log_days`: deleted.
@@ -36,6 +39,7 @@ use crate::images::idempotency;
 use crate::images::lifecycle::{self, Actor, Edit};
 use crate::images::queries;
 use crate::images::row::{ImageRow, ImageStatus};
+use crate::privacy::export;
 use crate::AppState;
 
 /// A `processing` row this old is an interrupted upload.
@@ -48,18 +52,23 @@ const LEASE_SECS: i64 = 600;
 const SWEEP: Actor = Actor::System("sweep");
 
 /// The steps of a pass, in order, as `--dry-run` and the metrics name them.
-pub const STEPS: [&str; 10] = [
+pub const STEPS: [&str; 12] = [
     "interrupted_uploads",
     "owed_store_work",
     "expired_images",
+    "account_erasures",
     "dmca_restores",
     "recovery_reaped",
+    "expired_exports",
     "sessions",
     "email_tokens",
     "invitations",
     "idempotency_records",
     "request_log",
 ];
+
+/// Where the single-`DELETE` steps start in [`STEPS`].
+const FIRST_BULK: usize = 7;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -71,10 +80,14 @@ pub struct Swept {
     pub redone: u64,
     /// Images past their expiry moved to recovery.
     pub expired: u64,
+    /// Accounts erased after their deletion grace period.
+    pub erased: u64,
     /// Images restored after a DMCA counter-notice's waiting period.
     pub restored: u64,
     /// Images whose recovery bytes were reaped and rows purged.
     pub reaped: u64,
+    /// Data exports past their download window, deleted.
+    pub exports: u64,
     pub sessions: u64,
     pub email_tokens: u64,
     pub invitations: u64,
@@ -89,7 +102,7 @@ pub struct Swept {
 pub struct SweepMetrics {
     pub passes: AtomicU64,
     /// Indexed like [`STEPS`].
-    pub done: [AtomicU64; 10],
+    pub done: [AtomicU64; 12],
     pub errors: AtomicU64,
     /// Unix time of the last pass that finished.
     pub last_pass: AtomicU64,
@@ -101,8 +114,10 @@ impl SweepMetrics {
             s.completed + s.failed,
             s.redone,
             s.expired,
+            s.erased,
             s.restored,
             s.reaped,
+            s.exports,
             s.sessions,
             s.email_tokens,
             s.invitations,
@@ -198,24 +213,41 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
     progress(STEPS[2], rows.len() as u64, rows.len() as u64);
 
     progress(STEPS[3], 0, 1);
+    match crate::privacy::deletion::erase_due(state, now).await {
+        Ok((done, errors)) => (out.erased, out.errors) = (out.erased + done, out.errors + errors),
+        Err(e) => failed("erasing accounts", "-", &e, &mut out),
+    }
+    progress(STEPS[3], 1, 1);
+
+    progress(STEPS[4], 0, 1);
     match crate::moderation::reports::restore_due(state).await {
         Ok(n) => out.restored += n,
         Err(e) => failed("restoring after counter-notices", "-", &e, &mut out),
     }
-    progress(STEPS[3], 1, 1);
+    progress(STEPS[4], 1, 1);
 
     let rows = reapable(state, now).await.map_err(|e| err(&e))?;
     for (i, row) in rows.iter().enumerate() {
-        progress(STEPS[4], i as u64, rows.len() as u64);
+        progress(STEPS[5], i as u64, rows.len() as u64);
         match reap(state, row).await {
             Ok(()) => out.reaped += 1,
             Err(e) => failed("reaping", &row.id, &e, &mut out),
         }
     }
-    progress(STEPS[4], rows.len() as u64, rows.len() as u64);
+    progress(STEPS[5], rows.len() as u64, rows.len() as u64);
+
+    let ids = export::expired(state, now).await.map_err(|e| err(&e))?;
+    for (i, id) in ids.iter().enumerate() {
+        progress(STEPS[6], i as u64, ids.len() as u64);
+        match export::remove(state, id).await {
+            Ok(()) => out.exports += 1,
+            Err(e) => failed("deleting an export", id, &e, &mut out),
+        }
+    }
+    progress(STEPS[6], ids.len() as u64, ids.len() as u64);
 
     for (i, bulk) in BULK.iter().enumerate() {
-        progress(STEPS[5 + i], 0, 1);
+        progress(STEPS[FIRST_BULK + i], 0, 1);
         let sql = format!("DELETE FROM {} WHERE {}", bulk.table, bulk.filter);
         let mut q = sqlx::query(&sql);
         for b in (bulk.binds)(state, now) {
@@ -225,7 +257,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
             Ok(r) => *bulk.count(&mut out) += r.rows_affected(),
             Err(e) => failed("deleting", bulk.table, &e, &mut out),
         }
-        progress(STEPS[5 + i], 1, 1);
+        progress(STEPS[FIRST_BULK + i], 1, 1);
     }
 
     // What was deleted above must not linger in the database files.
@@ -331,13 +363,17 @@ pub async fn survey(state: &AppState, now: i64) -> Result<Vec<(&'static str, u64
     out.push((STEPS[1], n, first));
     let (n, first) = ids(queries::expired(&state.db, now).await?);
     out.push((STEPS[2], n, first));
+    let erasures = crate::privacy::deletion::due_ids(state, now).await?;
+    out.push((STEPS[3], erasures.len() as u64, erasures.into_iter().take(5).collect()));
     let due = sqlx::query("SELECT image_id FROM dmca_notices WHERE state = 'countered' AND restore_after <= $1")
         .bind(now)
         .fetch_all(&state.db.pool)
         .await?;
-    out.push((STEPS[3], due.len() as u64, due.iter().take(5).map(|r| r.get(0)).collect()));
+    out.push((STEPS[4], due.len() as u64, due.iter().take(5).map(|r| r.get(0)).collect()));
     let (n, first) = ids(reapable(state, now).await?);
-    out.push((STEPS[4], n, first));
+    out.push((STEPS[5], n, first));
+    let exports = export::expired(state, now).await?;
+    out.push((STEPS[6], exports.len() as u64, exports.into_iter().take(5).collect()));
     for (i, bulk) in BULK.iter().enumerate() {
         let binds = (bulk.binds)(state, now);
         let count_sql = format!("SELECT COUNT(*) FROM {} WHERE {}", bulk.table, bulk.filter);
@@ -348,7 +384,7 @@ pub async fn survey(state: &AppState, now: i64) -> Result<Vec<(&'static str, u64
         }
         let n: i64 = count.fetch_one(&state.db.pool).await?.get(0);
         let first = first.fetch_all(&state.db.pool).await?.iter().map(|r| r.get::<String, _>(0)).collect();
-        out.push((STEPS[5 + i], n as u64, first));
+        out.push((STEPS[FIRST_BULK + i], n as u64, first));
     }
     Ok(out)
 }

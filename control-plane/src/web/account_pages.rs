@@ -1,6 +1,7 @@
-//! The pages behind the links in account mail: confirm an email address,
-//! choose a new password. A GET only shows a form (mail scanners fetch
-//! links); only a deliberate POST uses the single-use token.
+//! The pages behind the links in account mail: confirm an email address
+//! (or a new one), choose a new password, cancel an account's deletion. A
+//! GET only shows a form (mail scanners fetch links); only a deliberate
+//! POST uses the single-use token.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -9,10 +10,10 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{html_escape, page};
-use crate::accounts;
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::AppState;
+use crate::{accounts, privacy};
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -31,16 +32,21 @@ fn refused(title: &str, e: ApiError) -> Response {
     }
 }
 
-/// `GET /verify-email?token=…`: a page with a button.
-pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
-    let token = html_escape(&q.token);
+/// A page with one button that POSTs the link's token back to `action`.
+fn button_page(title: &str, action: &str, token: &str, label: &str) -> Html<String> {
+    let token = html_escape(token);
     Html(page(
-        "Confirm your email",
+        title,
         &format!(
-            "<form method=\"post\" action=\"/verify-email\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-             <button type=\"submit\">Confirm my email address</button></form>"
+            "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <button type=\"submit\">{label}</button></form>"
         ),
     ))
+}
+
+/// `GET /verify-email?token=…`: a page with a button.
+pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    button_page("Confirm your email", "/verify-email", &q.token, "Confirm my email address")
 }
 
 /// `POST /verify-email` (the page's form).
@@ -77,5 +83,35 @@ pub async fn reset_form(State(state): State<AppState>, client: ClientMeta, Form(
     match accounts::confirm_reset(&state, &f.token, f.password, &client).await {
         Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
         Err(e) => refused("Not changed", e),
+    }
+}
+
+/// `GET /confirm-email?token=…`: confirm a new email address.
+pub async fn confirm_email_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    button_page("Confirm your new email", "/confirm-email", &q.token, "Use this address for my account")
+}
+
+/// `POST /confirm-email` (the page's form).
+pub async fn confirm_email_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+    match privacy::rectify::confirm_email_change(&state, &body.token).await {
+        Ok(_) => Html(page("Email changed", "<p>This is now your account's email address.</p>")).into_response(),
+        Err(e) => refused("Link not valid", e),
+    }
+}
+
+/// `GET /cancel-deletion?token=…`: keep the account.
+pub async fn cancel_deletion_page(Query(q): Query<TokenQuery>) -> Html<String> {
+    button_page("Keep your account", "/cancel-deletion", &q.token, "Cancel the deletion of my account")
+}
+
+/// `POST /cancel-deletion` (the page's form).
+pub async fn cancel_deletion_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+    match privacy::deletion::cancel(&state, &body.token).await {
+        Ok(()) => Html(page(
+            "Deletion cancelled",
+            "<p>Your account is as it was, and your API keys work again. Sign in to continue.</p>",
+        ))
+        .into_response(),
+        Err(e) => refused("Link not valid", e),
     }
 }

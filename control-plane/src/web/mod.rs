@@ -47,3 +47,26 @@ pub async fn accept_invite_page() -> impl IntoResponse {
          (API: <code>POST /v1/invitations/accept</code> with the token from this link).</p></main></body></html>",
     )
 }
+
+/// `GET /privacy`: what this service promises about personal data, in
+/// short, and where each right is exercised.
+pub async fn privacy_page(axum::extract::State(state): axum::extract::State<crate::AppState>) -> impl IntoResponse {
+    let grace = state.cfg.privacy.deletion_grace_days;
+    Html(page(
+        "Privacy",
+        &format!(
+            "<p>We do not track visitors of the images we serve: the CDN keeps no visitor IP address and no access log.</p>\
+             <p>What we keep about account holders, and for how long, is in our retention table; API request logs are \
+             kept 30 days, sessions (with the sign-in IP address and user agent) only while they live.</p>\
+             <h2>Your rights</h2><ul>\
+             <li>Access and portability: <code>POST /v1/me/export</code> builds a copy of all your data.</li>\
+             <li>Rectification: change your name or email address in Settings (<code>PATCH /v1/me</code>, \
+             <code>POST /v1/me/email</code>).</li>\
+             <li>Erasure: <code>POST /v1/me/deletion</code>; reversible for {grace} days with the link we email.</li>\
+             <li>Restriction and objection: <code>PATCH /v1/me</code> with <code>restrict_processing</code> or \
+             <code>object_to_processing</code>; withdraw marketing consent with <code>marketing_emails: false</code>.</li>\
+             </ul><p>You must be at least 16 to have an account. The companies that process data for us are listed on \
+             <a href=\"/subprocessors\">/subprocessors</a>.</p>"
+        ),
+    ))
+}

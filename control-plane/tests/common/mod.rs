@@ -175,7 +175,7 @@ impl TestApp {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, headers, json, text: String::from_utf8_lossy(&bytes).to_string() }
+        Resp { status, headers, json, text: String::from_utf8_lossy(&bytes).to_string(), bytes: bytes.to_vec() }
     }
 
     /// Deliver queued mail through the real file transport and return every
@@ -247,7 +247,7 @@ impl TestApp {
         let r = self
             .call(Req::post(
                 "/v1/auth/signup",
-                serde_json::json!({"email": email, "name": email.split('@').next().unwrap(), "password": password}),
+                serde_json::json!({"email": email, "name": email.split('@').next().unwrap(), "password": password, "age_confirmed": true}),
             ))
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
@@ -274,6 +274,32 @@ impl TestApp {
             team: r.json["user"]["personal_team_id"].as_str().unwrap().to_string(),
             email: email.to_string(),
         }
+    }
+
+    /// Every file of the public, staging and recovery stores whose path or
+    /// content holds `needle`.
+    pub fn find_in_stores(&self, needle: &str) -> Vec<String> {
+        let stores = &self.state.cfg.stores;
+        let mut found = Vec::new();
+        for store in [&stores.public, &stores.staging, &stores.recovery] {
+            let mut dirs = vec![PathBuf::from(&store.options["root"])];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    if path.to_string_lossy().contains(needle)
+                        || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                    {
+                        found.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Every place `needle` is stored: `table.column` for every text column
@@ -469,6 +495,8 @@ pub struct Resp {
     pub headers: axum::http::HeaderMap,
     pub json: Value,
     pub text: String,
+    /// The body as sent (for binary answers).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
