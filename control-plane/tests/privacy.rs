@@ -409,3 +409,27 @@ on_both_databases!(rights_requests_by_email_show_their_legal_deadline_and_overdu
     assert!(requests::close(&t.state.db, &eu, false, None, later).await.is_err(), "closed once");
     let _ = ca;
 });
+
+/// docs/privacy.md names the test behind each promise as `file::test`:
+/// every one of them exists.
+#[test]
+fn every_test_docs_privacy_names_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("../docs/privacy.md")).unwrap();
+    let mut checked = 0;
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let Some((file, name)) = quoted.split_once("::") else { continue };
+        // Code paths (`retention::policy::decide`) are not test names.
+        if !file.chars().all(|c| c.is_ascii_lowercase() || c == '_') || name.contains("::") {
+            continue;
+        }
+        let source = ["tests", "../tests"]
+            .iter()
+            .map(|dir| root.join(dir).join(format!("{file}.rs")))
+            .find_map(|p| std::fs::read_to_string(p).ok());
+        let Some(source) = source else { continue };
+        assert!(source.contains(name), "docs/privacy.md names {file}::{name}, which does not exist");
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} test names found in docs/privacy.md");
+}
