@@ -11,6 +11,10 @@ mod admin;
 mod logging;
 mod put;
 
+/// See Cargo.toml: memory freed after a burst goes back to the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,6 +29,10 @@ use pingora_core::server::UnixShutdownSignalWatch;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text`, or `json` (one object
+    /// per line) for a log collector.
+    #[arg(long, global = true, value_enum, default_value_t, env = "IMGCDN_LOG_FORMAT")]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +47,9 @@ enum Command {
         /// Control-plane listen address.
         #[arg(long, default_value = "127.0.0.1:8090")]
         api_listen: String,
+        /// Control-plane admin listener (`/metrics`, `/readyz`).
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        api_admin_listen: String,
     },
     /// Run an edge proxy.
     Edge {
@@ -99,9 +110,11 @@ impl ListenArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init();
+    logging::init(cli.log_format);
     match cli.command {
-        Command::Dev { data_dir, listen, api_listen } => dev(data_dir, listen, api_listen),
+        Command::Dev { data_dir, listen, api_listen, api_admin_listen } => {
+            dev(data_dir, listen, api_listen, api_admin_listen)
+        }
         Command::Edge { config, listen, check } => {
             let mut cfg = match config {
                 Some(path) => match EdgeConfig::from_file(&path) {
@@ -120,7 +133,7 @@ fn main() -> ExitCode {
             if check {
                 return match cfg.validate() {
                     Ok(()) => {
-                        println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
+                        println!("{}", redacted_toml(&cfg));
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -144,7 +157,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             if check {
-                println!("configuration is valid");
+                println!("{}", redacted_toml(&cfg));
                 return ExitCode::SUCCESS;
             }
             run_control_plane(cfg)
@@ -161,7 +174,7 @@ fn main() -> ExitCode {
 }
 
 /// The edge and the control plane together, with embedded defaults.
-fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
+fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String, api_admin_listen: String) -> ExitCode {
     let mut edge =
         EdgeConfig { store: StoreConfig::fs(data_dir.join("store").to_string_lossy()), ..EdgeConfig::default() };
     edge.disk.path = data_dir.join("edge-cache");
@@ -176,6 +189,7 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
     };
     cp.public_base_url = format!("http://{api_listen}");
     cp.listen = api_listen;
+    cp.admin_listen = api_admin_listen;
     cp.database_url = format!("sqlite://{}", data_dir.join("imgcdn.db").display());
     cp.email.transport = imgcdn_control_plane::config::MailTransport::File;
     cp.email.outbox_dir = data_dir.join("outbox");
@@ -201,10 +215,11 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String) -> ExitCode {
         control_planes: vec![cp.public_base_url.clone()],
         token,
         state_path: data_dir.join("edge-sync.json"),
-        policy_url: format!("{}/legal/takedowns", cp.public_base_url),
+        policy_url: Some(format!("{}/legal/takedowns", cp.public_base_url)),
         ..Default::default()
     });
     println!("imgcdn dev: data in {}", data_dir.display());
+    allow_in_logs_control_plane(&cp);
     let (api, stop) = match start_control_plane_thread(cp) {
         Ok(x) => x,
         Err(code) => return code,
@@ -241,6 +256,7 @@ async fn shutdown_signal() {
 }
 
 fn run_control_plane(cfg: CpConfig) -> ExitCode {
+    allow_in_logs_control_plane(&cfg);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let cp = match ControlPlane::bind(cfg).await {
@@ -251,6 +267,7 @@ fn run_control_plane(cfg: CpConfig) -> ExitCode {
             }
         };
         println!("  control plane: http://{}", cp.local_addr());
+        println!("  control plane admin (metrics, readiness): http://{}", cp.admin_addr());
         match cp.run(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -299,6 +316,7 @@ fn start_control_plane_thread(cfg: CpConfig) -> Result<(String, impl FnOnce()), 
 }
 
 fn run_edge(cfg: EdgeConfig) -> ExitCode {
+    allow_in_logs_edge(&cfg);
     let edge = match Edge::build(&cfg) {
         Ok(e) => e,
         Err(e) => {
@@ -312,4 +330,48 @@ fn run_edge(cfg: EdgeConfig) -> ExitCode {
     println!("  edge admin:    http://{}/metrics  /healthz  /readyz", cfg.admin_listen);
     edge.run(Box::new(UnixShutdownSignalWatch));
     ExitCode::SUCCESS
+}
+
+/// The edge's own infrastructure, legible in its logs: its listeners, its
+/// control planes, its store's endpoint.
+fn allow_in_logs_edge(cfg: &EdgeConfig) {
+    let mut own: Vec<&str> = cfg.listen.iter().map(String::as_str).collect();
+    own.push(&cfg.admin_listen);
+    if let Some(sync) = &cfg.sync {
+        own.extend(sync.control_planes.iter().map(String::as_str));
+    }
+    own.extend(cfg.store.options.get("endpoint").map(String::as_str));
+    logging::allow(own);
+}
+
+/// The control plane's own infrastructure, legible in its logs: its
+/// listeners, its database, its SMTP relay, its stores' endpoints.
+fn allow_in_logs_control_plane(cfg: &CpConfig) {
+    let smtp = format!("{}:{}", cfg.email.smtp_host, cfg.email.smtp_port);
+    let mut own = vec![cfg.listen.as_str(), cfg.admin_listen.as_str(), cfg.database_url.as_str(), smtp.as_str()];
+    for store in [&cfg.stores.public, &cfg.stores.staging, &cfg.stores.recovery] {
+        own.extend(store.options.get("endpoint").map(String::as_str));
+    }
+    logging::allow(own);
+}
+
+/// The effective configuration as TOML, every secret (tokens, passwords,
+/// secret keys; edge tokens by name) replaced by `<redacted>`: what
+/// `--check` prints.
+fn redacted_toml(cfg: &impl serde::Serialize) -> String {
+    fn redact(v: &mut toml::Value, secret: bool) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    redact(v, secret || imgcdn_shared::storage::is_secret_key(k) || k == "edges");
+                }
+            }
+            toml::Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secret)),
+            other if secret => *other = toml::Value::String("<redacted>".into()),
+            _ => {}
+        }
+    }
+    let mut value = toml::Value::try_from(cfg).unwrap_or(toml::Value::Table(Default::default()));
+    redact(&mut value, false);
+    toml::to_string_pretty(&value).unwrap_or_default()
 }

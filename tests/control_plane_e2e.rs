@@ -27,16 +27,24 @@ impl Drop for ControlPlaneProcess {
     }
 }
 
+/// The three stores as folders under `dir`.
+fn fs_stores(dir: &Path) -> String {
+    ["public", "staging", "recovery"]
+        .map(|s| format!("[stores.{s}]\nscheme = \"fs\"\nroot = {:?}\n", dir.join(s).display().to_string()))
+        .concat()
+}
+
 fn start(dir: &Path, database_url: &str) -> ControlPlaneProcess {
     let outbox = dir.join("outbox");
     let cfg = dir.join("control-plane.toml");
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = {database_url:?}\ncookie_secure = false\n\
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase_url = {database_url:?}\ncookie_secure = false\n\
              [email]\ntransport = \"file\"\noutbox_dir = {:?}\n\
-             [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n",
-            outbox.display().to_string()
+             [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n{stores}",
+            outbox.display().to_string(),
+            stores = fs_stores(dir),
         ),
     )
     .unwrap();
@@ -260,13 +268,11 @@ async fn no_client_address_reaches_the_control_plane_logs() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\ncookie_secure = false\n[email]\noutbox_dir = {:?}\n\
-             [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n[stores.public]\nscheme = \"fs\"\nroot = {:?}\n\
-             [stores.recovery]\nscheme = \"fs\"\nroot = {:?}\n",
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}\"\ncookie_secure = false\n\
+             [email]\noutbox_dir = {:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n{}",
             dir.path().join("cp.db").display(),
             dir.path().join("outbox").display().to_string(),
-            dir.path().join("store").display().to_string(),
-            dir.path().join("recovery").display().to_string(),
+            fs_stores(dir.path()),
         ),
     )
     .unwrap();

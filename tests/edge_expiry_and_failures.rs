@@ -92,7 +92,9 @@ async fn with_storage_down_cached_images_are_served_and_misses_get_502() {
     }
     assert!(edge.stop().success());
     opts.store_toml = s3_at(free_addr());
-    let edge = EdgeProcess::start(dir.path(), &opts);
+    // Not ready (the store never answered), but it serves what it has.
+    let edge = EdgeProcess::start_unready(dir.path(), &opts);
+    assert!(!edge.is_ready());
     let r = c.get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "x-cache"), "HIT-DISK");
@@ -121,7 +123,7 @@ async fn a_storage_that_never_answers_gives_504_within_the_timeout() {
     let mut opts = EdgeOpts::new(dir.path());
     opts.store_toml = s3_at(addr);
     opts.origin_timeout_ms = 300;
-    let edge = EdgeProcess::start(dir.path(), &opts);
+    let edge = EdgeProcess::start_unready(dir.path(), &opts);
     let other = ImagePath::new(ImageId::generate(), Format::Png);
     let r = client().get(format!("{}{other}", edge.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -251,7 +253,7 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
 
     let mut child = std::process::Command::new(BIN)
         .args(["dev", "--listen", &public.to_string(), "--admin-listen", &admin.to_string()])
-        .args(["--api-listen", &api.to_string(), "--data-dir"])
+        .args(["--api-listen", &api.to_string(), "--api-admin-listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

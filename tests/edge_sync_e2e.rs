@@ -26,7 +26,7 @@ fn edge_sync_toml(snapshot_after: u64) -> String {
 }
 
 fn cp_opts(database_url: Option<String>, snapshot_after: u64) -> CpOpts {
-    CpOpts { edge_base: "http://edge.invalid".into(), database_url, extra_toml: edge_sync_toml(snapshot_after) }
+    CpOpts { database_url, extra_toml: edge_sync_toml(snapshot_after), ..CpOpts::new("http://edge.invalid") }
 }
 
 fn multipart(file: &[u8]) -> (String, Vec<u8>) {
@@ -149,7 +149,11 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
     let edge = EdgeProcess::start(dir.path(), &opts);
     assert_eq!(status(&c, &format!("{}{path}", edge.base)).await, 451, "enforced from the persisted state");
     assert_eq!(status(&c, &format!("{}{other_path}", edge.base)).await, 404);
-    assert_eq!(edge.metric("imgcdn_edge_sync_seconds_since_success"), -1.0, "it has not reached a control plane");
+    assert_eq!(
+        edge.metric("imgcdn_edge_sync_last_success_timestamp_seconds"),
+        0.0,
+        "it has not reached a control plane"
+    );
 
     // A brand-new edge with no state does not serve while it cannot sync.
     let mut fresh = EdgeOpts::new(dir.path()).with_sync(&[&edge.base], TOKEN_1, &dir.path().join("none.json"));

@@ -22,6 +22,7 @@ const TOKEN: &str = "edge-one-token-0123456789abcdefghijklmn";
 async fn control_plane(dir: &std::path::Path, behind: i64) -> String {
     let mut cfg = Config {
         listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
         database_url: format!("sqlite://{}", dir.join("cp.db").display()),
         cookie_secure: false,
         ..Config::default()

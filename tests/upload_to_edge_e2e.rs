@@ -36,10 +36,7 @@ async fn uploaded_images_are_served_by_the_edge_until_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = EdgeOpts::new(dir.path());
     let edge = EdgeProcess::start(dir.path(), &opts);
-    let cp = ControlPlaneProcess::start(
-        dir.path(),
-        &CpOpts { edge_base: edge.base.clone(), database_url: None, extra_toml: String::new() },
-    );
+    let cp = ControlPlaneProcess::start(dir.path(), &CpOpts::new(&edge.base));
     let api = cp.base.clone();
     let c = client();
 

@@ -106,6 +106,7 @@ def base_config(work: Path, port: int) -> dict:
     return {
         "": {
             "listen": f"127.0.0.1:{port}",
+            "admin_listen": "127.0.0.1:0",
             "database_url": f"sqlite://{work}/cp.db",
             "public_base_url": f"http://127.0.0.1:{port}",
             "cookie_secure": False,

@@ -96,7 +96,7 @@ def main():
             cp_toml = os.path.join(work, f"cp-{n}.toml")
             with open(cp_toml, "w") as f:
                 f.write(
-                    f'listen = "127.0.0.1:{port}"\ndatabase_url = "{database}"\ncookie_secure = false\n'
+                    f'listen = "127.0.0.1:{port}"\nadmin_listen = "127.0.0.1:0"\ndatabase_url = "{database}"\ncookie_secure = false\n'
                     f'[email]\noutbox_dir = "{work}/outbox"\n'
                     f'[stores.public]\nscheme = "fs"\nroot = "{work}/store"\n'
                     f'[stores.recovery]\nscheme = "fs"\nroot = "{work}/recovery"\n'

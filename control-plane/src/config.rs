@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// HTTP listen address of the API.
     pub listen: String,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`): keep it private.
+    pub admin_listen: String,
     /// `sqlite://path/to/file.db` (embedded default) or `postgres://…`.
     pub database_url: String,
     /// Base URL of this service as users reach it: links in emails point here.
@@ -331,6 +333,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8090".into(),
+            admin_listen: "127.0.0.1:8091".into(),
             database_url: "sqlite://./data/imgcdn.db".into(),
             public_base_url: "http://127.0.0.1:8090".into(),
             cookie_secure: true,
@@ -431,7 +434,8 @@ impl Config {
     pub fn load(text: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut value = toml::Value::try_from(Config::default()).expect("defaults serialise");
         if let Some(text) = text {
-            let file: toml::Value = toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+            let file: toml::Value =
+                toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_syntax_error(text, &e)]))?;
             merge(&mut value, file);
         }
         let mut problems = Vec::new();
@@ -448,8 +452,8 @@ impl Config {
                 }
             }
         }
-        let (config, wrong) = deserialize_reporting_all(value);
-        problems.extend(wrong);
+        let (config, wrong) = imgcdn_shared::config::read_reporting_all::<Config>(value);
+        problems.extend(wrong.iter().map(|p| p.describe(text)));
         if problems.is_empty() {
             return Ok(config);
         }
@@ -464,6 +468,9 @@ impl Config {
         let mut p = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!("listen: {:?} is not an address like 127.0.0.1:8090", self.listen));
+        }
+        if self.admin_listen.parse::<SocketAddr>().is_err() {
+            p.push(format!("admin_listen: {:?} is not an address like 127.0.0.1:8091", self.admin_listen));
         }
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
@@ -586,51 +593,12 @@ impl Config {
     }
 }
 
-/// The config in `value`, and every key that could not be read (wrong
-/// type, unknown value, unknown key), each named by its path: a bad key is
-/// reported and put back to its default, and reading goes on, so one run
-/// reports them all.
-fn deserialize_reporting_all(mut value: toml::Value) -> (Config, Vec<String>) {
-    let defaults = toml::Value::try_from(Config::default()).expect("defaults serialise");
-    let mut problems = Vec::new();
-    for _ in 0..64 {
-        match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
-            Ok(config) => return (config, problems),
-            Err(e) => {
-                let mut path: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
-                // toml appends "in `path`" on a line of its own: the path leads already.
-                let message = e.inner().to_string().lines().next().unwrap_or_default().to_string();
-                // Name an unknown key itself, not only its table.
-                if let Some(key) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-                    if path.last().map(String::as_str) != Some(key) {
-                        path.push(key.to_string());
-                    }
-                }
-                problems.push(format!("{}: {message}", if path.is_empty() { "config".into() } else { path.join(".") }));
-                if !reset_to_default(&mut value, &defaults, &path) {
-                    break;
-                }
-            }
-        }
-    }
-    (Config::default(), problems)
-}
-
-/// Put the key at `path` back to its default (or remove it if it has
-/// none); whether anything changed.
-fn reset_to_default(value: &mut toml::Value, defaults: &toml::Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
-    let mut cur = value;
-    let mut def = Some(defaults);
-    for p in parents {
-        let Some(next) = cur.get_mut(p.as_str()) else { return false };
-        cur = next;
-        def = def.and_then(|d| d.get(p.as_str()));
-    }
-    let Some(table) = cur.as_table_mut() else { return false };
-    match def.and_then(|d| d.get(last.as_str())) {
-        Some(d) => table.insert(last.clone(), d.clone()).is_some_and(|old| old != *d),
-        None => table.remove(last.as_str()).is_some(),
+/// A TOML syntax error as one line: where, and what.
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message();
+    match e.span() {
+        Some(span) => format!("line {}: {message}", text[..span.start.min(text.len())].lines().count().max(1)),
+        None => message.to_string(),
     }
 }
 
@@ -698,7 +666,7 @@ mod tests {
     fn every_unreadable_key_is_reported_in_one_run_with_its_path() {
         let text = "lisen = 1\nlisten = \"nowhere\"\n[email]\ntransport = \"pigeon\"\nsmtp_port = \"many\"\n";
         let errs = Config::load(Some(text), |_| None).unwrap_err().0;
-        for needle in ["lisen", "email.transport", "email.smtp_port", "listen:"] {
+        for needle in ["line 1: lisen", "line 4: email.transport", "line 5: email.smtp_port", "listen:"] {
             assert!(errs.iter().any(|e| e.starts_with(needle)), "{needle} missing from {errs:?}");
         }
     }
@@ -711,8 +679,8 @@ mod tests {
 
     #[test]
     fn an_s3_store_in_the_file_does_not_inherit_the_default_fs_root() {
-        let c = Config::load(Some("[stores.public]\nscheme = \"s3\"\nbucket = \"pub\"\nregion = \"auto\"\n"), |_| None)
-            .unwrap();
+        let s3 = "[stores.public]\nscheme = \"s3\"\nbucket = \"pub\"\nregion = \"auto\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\n";
+        let c = Config::load(Some(s3), |_| None).unwrap();
         assert_eq!(c.stores.public.scheme, imgcdn_shared::storage::StoreScheme::S3);
         assert_eq!(c.stores.public.options.get("root"), None, "{:?}", c.stores.public);
         assert_eq!(c.stores.public.options.get("bucket").map(String::as_str), Some("pub"));

@@ -38,6 +38,7 @@ pub mod http;
 pub mod images;
 pub mod json;
 pub mod keys;
+pub mod metrics;
 pub mod moderation;
 pub mod operators;
 pub mod privacy;

@@ -28,6 +28,8 @@ pub enum StartError {
     Email(String),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error("{0}")]
+    Store(String),
     #[error("listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -35,6 +37,8 @@ pub enum StartError {
 /// A control plane that is connected, migrated and bound, ready to [`run`](ControlPlane::run).
 pub struct ControlPlane {
     listener: tokio::net::TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`, for operators only.
+    admin: tokio::net::TcpListener,
     state: AppState,
     mailer: Arc<dyn email::Mailer>,
     from: lettre::message::Mailbox,
@@ -57,8 +61,19 @@ impl ControlPlane {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .map_err(|source| StartError::Listen { addr: cfg.listen.clone(), source })?;
+        let admin = tokio::net::TcpListener::bind(&cfg.admin_listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: cfg.admin_listen.clone(), source })?;
         let state = AppState::new(db, cfg, clock)?;
-        Ok(ControlPlane { listener, state, mailer, from })
+        // Every store must take a write, a read and a delete now, not at
+        // the first upload.
+        state.stores.check().await.map_err(StartError::Store)?;
+        Ok(ControlPlane { listener, admin, state, mailer, from })
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
     }
 
     /// The address actually bound (useful with port 0).
@@ -69,7 +84,7 @@ impl ControlPlane {
     /// Serve until `shutdown` completes; then stop accepting, finish
     /// in-flight requests and stop the email loop.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let ControlPlane { listener, state, mailer, from } = self;
+        let ControlPlane { listener, admin, state, mailer, from } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let delivery = tokio::spawn(email::delivery_loop(
             state.db.clone(),
@@ -77,8 +92,12 @@ impl ControlPlane {
             from,
             state.clock.clone(),
             state.mail_wake.clone(),
+            state.metrics.clone(),
             stop_rx,
         ));
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let admin_server =
+            tokio::spawn(http::admin::serve(admin, state.clone(), draining.clone(), stop_tx.subscribe()));
         let sweeper = tokio::spawn(retention::sweep::sweep_loop(state.clone(), stop_tx.subscribe()));
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let classify = tokio::spawn(moderation::jobs::job_loop(state.clone(), stop_tx.subscribe()));
@@ -87,6 +106,8 @@ impl ControlPlane {
         let hub = state.sync.clone();
         let shutdown = async move {
             shutdown.await;
+            // Not ready from now on: load balancers stop sending.
+            draining.store(true, std::sync::atomic::Ordering::Release);
             // Waiting long-polls would hold the graceful shutdown up to their wait.
             hub.close();
         };
@@ -105,6 +126,7 @@ impl ControlPlane {
         let _ = sync_watch.await;
         let _ = classify.await;
         let _ = exports.await;
+        let _ = admin_server.await;
         result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::{accounts, images, moderation, ratelimit, requestlog, retention, sync};
+use crate::{accounts, images, metrics, moderation, ratelimit, requestlog, sync};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -34,8 +34,8 @@ pub struct AppState {
     pub classify_wake: Arc<Notify>,
     /// Wakes the export job loop after an export was asked for.
     pub export_wake: Arc<Notify>,
-    /// What the sweeps of this process did, per step.
-    pub sweep_metrics: Arc<retention::sweep::SweepMetrics>,
+    /// Prometheus metrics (served on the admin listener).
+    pub metrics: Arc<metrics::Metrics>,
     /// API-key calls on their way to the request log.
     pub request_log: requestlog::RequestLog,
 }
@@ -58,7 +58,7 @@ impl AppState {
             classifiers: Arc::new(moderation::pipeline::Classifiers::from_config(&cfg.moderation)?),
             classify_wake: Arc::new(Notify::new()),
             export_wake: Arc::new(Notify::new()),
-            sweep_metrics: Arc::default(),
+            metrics: Arc::default(),
             request_log: requestlog::RequestLog::start(db.clone()),
             body_budget: budget(cfg.uploads.body_budget_bytes),
             decode_budget: budget(cfg.uploads.decode_budget_bytes),

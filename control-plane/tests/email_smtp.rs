@@ -81,7 +81,7 @@ async fn smtp_app(port: u16) -> TestApp {
 async fn deliver(t: &TestApp) -> usize {
     let mailer = email::mailer(&t.state.cfg.email).unwrap();
     let from = t.state.cfg.email.from.parse().unwrap();
-    email::deliver_due(&t.state.db, mailer.as_ref(), &from, t.clock.as_ref()).await.unwrap()
+    email::deliver_due(&t.state.db, mailer.as_ref(), &from, t.clock.as_ref()).await.unwrap().sent
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (the
-//! process answers), `/readyz` (it can serve). Bind it to a private address.
+//! process answers), `/readyz` (it can serve: see [`crate::readiness`]).
+//! Bind it to a private address.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,11 +9,12 @@ use http::{header, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 
+use crate::readiness::Readiness;
 use crate::tiers::Tiers;
 
 pub struct AdminApp {
     pub tiers: Arc<Tiers>,
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -36,10 +37,10 @@ impl ServeHttp for AdminApp {
                 text(StatusCode::OK, "text/plain; version=0.0.4", self.tiers.metrics.render())
             }
             "/healthz" => text(StatusCode::OK, plain, b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) && self.tiers.visibility.is_ready() => {
-                text(StatusCode::OK, plain, b"ready\n".to_vec())
-            }
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, plain, b"starting\n".to_vec()),
+            "/readyz" => match self.readiness.not_ready(self.tiers.visibility.is_ready()) {
+                None => text(StatusCode::OK, plain, b"ready\n".to_vec()),
+                Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, plain, format!("{why}\n").into_bytes()),
+            },
             _ => text(StatusCode::NOT_FOUND, plain, b"not found\n".to_vec()),
         }
     }

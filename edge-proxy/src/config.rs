@@ -68,7 +68,8 @@ pub struct SyncConfig {
     /// restricted`, or `block` them (403).
     pub restricted: Restricted,
     /// Sent as `Link: <policy_url>; rel="blocked-by"` with every 451.
-    pub policy_url: String,
+    /// Default: the first control plane's `/legal/takedowns`.
+    pub policy_url: Option<String>,
     /// Seconds after applying a `hide` before the edge may drop the entry
     /// (hidden ids have no manifest: without the entry they are 404 all the
     /// same). It is dropped only once the public store confirms the
@@ -102,9 +103,21 @@ impl Default for SyncConfig {
             retry_ms: 1_000,
             serve_without_state: false,
             restricted: Restricted::Serve,
-            policy_url: "http://127.0.0.1:8090/legal/takedowns".into(),
+            policy_url: None,
             hide_grace_secs: 24 * 3600,
             compact_log_bytes: 4 * MIB,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// What every 451 links to: `policy_url`, else the takedown policy page
+    /// of the first control plane.
+    pub fn policy_link(&self) -> String {
+        match (&self.policy_url, self.control_planes.first()) {
+            (Some(url), _) => url.clone(),
+            (None, Some(cp)) => format!("{}/legal/takedowns", cp.trim_end_matches('/')),
+            (None, None) => String::new(),
         }
     }
 }
@@ -269,10 +282,24 @@ impl Default for HttpConfig {
 pub struct ConfigErrors(pub Vec<String>);
 
 impl EdgeConfig {
-    /// Read a TOML file (without validating it).
+    /// Read a TOML file, reporting every key it cannot read (each with its
+    /// file, line and path), then every invalid value, in one go.
     pub fn from_file(path: &Path) -> Result<EdgeConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-        toml::from_str(&text).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{at}: {e}")]))?;
+        let value: toml::Value = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].lines().count().max(1));
+            ConfigErrors(vec![format!("{at}: line {line}: {}", e.message())])
+        })?;
+        let (cfg, wrong) = imgcdn_shared::config::read_reporting_all::<EdgeConfig>(value);
+        if wrong.is_empty() {
+            return Ok(cfg);
+        }
+        let mut problems: Vec<String> = wrong.iter().map(|p| format!("{at}: {}", p.describe(Some(&text)))).collect();
+        if let Err(more) = cfg.validate() {
+            problems.extend(more.0);
+        }
+        Err(ConfigErrors(problems))
     }
 
     /// Check every value; report all problems together.
@@ -346,7 +373,7 @@ impl EdgeConfig {
             if s.wait_ms == 0 || s.retry_ms == 0 {
                 p.push("sync: wait_ms and retry_ms must be above 0".to_string());
             }
-            if !is_http(&s.policy_url) {
+            if !is_http(&s.policy_link()) {
                 p.push("sync.policy_url: must be an http(s) URL".to_string());
             }
         }

@@ -36,6 +36,7 @@ pub mod config;
 pub mod flight;
 pub mod metrics;
 pub mod origin;
+pub mod readiness;
 pub mod serve;
 pub mod server;
 pub mod sync;

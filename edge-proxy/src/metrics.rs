@@ -53,7 +53,7 @@ pub struct Metrics {
     pub origin_read_seconds: Histogram,
     pub sync_applied_seq: IntGauge,
     sync_lag: IntGauge,
-    sync_seconds_since_success: IntGauge,
+    sync_last_success: IntGauge,
     sync_entries: IntGauge,
     pub sync_purges: IntCounter,
     pub sync_errors: IntCounter,
@@ -68,6 +68,11 @@ pub struct Metrics {
     pub send_budget_bytes: IntGauge,
     pub responses_cut: IntCounter,
 }
+
+const TIERS: [Tier; 4] = [Tier::Memory, Tier::Disk, Tier::Origin, Tier::None];
+
+/// A status for each value of the `status` label (0 stands for "other").
+const LABELLED_STATUSES: [u16; 13] = [200, 206, 304, 400, 404, 405, 416, 451, 500, 502, 503, 504, 0];
 
 /// Status codes we label by; anything else is "other".
 fn status_label(status: u16) -> &'static str {
@@ -135,8 +140,10 @@ impl Metrics {
         let counter = |name: &str, help: &str| IntCounter::new(name, help).unwrap();
         let sync_applied_seq = gauge("imgcdn_edge_sync_applied_seq", "Edge-sync sequence applied and persisted here");
         let sync_lag = gauge("imgcdn_edge_sync_lag", "Control plane's log head minus the applied sequence");
-        let sync_seconds_since_success =
-            gauge("imgcdn_edge_sync_seconds_since_success", "Seconds since the last successful sync call (-1: never)");
+        let sync_last_success = gauge(
+            "imgcdn_edge_sync_last_success_timestamp_seconds",
+            "Unix time of the last successful sync call (0: never); alert on time() minus it",
+        );
         let sync_entries = gauge("imgcdn_edge_sync_entries", "Image ids with a takedown, hide or warning in force");
         let sync_purges = counter("imgcdn_edge_sync_purges_total", "Ids purged from the caches by sync");
         let sync_errors = counter("imgcdn_edge_sync_errors_total", "Failed sync calls");
@@ -183,7 +190,7 @@ impl Metrics {
             Box::new(cache_entries.clone()),
             Box::new(sync_applied_seq.clone()),
             Box::new(sync_lag.clone()),
-            Box::new(sync_seconds_since_success.clone()),
+            Box::new(sync_last_success.clone()),
             Box::new(sync_entries.clone()),
             Box::new(sync_purges.clone()),
             Box::new(sync_errors.clone()),
@@ -200,6 +207,26 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        // process_cpu_seconds_total, process_resident_memory_bytes, open fds…
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+        // Every labelled series exists from the start at 0, so rates and
+        // alerts see the first increment instead of a series appearing.
+        for tier in TIERS {
+            for status in LABELLED_STATUSES {
+                requests.with_label_values(&[status_label(status), tier.label()]);
+            }
+            latency.with_label_values(&[tier.label()]);
+        }
+        for kind in ["not_found", "timeout", "unavailable", "mismatch"] {
+            origin_errors.with_label_values(&[kind]);
+        }
+        for tier in [Tier::Memory, Tier::Disk] {
+            evictions.with_label_values(&[tier.label()]);
+            cache_bytes.with_label_values(&[tier.label()]);
+            cache_entries.with_label_values(&[tier.label()]);
+        }
         Metrics {
             registry,
             requests,
@@ -215,7 +242,7 @@ impl Metrics {
             origin_read_seconds,
             sync_applied_seq,
             sync_lag,
-            sync_seconds_since_success,
+            sync_last_success,
             sync_entries,
             sync_purges,
             sync_errors,
@@ -233,11 +260,11 @@ impl Metrics {
     }
 
     /// Refresh the sync gauges that depend on the time of scraping.
-    pub fn set_sync(&self, applied: u64, head: u64, entries: usize, last_success: u64, now: i64) {
+    pub fn set_sync(&self, applied: u64, head: u64, entries: usize, last_success: u64) {
         self.sync_applied_seq.set(applied as i64);
         self.sync_lag.set(head.saturating_sub(applied) as i64);
         self.sync_entries.set(entries as i64);
-        self.sync_seconds_since_success.set(if last_success == 0 { -1 } else { (now - last_success as i64).max(0) });
+        self.sync_last_success.set(last_success as i64);
     }
 
     /// Count one answered request.

@@ -1,7 +1,6 @@
 //! Assembling and running the edge: tiers, the public service, the admin
 //! service, inside one pingora [`Server`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use crate::clock::{self, Clock};
 use crate::config::{ConfigErrors, EdgeConfig};
 use crate::metrics::{Metrics, Tier};
 use crate::origin::{Origin, Staging};
+use crate::readiness::{DrainingWatch, Readiness, StartupChecks};
 use crate::serve::conn::{ConnLimits, Guarded};
 use crate::serve::{EdgeApp, HttpSettings};
 use crate::sync::{SyncTask, Visibility};
@@ -55,6 +55,7 @@ pub enum StartError {
 pub struct Edge {
     server: Server,
     pub tiers: Arc<Tiers>,
+    readiness: Arc<Readiness>,
 }
 
 impl Edge {
@@ -122,7 +123,7 @@ impl Edge {
                 keepalive_secs: cfg.keepalive_secs,
                 max_age_secs: cfg.http.max_age_secs,
                 server_options,
-                policy_link: cfg.sync.as_ref().map(|s| s.policy_url.clone()),
+                policy_link: cfg.sync.as_ref().map(|s| s.policy_link()),
                 block_restricted: cfg.sync.as_ref().is_some_and(|s| s.restricted == crate::config::Restricted::Block),
                 send_timeout: Duration::from_secs(cfg.limits.send_timeout_secs),
                 retry_after_secs: cfg.limits.retry_after_secs,
@@ -148,10 +149,13 @@ impl Edge {
         }
         public.threads = Some(cfg.threads);
 
-        // The disk index is loaded; /readyz also waits for an edge-sync state.
-        let ready = Arc::new(AtomicBool::new(false));
-        let mut admin =
-            Service::new("imgcdn edge admin".to_string(), AdminApp { tiers: tiers.clone(), ready: ready.clone() });
+        // The disk index is loaded; /readyz also waits for the listeners, the
+        // store and an edge-sync state.
+        let readiness = Arc::new(Readiness::default());
+        let mut admin = Service::new(
+            "imgcdn edge admin".to_string(),
+            AdminApp { tiers: tiers.clone(), readiness: readiness.clone() },
+        );
         admin.add_tcp(&cfg.admin_listen);
         admin.threads = Some(1);
 
@@ -160,12 +164,17 @@ impl Edge {
         if let Some(s) = &cfg.sync {
             server.add_service(background_service("imgcdn edge sync", SyncTask::new(s.clone(), tiers.clone())));
         }
-        ready.store(true, Ordering::Release);
-        Ok(Edge { server, tiers })
+        let mut listen = cfg.listen.clone();
+        listen.extend(cfg.tls.as_ref().map(|t| t.listen.clone()));
+        let checks = StartupChecks { readiness: readiness.clone(), listen, store: cfg.store.operator()? };
+        server.add_service(background_service("imgcdn edge startup checks", checks));
+        Ok(Edge { server, tiers, readiness })
     }
 
-    /// Serve until `shutdown` fires, then drain gracefully. Blocks.
-    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
+    /// Serve until `shutdown` fires, then drain gracefully (not ready from
+    /// the moment it fires). Blocks.
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch + Send + Sync>) {
+        let shutdown = Box::new(DrainingWatch { inner: shutdown, readiness: self.readiness });
         self.server.run(RunArgs { shutdown_signal: shutdown });
     }
 }

@@ -237,7 +237,6 @@ impl Tiers {
             self.visibility.head.load(std::sync::atomic::Ordering::Relaxed).max(applied.seq),
             applied.len(),
             self.visibility.last_success.load(std::sync::atomic::Ordering::Relaxed),
-            self.clock.unix_now(),
         );
         let (n, b) = self.memory.usage();
         self.metrics.set_cache_usage(Tier::Memory, n, b);

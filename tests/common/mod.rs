@@ -88,6 +88,8 @@ pub struct EdgeOpts {
     pub limits_toml: Option<String>,
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
+    /// Environment of the process (e.g. store credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl EdgeOpts {
@@ -103,6 +105,7 @@ impl EdgeOpts {
             limits_toml: None,
             grace_period_secs: 1,
             shutdown_timeout_secs: 2,
+            env: Vec::new(),
         }
     }
 
@@ -190,6 +193,7 @@ impl EdgeProcess {
             .args(["edge", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", &opts.rust_log)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -198,13 +202,20 @@ impl EdgeProcess {
         EdgeProcess { child, base: format!("http://{public}"), admin: format!("http://{admin}"), log_path, config_path }
     }
 
-    /// Start an edge expected not to become ready (it waits for sync state):
-    /// returns once it answers `/healthz`.
+    /// Start an edge expected not to become ready (it waits for sync state,
+    /// or for a store that does not answer): returns once it answers
+    /// `/healthz` and its public listener accepts.
     pub fn start_unready(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
         let edge = EdgeProcess::spawn(dir, opts);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ureq_get(&format!("{}/healthz", edge.admin)).is_ok_and(|r| r.0 == 200) {
             assert!(Instant::now() < deadline, "edge never answered /healthz: {}", edge.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Its public listener accepts (readiness may wait on other things).
+        let public = edge.base.trim_start_matches("http://").to_string();
+        while std::net::TcpStream::connect(&public).is_err() {
+            assert!(Instant::now() < deadline, "edge never listened on {public}: {}", edge.log());
             std::thread::sleep(Duration::from_millis(50));
         }
         edge
@@ -375,6 +386,8 @@ pub struct ControlPlaneProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin: String,
     pub config_path: PathBuf,
 }
 
@@ -385,12 +398,46 @@ pub struct CpOpts {
     pub database_url: Option<String>,
     /// Extra TOML appended to the config (e.g. an `[edge_sync]` section).
     pub extra_toml: String,
+    /// The `[stores.*]` sections instead of fs stores under `dir`.
+    pub stores_toml: Option<String>,
+    /// Environment of the process (e.g. store credentials).
+    pub env: Vec<(String, String)>,
+}
+
+impl CpOpts {
+    pub fn new(edge_base: &str) -> CpOpts {
+        CpOpts {
+            edge_base: edge_base.to_string(),
+            database_url: None,
+            extra_toml: String::new(),
+            stores_toml: None,
+            env: Vec::new(),
+        }
+    }
 }
 
 impl ControlPlaneProcess {
     /// Start `imgcdn control-plane` on a free port, publishing into
     /// `dir/store`; returns once it is listening.
     pub fn start(dir: &Path, opts: &CpOpts) -> ControlPlaneProcess {
+        let (config_path, mut command) = ControlPlaneProcess::command(dir, opts);
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let (mut base, mut admin) = (None, None);
+        while base.is_none() || admin.is_none() {
+            let line = lines.next().expect("control plane exited").unwrap();
+            if let Some(url) = line.trim().strip_prefix("control plane: ") {
+                base = Some(url.to_string());
+            } else if let Some(url) = line.trim().strip_prefix("control plane admin (metrics, readiness): ") {
+                admin = Some(url.to_string());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        ControlPlaneProcess { child, base: base.unwrap(), admin: admin.unwrap(), config_path }
+    }
+
+    /// The config file written for `opts` and the command that runs it.
+    pub fn command(dir: &Path, opts: &CpOpts) -> (PathBuf, Command) {
         let root = |p: &str| dir.join(p).display().to_string();
         let db = opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", root("cp.db")));
         let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
@@ -398,36 +445,26 @@ impl ControlPlaneProcess {
         fs::write(
             &config_path,
             format!(
-                "listen = \"{listen}\"\ndatabase_url = {db:?}\ncookie_secure = false\nedge_base_url = {edge:?}\n\
+                "listen = \"{listen}\"\nadmin_listen = \"127.0.0.1:0\"\ndatabase_url = {db:?}\ncookie_secure = false\nedge_base_url = {edge:?}\n\
                  [email]\noutbox_dir = {outbox:?}\n[passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
-                 [stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n\
-                 [stores.staging]\nscheme = \"fs\"\nroot = {staging:?}\n{extra}",
+                 {stores}\n{extra}",
                 listen = "127.0.0.1:0",
                 edge = opts.edge_base,
                 outbox = root("outbox"),
-                store = root("store"),
-                recovery = root("recovery"),
-                staging = root("staging"),
+                stores = opts.stores_toml.clone().unwrap_or_else(|| format!(
+                    "[stores.public]\nscheme = \"fs\"\nroot = {store:?}\n[stores.recovery]\nscheme = \"fs\"\nroot = {recovery:?}\n\
+                     [stores.staging]\nscheme = \"fs\"\nroot = {staging:?}\n",
+                    store = root("store"),
+                    recovery = root("recovery"),
+                    staging = root("staging"),
+                )),
                 extra = opts.extra_toml,
             ),
         )
         .unwrap();
-        let mut child = Command::new(BIN)
-            .args(["control-plane", "--config"])
-            .arg(&config_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-        let base = loop {
-            let line = lines.next().expect("control plane exited").unwrap();
-            if let Some(url) = line.trim().strip_prefix("control plane: ") {
-                break url.to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        ControlPlaneProcess { child, base, config_path }
+        let mut command = Command::new(BIN);
+        command.args(["control-plane", "--config"]).arg(&config_path).envs(opts.env.iter().map(|(k, v)| (k, v)));
+        (config_path, command)
     }
 
     /// `imgcdn admin operator create NAME` against this control plane's

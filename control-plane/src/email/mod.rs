@@ -142,13 +142,21 @@ fn readable_body(text: String) -> Body {
 const LEASE_SECS: i64 = 120;
 const MAX_ATTEMPTS: i64 = 20;
 
-/// Deliver what is due now; returns how many were sent.
+/// What a delivery pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    /// Attempts that failed (retried later, or given up on).
+    pub failed: usize,
+}
+
+/// Deliver what is due now.
 pub async fn deliver_due(
     db: &Db,
     mailer: &dyn Mailer,
     from: &Mailbox,
     clock: &dyn Clock,
-) -> Result<usize, sqlx::Error> {
+) -> Result<Delivered, sqlx::Error> {
     let now = clock.unix_now();
     let due = sqlx::query(
         "SELECT id, kind, recipient, subject, body, attempts FROM outbound_emails \
@@ -157,7 +165,7 @@ pub async fn deliver_due(
     .bind(now)
     .fetch_all(&db.pool)
     .await?;
-    let mut sent = 0;
+    let mut done = Delivered::default();
     for row in due {
         let id: String = row.get("id");
         let claimed = sqlx::query(
@@ -192,13 +200,15 @@ pub async fn deliver_due(
         match result {
             Ok(()) => {
                 sqlx::query("DELETE FROM outbound_emails WHERE id = $1").bind(&id).execute(&db.pool).await?;
-                sent += 1;
+                done.sent += 1;
             }
             Err(e) if attempts >= MAX_ATTEMPTS => {
+                done.failed += 1;
                 tracing::error!(%id, %kind, attempts, error = %e, "giving up on an email");
                 sqlx::query("DELETE FROM outbound_emails WHERE id = $1").bind(&id).execute(&db.pool).await?;
             }
             Err(e) => {
+                done.failed += 1;
                 // Exponential backoff: 30 s, 1 min, 2 min, … capped at 1 h.
                 let delay = (30i64 << (attempts - 1).min(7)).min(3600);
                 tracing::warn!(%id, %kind, attempts, error = %e, "email delivery failed; will retry");
@@ -210,7 +220,7 @@ pub async fn deliver_due(
             }
         }
     }
-    Ok(sent)
+    Ok(done)
 }
 
 /// Run delivery until `shutdown` flips to true: immediately when woken
@@ -222,18 +232,22 @@ pub async fn delivery_loop(
     from: Mailbox,
     clock: Arc<dyn Clock>,
     wake: Arc<tokio::sync::Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         match deliver_due(&db, mailer.as_ref(), &from, clock.as_ref()).await {
-            // Sent mail (with its one-time links) is deleted: make it gone
-            // from the database files too.
-            Ok(sent) if sent > 0 => {
-                if let Err(e) = db.checkpoint().await {
-                    tracing::warn!(error = %e, "checkpoint after delivery failed");
+            Ok(done) => {
+                metrics.mail_sent.inc_by(done.sent as u64);
+                metrics.mail_failures.inc_by(done.failed as u64);
+                // Sent mail (with its one-time links) is deleted: make it
+                // gone from the database files too.
+                if done.sent > 0 {
+                    if let Err(e) = db.checkpoint().await {
+                        tracing::warn!(error = %e, "checkpoint after delivery failed");
+                    }
                 }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "email delivery pass failed"),
         }
         tokio::select! {

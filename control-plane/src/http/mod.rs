@@ -4,6 +4,7 @@
 //! API keys checked before routing, body limit, timeout). Nothing below
 //! imports this module.
 
+pub mod admin;
 pub mod internal;
 pub mod listener;
 pub mod openapi;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(internal::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, deadline))
         .layer(
@@ -106,6 +108,21 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .with_state(state)
+}
+
+/// Count every answer in the metrics, by route template (never the path:
+/// ids and tokens would make a series each) and status.
+async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let m = &state.metrics;
+    m.requests.with_label_values(&[&route, response.status().as_str()]).inc();
+    m.request_seconds.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Routes whose body is an upload: they stream at the client's pace (an

@@ -278,7 +278,33 @@ fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
     for (k, v) in props {
         p.insert((*k).to_string(), v.clone());
     }
-    json!({ "type": "object", "properties": p, "required": required })
+    let mut o = json!({ "type": "object", "properties": p });
+    // OpenAPI 3.0 forbids an empty `required`.
+    if !required.is_empty() {
+        o["required"] = json!(required);
+    }
+    o
+}
+
+/// An email address as the API accepts it.
+fn email() -> Value {
+    json!({ "type": "string", "format": "email", "minLength": 3, "maxLength": 254 })
+}
+
+/// A new password under the default policy (`[passwords]` can change it).
+fn new_password() -> Value {
+    json!({ "type": "string", "minLength": 10, "maxLength": 128,
+            "description": "at least 10 characters and 4 different ones by default; not the email or a common password" })
+}
+
+fn nonempty(max: u32) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": max })
+}
+
+/// A display name: 1 to 100 characters after trimming, no control characters.
+fn display_name() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 100,
+            "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$" })
 }
 
 fn s(t: &str) -> Value {
@@ -320,7 +346,7 @@ fn schemas() -> Value {
             ("labels", json!({"type": "string", "description": "JSON object of strings"})), ("metadata", json!({"type": "string", "description": "JSON object"}))], &["file"]),
         "Import": obj(&[("url", s("string")), ("caption", s("string")), ("public", s("boolean")), ("ttl", s("string")), ("labels", s("object")), ("metadata", s("object"))], &["url"]),
         "ImagePatch": obj(&[("caption", nullable("string")), ("public", s("boolean")), ("labels", s("object")), ("metadata", s("object")), ("ttl", s("string"))], &[]),
-        "Ids": obj(&[("ids", json!({"type": "array", "items": {"type": "string"}, "maxItems": 100}))], &["ids"]),
+        "Ids": obj(&[("ids", json!({"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 100}))], &["ids"]),
         "User": obj(&[("id", s("string")), ("object", s("string")), ("email", s("string")), ("name", s("string")), ("email_verified", s("boolean")),
             ("personal_team_id", s("string")), ("marketing_emails", s("boolean")), ("created_at", s("string"))], &["id", "email"]),
         "Session": obj(&[("object", s("string")), ("user", json!({"$ref": "#/components/schemas/User"})), ("csrf_token", s("string"))], &["user", "csrf_token"]),
@@ -328,25 +354,25 @@ fn schemas() -> Value {
         "ApiKey": obj(&[("id", s("string")), ("object", s("string")), ("key", json!({"type": "string", "description": "only in the creation response"})),
             ("name", s("string")), ("abilities", s("array")), ("created", s("string")), ("last_used", nullable("string"))], &["id"]),
         "List": obj(&[("object", s("string")), ("data", s("array"))], &["object", "data"]),
-        "Signup": obj(&[("email", s("string")), ("name", s("string")), ("password", s("string")), ("marketing_emails", s("boolean")),
+        "Signup": obj(&[("email", email()), ("name", display_name()), ("password", new_password()), ("marketing_emails", s("boolean")),
             ("age_confirmed", json!({"type": "boolean", "description": "the person is at least 16; must be true"}))], &["email", "name", "password", "age_confirmed"]),
-        "Login": obj(&[("email", s("string")), ("password", s("string"))], &["email", "password"]),
-        "Token": obj(&[("token", s("string"))], &["token"]),
-        "Email": obj(&[("email", s("string"))], &["email"]),
-        "Name": obj(&[("name", s("string"))], &["name"]),
+        "Login": obj(&[("email", email()), ("password", nonempty(1024))], &["email", "password"]),
+        "Token": obj(&[("token", nonempty(512))], &["token"]),
+        "Email": obj(&[("email", email())], &["email"]),
+        "Name": obj(&[("name", display_name())], &["name"]),
         "Role": obj(&[("role", json!({"type": "string", "enum": ["owner", "admin", "member"]}))], &["role"]),
-        "Invite": obj(&[("email", s("string")), ("role", json!({"type": "string", "enum": ["owner", "admin", "member"]}))], &["email"]),
-        "CreateKey": obj(&[("name", s("string")), ("abilities", json!({"type": "array", "items": {"type": "string", "enum": ["read", "write"]}}))], &["name"]),
-        "LegacyKey": obj(&[("email", s("string")), ("name", s("string"))], &["email"]),
-        "ChangePassword": obj(&[("current_password", s("string")), ("new_password", s("string"))], &["current_password", "new_password"]),
-        "ResetConfirm": obj(&[("token", s("string")), ("password", s("string"))], &["token", "password"]),
-        "Settings": obj(&[("name", s("string")), ("marketing_emails", s("boolean")), ("restrict_processing", s("boolean")),
+        "Invite": obj(&[("email", email()), ("role", json!({"type": "string", "enum": ["owner", "admin", "member"]}))], &["email"]),
+        "CreateKey": obj(&[("name", display_name()), ("abilities", json!({"type": "array", "items": {"type": "string", "enum": ["read", "write"]}}))], &["name"]),
+        "LegacyKey": obj(&[("email", email()), ("name", s("string"))], &["email"]),
+        "ChangePassword": obj(&[("current_password", nonempty(1024)), ("new_password", new_password())], &["current_password", "new_password"]),
+        "ResetConfirm": obj(&[("token", nonempty(512)), ("password", new_password())], &["token", "password"]),
+        "Settings": obj(&[("name", display_name()), ("marketing_emails", s("boolean")), ("restrict_processing", s("boolean")),
             ("object_to_processing", s("boolean"))], &[]),
         "Deletion": obj(&[("password", s("string")), ("object", s("string")), ("status", s("string")), ("erased_at", s("string"))], &[]),
         "Export": obj(&[("id", s("string")), ("object", s("string")), ("state", json!({"type": "string", "enum": ["queued", "building", "ready", "failed"]})),
             ("created_at", s("string")), ("ready_at", nullable("string")), ("expires_at", nullable("string")),
             ("bytes", nullable("integer")), ("download_url", nullable("string"))], &["id", "state"]),
-        "EmailChange": obj(&[("email", s("string")), ("password", s("string"))], &["email", "password"]),
+        "EmailChange": obj(&[("email", email()), ("password", nonempty(1024))], &["email", "password"]),
         "Report": obj(&[("image", json!({"type": "string", "description": "image id, viewer URL or CDN URL"})),
             ("reason", json!({"type": "string", "enum": crate::moderation::reports::REPORT_REASONS})),
             ("details", s("string")), ("contact_email", s("string"))], &["image", "reason"]),
@@ -361,34 +387,108 @@ fn schemas() -> Value {
     })
 }
 
+/// A page for people (HTML) rather than the JSON API.
+fn is_page(path: &str) -> bool {
+    !path.starts_with("/v1/") && path != "/healthz" && path != "/openapi.json"
+}
+
+/// The query parameters of an operation.
+fn query_parameters(method: &str, path: &str) -> Vec<Value> {
+    let q = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
+    let cursor = || q("cursor", json!({"type": "string"}), "`pagination.next_cursor` of the previous page");
+    let limit = || q("limit", json!({"type": "integer", "minimum": 1, "maximum": 100}), "page size (default 20)");
+    let token = || q("token", json!({"type": "string"}), "the token from the emailed link");
+    match (method, path) {
+        ("get", "/v1/images") => vec![
+            cursor(),
+            limit(),
+            q(
+                "ids",
+                json!({"type": "string"}),
+                "comma-separated image ids (at most 50): these images, in this order, no paging",
+            ),
+            json!({ "name": "label", "in": "query", "required": false, "style": "deepObject", "explode": true,
+                    "schema": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "description": "label[key]=value: only images with these labels" }),
+        ],
+        ("get", "/v1/teams/{team_id}/requests") => vec![cursor(), limit()],
+        ("get", "/verify-email" | "/reset-password" | "/confirm-email" | "/cancel-deletion" | "/accept-invite") => {
+            vec![token()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The body of a page's form (`application/x-www-form-urlencoded`).
+fn page_form(method: &str, path: &str) -> Option<Value> {
+    if method != "post" {
+        return None;
+    }
+    let token = ("token", nonempty(512));
+    let form = match path {
+        "/verify-email" | "/confirm-email" | "/cancel-deletion" => obj(&[token], &["token"]),
+        "/reset-password" => obj(&[token, ("password", new_password())], &["token", "password"]),
+        _ => return None,
+    };
+    Some(json!({ "required": true, "content": { "application/x-www-form-urlencoded": { "schema": form } } }))
+}
+
+/// Other successful answers an operation gives, and when.
+fn other_successes(method: &str, path: &str) -> &'static [(u16, &'static str)] {
+    match (method, path) {
+        ("post", "/v1/auth/resend-verification") => &[(204, "The address is already verified: nothing sent")],
+        _ => &[],
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for o in OPERATIONS {
+        let page = is_page(o.path);
+        let error = if page {
+            json!({ "description": "Error (a page saying what went wrong)", "content": { "text/html": { "schema": { "type": "string" } } } })
+        } else {
+            json!({ "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+        };
         let mut operation = json!({
             "summary": o.summary,
             "operationId": format!("{}_{}", o.method, o.path.trim_matches('/').replace(['/', '{', '}', '.', '-'], "_")),
-            "responses": {
-                "default": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            },
+            "responses": { "default": error },
         });
-        let ok = if o.ok.1.is_empty() {
-            json!({ "description": "Success" })
-        } else {
+        let ok = if !o.ok.1.is_empty() {
             json!({ "description": "Success", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", o.ok.1) } } } })
+        } else if o.path == "/subprocessors" {
+            json!({ "description": "Success (JSON when asked for with Accept)", "content": {
+                "text/html": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } } } })
+        } else if page {
+            json!({ "description": "Success", "content": { "text/html": { "schema": { "type": "string" } } } })
+        } else {
+            json!({ "description": "Success" })
         };
         operation["responses"][o.ok.0.to_string()] = ok;
-        let params: Vec<Value> = o
+        for (status, why) in other_successes(o.method, o.path) {
+            operation["responses"][status.to_string()] = json!({ "description": why });
+        }
+        let mut params: Vec<Value> = o
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } }))
             .collect();
+        params.extend(query_parameters(o.method, o.path));
         if !params.is_empty() {
             operation["parameters"] = json!(params);
         }
         if let Some((media, schema)) = o.body {
             operation["requestBody"] = json!({ "required": true, "content": { media: { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+            if (o.method, o.path) == ("post", "/v1/images") {
+                // The same route imports by URL when the body is JSON.
+                operation["requestBody"]["content"][JSON] =
+                    json!({ "schema": { "$ref": "#/components/schemas/Import" } });
+            }
+        } else if let Some(form) = page_form(o.method, o.path) {
+            operation["requestBody"] = form;
         }
         operation["security"] = match o.auth {
             Auth::None => json!([]),

@@ -81,6 +81,23 @@ fn found<T>(r: Result<T, opendal::Error>) -> Result<Option<T>, opendal::Error> {
 }
 
 impl Stores {
+    /// Prove every store usable: write a probe key, read it back, delete
+    /// it. The error names the store and what failed.
+    pub async fn check(&self) -> Result<(), String> {
+        let key = format!(".imgcdn-probe/{}", crate::secrets::random_alnum(16));
+        for (name, op) in [("public", &self.public), ("staging", &self.staging), ("recovery", &self.recovery)] {
+            let what =
+                |step: &str, e: opendal::Error| format!("stores.{name}: cannot {step} ({}): {e}", op.info().name());
+            op.write(&key, b"probe".to_vec()).await.map_err(|e| what("write", e))?;
+            let back = op.read(&key).await.map_err(|e| what("read", e))?;
+            if back.to_vec() != b"probe" {
+                return Err(format!("stores.{name}: read back something else than was written"));
+            }
+            op.delete(&key).await.map_err(|e| what("delete", e))?;
+        }
+        Ok(())
+    }
+
     pub fn open(public: &StoreConfig, staging: &StoreConfig, recovery: &StoreConfig) -> Result<Stores, opendal::Error> {
         Ok(Stores { public: public.operator()?, staging: staging.operator()?, recovery: recovery.operator()? })
     }

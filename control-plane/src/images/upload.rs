@@ -229,6 +229,8 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     };
     let verdicts = state.classifiers.run_fast(&input).await;
     let classification = classify::combine(&verdicts);
+    let verdict = classification.as_deref().map_or("unknown", |c| c.split(':').next().unwrap_or("unknown"));
+    state.metrics.classifications.with_label_values(&[verdict]).inc();
     // With a slow classifier, the outcome waits for its job.
     let outcome =
         (!state.classifiers.has_slow()).then(|| moderation.outcome(classification.as_deref().unwrap_or("clean")));

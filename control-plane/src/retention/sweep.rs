@@ -28,8 +28,6 @@
 //! is idempotent, so a pass interrupted anywhere is finished by the next.
 //! One image failing is logged and counted, and the pass goes on.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use imgcdn_shared::storage::{manifest_key, object_key};
 use sqlx::Row;
 
@@ -97,40 +95,28 @@ pub struct Swept {
     pub errors: u64,
 }
 
-/// Totals over every pass of this process, per step (for `/metrics`).
-#[derive(Debug, Default)]
-pub struct SweepMetrics {
-    pub passes: AtomicU64,
-    /// Indexed like [`STEPS`].
-    pub done: [AtomicU64; 12],
-    pub errors: AtomicU64,
-    /// Unix time of the last pass that finished.
-    pub last_pass: AtomicU64,
-}
-
-impl SweepMetrics {
-    fn add(&self, s: &Swept, now: i64) {
-        let counts = [
-            s.completed + s.failed,
-            s.redone,
-            s.expired,
-            s.erased,
-            s.restored,
-            s.reaped,
-            s.exports,
-            s.sessions,
-            s.email_tokens,
-            s.invitations,
-            s.idempotency_records,
-            s.request_log,
-        ];
-        for (slot, n) in self.done.iter().zip(counts) {
-            slot.fetch_add(n, Ordering::Relaxed);
-        }
-        self.errors.fetch_add(s.errors, Ordering::Relaxed);
-        self.passes.fetch_add(1, Ordering::Relaxed);
-        self.last_pass.store(now.max(0) as u64, Ordering::Relaxed);
+/// Add a pass to the process's metrics.
+fn record(metrics: &crate::metrics::Metrics, s: &Swept, now: i64) {
+    let counts = [
+        s.completed + s.failed,
+        s.redone,
+        s.expired,
+        s.erased,
+        s.restored,
+        s.reaped,
+        s.exports,
+        s.sessions,
+        s.email_tokens,
+        s.invitations,
+        s.idempotency_records,
+        s.request_log,
+    ];
+    for (step, n) in STEPS.iter().zip(counts) {
+        metrics.sweep_items.with_label_values(&[step]).inc_by(n);
     }
+    metrics.sweep_errors.inc_by(s.errors);
+    metrics.sweep_passes.inc();
+    metrics.sweep_last_success.set(now);
 }
 
 /// Where a pass is, for a progress display: step, items done, items due.
@@ -262,7 +248,7 @@ async fn run_pass(state: &AppState, progress: Progress<'_>) -> Result<Swept, Str
 
     // What was deleted above must not linger in the database files.
     state.db.checkpoint().await.map_err(|e| err(&e))?;
-    state.sweep_metrics.add(&out, now);
+    record(&state.metrics, &out, now);
     Ok(out)
 }
 

@@ -6,10 +6,9 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
 use serde::Deserialize;
 
-use super::{html_escape, page};
+use super::{html_escape, page, PageForm};
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::AppState;
@@ -50,7 +49,7 @@ pub async fn verify_page(Query(q): Query<TokenQuery>) -> Html<String> {
 }
 
 /// `POST /verify-email` (the page's form).
-pub async fn verify_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+pub async fn verify_form(State(state): State<AppState>, PageForm(body): PageForm<TokenQuery>) -> Response {
     match accounts::verify_email(&state, &body.token).await {
         Ok(_) => Html(page("Email confirmed", "<p>Thank you. Your email address is confirmed.</p>")).into_response(),
         Err(e) => refused("Link not valid", e),
@@ -79,7 +78,11 @@ pub struct ResetForm {
 }
 
 /// `POST /reset-password` (the page's form).
-pub async fn reset_form(State(state): State<AppState>, client: ClientMeta, Form(f): Form<ResetForm>) -> Response {
+pub async fn reset_form(
+    State(state): State<AppState>,
+    client: ClientMeta,
+    PageForm(f): PageForm<ResetForm>,
+) -> Response {
     match accounts::confirm_reset(&state, &f.token, f.password, &client).await {
         Ok(_) => Html(page("Password changed", "<p>Your password is set. Sign in with it now.</p>")).into_response(),
         Err(e) => refused("Not changed", e),
@@ -92,7 +95,7 @@ pub async fn confirm_email_page(Query(q): Query<TokenQuery>) -> Html<String> {
 }
 
 /// `POST /confirm-email` (the page's form).
-pub async fn confirm_email_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+pub async fn confirm_email_form(State(state): State<AppState>, PageForm(body): PageForm<TokenQuery>) -> Response {
     match privacy::rectify::confirm_email_change(&state, &body.token).await {
         Ok(_) => Html(page("Email changed", "<p>This is now your account's email address.</p>")).into_response(),
         Err(e) => refused("Link not valid", e),
@@ -105,7 +108,7 @@ pub async fn cancel_deletion_page(Query(q): Query<TokenQuery>) -> Html<String> {
 }
 
 /// `POST /cancel-deletion` (the page's form).
-pub async fn cancel_deletion_form(State(state): State<AppState>, Form(body): Form<TokenQuery>) -> Response {
+pub async fn cancel_deletion_form(State(state): State<AppState>, PageForm(body): PageForm<TokenQuery>) -> Response {
     match privacy::deletion::cancel(&state, &body.token).await {
         Ok(()) => Html(page(
             "Deletion cancelled",

@@ -8,7 +8,37 @@
 pub mod account_pages;
 pub mod viewer;
 
-use axum::response::{Html, IntoResponse};
+use axum::extract::{FromRequest, Request};
+use axum::response::{Html, IntoResponse, Response};
+
+/// axum's `Form` for a page's form: a body that is not a form (wrong
+/// content type, unreadable fields) gets a page saying so with the right
+/// status (415, 422, 400), not a bare text line.
+pub struct PageForm<T>(pub T);
+
+impl<S, T> FromRequest<S> for PageForm<T>
+where
+    axum::Form<T>: FromRequest<S, Rejection = axum::extract::rejection::FormRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(PageForm(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let message = if status == axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    "This form must be sent as application/x-www-form-urlencoded.".to_string()
+                } else {
+                    rejection.body_text()
+                };
+                let body = page("The form could not be read", &format!("<p>{}</p>", html_escape(&message)));
+                Err((status, Html(body)).into_response())
+            }
+        }
+    }
+}
 
 /// Escape text for HTML element content and quoted attribute values.
 pub fn html_escape(s: &str) -> String {

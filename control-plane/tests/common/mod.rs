@@ -54,7 +54,8 @@ macro_rules! on_both_databases {
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
+    // The admin listener of every test control plane on a port of its own.
+    let mut cfg = Config { admin_listen: "127.0.0.1:0".into(), ..Config::default() };
     cfg.email.outbox_dir = dir.join("outbox");
     cfg.stores.public = imgcdn_shared::storage::StoreConfig::fs(dir.join("store").to_string_lossy());
     cfg.stores.recovery = imgcdn_shared::storage::StoreConfig::fs(dir.join("recovery").to_string_lossy());

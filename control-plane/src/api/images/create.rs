@@ -117,6 +117,7 @@ async fn create_with(
     .await;
     match result {
         Ok(row) => {
+            state.metrics.upload(row.status.as_str(), row.bytes as usize);
             let body = shape(&row, &state.cfg, anonymous);
             if let Some(claim) = claim {
                 claim.finish(201, &body.to_string()).await?;
@@ -124,6 +125,8 @@ async fn create_with(
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         Err(e) => {
+            let outcome = if matches!(e, ApiError::MediaBlocked(_)) { "blocked" } else { "refused" };
+            state.metrics.upload(outcome, 0);
             if let Some(claim) = claim {
                 claim.release().await;
             }
