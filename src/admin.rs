@@ -260,7 +260,10 @@ async fn sweep_cmd(
     match sweep::run_leased(&state, &holder, &mut bar).await? {
         None => Err("another control plane is sweeping right now (the sweep lease is held); try again later".into()),
         Some(s) => {
-            println!("{s:#?}");
+            for (step, n) in s.per_step() {
+                println!("{step:<20} {n:>8}");
+            }
+            println!("{:<20} {:>8}", "errors", s.errors);
             if s.errors > 0 {
                 Err(format!("{} items failed (see the log); the next sweep retries them", s.errors))
             } else {

@@ -20,16 +20,7 @@ use std::sync::RwLock;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    #[default]
-    Text,
-    /// One JSON object per line (timestamp, level, target, fields), for log
-    /// collectors.
-    Json,
-}
+pub use imgcdn_shared::config::LogFormat;
 
 /// Install the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init(format: LogFormat) {

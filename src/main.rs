@@ -11,16 +11,13 @@ mod admin;
 mod logging;
 mod put;
 
-/// See Cargo.toml: memory freed after a burst goes back to the system.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use imgcdn_control_plane::{Config as CpConfig, ControlPlane};
 use imgcdn_edge::{Edge, EdgeConfig};
+use imgcdn_shared::config::LogFormat;
 use imgcdn_shared::storage::StoreConfig;
 use pingora_core::server::UnixShutdownSignalWatch;
 
@@ -30,9 +27,9 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// How log lines are written to stderr: `text`, or `json` (one object
-    /// per line) for a log collector.
-    #[arg(long, global = true, value_enum, default_value_t, env = "IMGCDN_LOG_FORMAT")]
-    log_format: logging::LogFormat,
+    /// per line) for a log collector. Overrides `log_format` in the config.
+    #[arg(long, global = true, env = "IMGCDN_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -110,9 +107,12 @@ impl ListenArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // The flag, else the config's `log_format` (read first), else text.
+    let flag = cli.log_format.as_deref().map(|f| if f == "json" { LogFormat::Json } else { LogFormat::Text });
+    let log_from = |configured: LogFormat| logging::init(flag.unwrap_or(configured));
     match cli.command {
         Command::Dev { data_dir, listen, api_listen, api_admin_listen } => {
+            log_from(LogFormat::Text);
             dev(data_dir, listen, api_listen, api_admin_listen)
         }
         Command::Edge { config, listen, check } => {
@@ -142,6 +142,7 @@ fn main() -> ExitCode {
                     }
                 };
             }
+            log_from(cfg.log_format);
             run_edge(cfg)
         }
         Command::ControlPlane { config, listen, check } => {
@@ -160,14 +161,19 @@ fn main() -> ExitCode {
                 println!("{}", redacted_toml(&cfg));
                 return ExitCode::SUCCESS;
             }
+            log_from(cfg.log_format);
             run_control_plane(cfg)
         }
-        Command::Put(args) => put::run(args),
+        Command::Put(args) => {
+            log_from(LogFormat::Text);
+            put::run(args)
+        }
         Command::Admin { config, command } => {
             let cfg = match control_plane_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            log_from(cfg.log_format);
             admin::run(cfg, command)
         }
     }

@@ -8,9 +8,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{PgDatabase, BIN};
+use common::{mailed_token, PgDatabase, BIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -69,29 +69,6 @@ fn start(dir: &Path, database_url: &str) -> ControlPlaneProcess {
 }
 
 /// Wait for a mail to `to` in the outbox whose body links to `path`; return the token.
-fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        for f in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-            let raw = std::fs::read_to_string(f.path()).unwrap_or_default();
-            // Decode only what says it is quoted-printable: a plain body's "=AB" is text.
-            let text = if raw.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
-                common::decode_quoted_printable(&raw)
-            } else {
-                raw
-            };
-            if text.contains(&format!("To: {to}\r\n")) {
-                if let Some(i) = text.find(&format!("{path}?token=")) {
-                    let rest = &text[i + path.len() + 7..];
-                    return rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no mail to {to} with a {path} link in {}", outbox.display());
-}
-
 struct Session {
     cookie: String,
     csrf: String,

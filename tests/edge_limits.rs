@@ -106,6 +106,7 @@ async fn slow_readers_of_a_large_object_keep_memory_bounded() {
     }
     let margin_kib = 48 * 1024;
     let grown = peak.saturating_sub(baseline);
+    eprintln!("slow readers: baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB");
     assert!(
         grown <= budget / 1024 + margin_kib,
         "40 slow readers of a {LARGE}-byte object grew the edge by {grown} KiB (baseline {baseline} KiB); \

@@ -159,7 +159,7 @@ fn check_prints_the_effective_config_without_a_secret() {
     let cp = dir.path().join("cp.toml");
     std::fs::write(
         &cp,
-        "[email]\ntransport = \"smtp\"\nsmtp_host = \"smtp.example.com\"\nsmtp_username = \"u\"\n\
+        "log_format = \"json\"\n[email]\ntransport = \"smtp\"\nsmtp_host = \"smtp.example.com\"\nsmtp_username = \"u\"\n\
          smtp_password = \"mail-password\"\n",
     )
     .unwrap();
@@ -167,6 +167,7 @@ fn check_prints_the_effective_config_without_a_secret() {
     assert!(ok, "{err}");
     assert!(!out.contains("mail-password"), "{out}");
     assert!(out.contains("smtp.example.com") && out.contains("admin_listen"), "{out}");
+    assert!(out.contains("log_format = \"json\""), "{out}");
 }
 
 #[test]
@@ -237,4 +238,125 @@ fn logs_can_be_json_and_keep_the_operators_own_addresses() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!edge.log().contains(&format!("<addr>:{}", cp.port())), "{}", edge.log());
+}
+
+/// A real Prometheus scrapes a running edge and control plane with the
+/// alert rules of `deploy/` loaded: every rule evaluates without error, and
+/// every query of the Grafana dashboard runs, the main ones with data.
+#[tokio::test]
+async fn prometheus_scrapes_both_and_runs_every_rule_and_dashboard_query() {
+    if promtool().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let cp = ControlPlaneProcess::start(dir.path(), &CpOpts::new(&edge.base));
+    let c = client();
+    for _ in 0..3 {
+        c.get(format!("{}/aaaaaaaa.png", edge.base)).send().await.unwrap();
+        c.get(format!("{}/v1/usage", cp.base)).send().await.unwrap();
+    }
+
+    let host = |url: &str| url.trim_start_matches("http://").to_string();
+    let prom_dir = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    std::fs::copy(repo().join("deploy/prometheus/alerts.yml"), prom_dir.join("alerts.yml")).unwrap();
+    std::fs::write(
+        prom_dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\nscrape_configs:\n\
+             \x20 - job_name: imgcdn-control-plane\n    static_configs:\n      - targets: [\"{cp}\"]\n\
+             \x20 - job_name: imgcdn-edge\n    static_configs:\n      - targets: [\"{edge}\"]\n",
+            cp = host(&cp.admin),
+            edge = host(&edge.admin),
+        ),
+    )
+    .unwrap();
+    let listen = free_addr();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", prom_dir.join("data").display()))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian's package) is installed with promtool");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut prometheus);
+    let api = format!("http://{listen}/api/v1");
+    let query = |q: String| {
+        let c = c.clone();
+        let api = api.clone();
+        async move {
+            let r = c.get(format!("{api}/query")).query(&[("query", q.as_str())]).send().await;
+            match r {
+                Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            }
+        }
+    };
+    // Both targets up, with a few scrapes behind them (rates need two).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let value = |r: serde_json::Value| -> f64 {
+            r["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        };
+        let up = query("count(up == 1)".into()).await;
+        let scrapes = query("min(count_over_time(up[1m]))".into()).await;
+        if value(up.clone()) >= 2.0 && value(scrapes) >= 4.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Prometheus never scraped both: {up}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
+    // Every alert rule evaluated without error.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rules: serde_json::Value = c.get(format!("{api}/rules")).send().await.unwrap().json().await.unwrap();
+        let all: Vec<&serde_json::Value> =
+            rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+        assert!(all.len() >= 10, "{rules}");
+        let bad: Vec<_> = all.iter().filter(|r| r["health"] != "ok").collect();
+        if bad.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "rules not healthy: {bad:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
+    // Every dashboard query, with Grafana's variables filled in.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/imgcdn.json")).unwrap()).unwrap();
+    fn exprs(panel: &serde_json::Value, out: &mut Vec<String>) {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            out.extend(t["expr"].as_str().map(String::from));
+        }
+        for p in panel["panels"].as_array().into_iter().flatten() {
+            exprs(p, out);
+        }
+    }
+    let mut all = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        exprs(p, &mut all);
+    }
+    assert!(all.len() >= 20, "{} queries", all.len());
+    let mut with_data = 0;
+    for expr in &all {
+        let q = expr.replace("$__rate_interval", "1m").replace("$edge", ".*").replace("$cp", ".*");
+        let r = query(q.clone()).await;
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        if r["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+            with_data += 1;
+        }
+    }
+    // Queries of things that did not happen (errors, evictions) may be
+    // empty; most must show data from what the two programs export.
+    assert!(with_data * 3 >= all.len() * 2, "only {with_data} of {} dashboard queries have data", all.len());
 }

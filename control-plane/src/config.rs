@@ -17,6 +17,8 @@ pub struct Config {
     pub listen: String,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`): keep it private.
     pub admin_listen: String,
+    /// `text` or `json` (one object per line).
+    pub log_format: imgcdn_shared::config::LogFormat,
     /// `sqlite://path/to/file.db` (embedded default) or `postgres://…`.
     pub database_url: String,
     /// Base URL of this service as users reach it: links in emails point here.
@@ -334,6 +336,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8090".into(),
             admin_listen: "127.0.0.1:8091".into(),
+            log_format: Default::default(),
             database_url: "sqlite://./data/imgcdn.db".into(),
             public_base_url: "http://127.0.0.1:8090".into(),
             cookie_secure: true,

@@ -17,6 +17,8 @@ pub struct EdgeConfig {
     pub listen: Vec<String>,
     /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it private.
     pub admin_listen: String,
+    /// `text` or `json` (one object per line).
+    pub log_format: imgcdn_shared::config::LogFormat,
     /// Allow HTTP/2 over cleartext (prior knowledge) on the public listeners.
     pub h2c: bool,
     /// Worker threads for the public service.
@@ -235,6 +237,7 @@ impl Default for EdgeConfig {
         EdgeConfig {
             listen: vec!["127.0.0.1:8080".into()],
             admin_listen: "127.0.0.1:9080".into(),
+            log_format: Default::default(),
             h2c: true,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             grace_period_secs: 5,

@@ -2,7 +2,19 @@
 //! each with its path and, where the file has it, its line.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a program writes its log lines (`log_format` in either config; the
+/// `--log-format` flag overrides it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// A key that could not be read: where it is and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

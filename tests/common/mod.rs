@@ -584,3 +584,28 @@ pub fn read_raw_response(r: &mut impl std::io::BufRead, head: bool) -> Option<Ra
     r.read_exact(&mut body).ok()?;
     Some(RawResponse { status, headers, body })
 }
+
+/// The token of a `{path}?token=…` link mailed to `to` in a file
+/// outbox (waits for the mail).
+pub fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for f in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+            let raw = std::fs::read_to_string(f.path()).unwrap_or_default();
+            // Decode only what says it is quoted-printable: a plain body's "=AB" is text.
+            let text = if raw.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
+                decode_quoted_printable(&raw)
+            } else {
+                raw
+            };
+            if text.contains(&format!("To: {to}\r\n")) {
+                if let Some(i) = text.find(&format!("{path}?token=")) {
+                    let rest = &text[i + path.len() + 7..];
+                    return rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no mail to {to} with a {path} link in {}", outbox.display());
+}

@@ -301,6 +301,11 @@ fn nonempty(max: u32) -> Value {
     json!({ "type": "string", "minLength": 1, "maxLength": max })
 }
 
+/// Text that must say something (not only spaces).
+fn required_text() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": crate::moderation::reports::MAX_TEXT, "pattern": "\\S" })
+}
+
 /// A display name: 1 to 100 characters after trimming, no control characters.
 fn display_name() -> Value {
     json!({ "type": "string", "minLength": 1, "maxLength": 100,
@@ -309,6 +314,12 @@ fn display_name() -> Value {
 
 fn s(t: &str) -> Value {
     json!({ "type": t })
+}
+
+/// A lifetime: seconds, or `5m` / `2h` / `7d` (null: the default).
+fn ttl() -> Value {
+    json!({ "nullable": true, "description": "seconds, or 5m / 2h / 7d; 300 s to 90 days",
+            "oneOf": [{ "type": "integer" }, { "type": "string" }] })
 }
 
 fn nullable(t: &str) -> Value {
@@ -344,9 +355,12 @@ fn schemas() -> Value {
         "Upload": obj(&[("file", json!({"type": "string", "format": "binary"})), ("caption", s("string")), ("public", s("boolean")),
             ("ttl", json!({"type": "string", "description": "seconds, or 5m / 2h / 7d; 300 s to 90 days"})),
             ("labels", json!({"type": "string", "description": "JSON object of strings"})), ("metadata", json!({"type": "string", "description": "JSON object"}))], &["file"]),
-        "Import": obj(&[("url", s("string")), ("caption", s("string")), ("public", s("boolean")), ("ttl", s("string")), ("labels", s("object")), ("metadata", s("object"))], &["url"]),
-        "ImagePatch": obj(&[("caption", nullable("string")), ("public", s("boolean")), ("labels", s("object")), ("metadata", s("object")), ("ttl", s("string"))], &[]),
-        "Ids": obj(&[("ids", json!({"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 100}))], &["ids"]),
+        "Import": obj(&[("url", s("string")), ("caption", s("string")), ("public", s("boolean")), ("ttl", ttl()), ("labels", s("object")), ("metadata", s("object"))], &["url"]),
+        // In a PATCH, a field left out or null is left as it is (a null
+        // caption clears it).
+        "ImagePatch": obj(&[("caption", nullable("string")), ("public", nullable("boolean")), ("labels", nullable("object")),
+            ("metadata", nullable("object")), ("ttl", ttl())], &[]),
+        "Ids": obj(&[("ids", json!({"type": "array", "items": {"type": "string", "description": "an id that is not found is reported in `errors`"}, "minItems": 1, "maxItems": 100}))], &["ids"]),
         "User": obj(&[("id", s("string")), ("object", s("string")), ("email", s("string")), ("name", s("string")), ("email_verified", s("boolean")),
             ("personal_team_id", s("string")), ("marketing_emails", s("boolean")), ("created_at", s("string"))], &["id", "email"]),
         "Session": obj(&[("object", s("string")), ("user", json!({"$ref": "#/components/schemas/User"})), ("csrf_token", s("string"))], &["user", "csrf_token"]),
@@ -355,7 +369,7 @@ fn schemas() -> Value {
             ("name", s("string")), ("abilities", s("array")), ("created", s("string")), ("last_used", nullable("string"))], &["id"]),
         "List": obj(&[("object", s("string")), ("data", s("array"))], &["object", "data"]),
         "Signup": obj(&[("email", email()), ("name", display_name()), ("password", new_password()), ("marketing_emails", s("boolean")),
-            ("age_confirmed", json!({"type": "boolean", "description": "the person is at least 16; must be true"}))], &["email", "name", "password", "age_confirmed"]),
+            ("age_confirmed", json!({"type": "boolean", "enum": [true], "description": "the person is at least 16; must be true"}))], &["email", "name", "password", "age_confirmed"]),
         "Login": obj(&[("email", email()), ("password", nonempty(1024))], &["email", "password"]),
         "Token": obj(&[("token", nonempty(512))], &["token"]),
         "Email": obj(&[("email", email())], &["email"]),
@@ -363,25 +377,27 @@ fn schemas() -> Value {
         "Role": obj(&[("role", json!({"type": "string", "enum": ["owner", "admin", "member"]}))], &["role"]),
         "Invite": obj(&[("email", email()), ("role", json!({"type": "string", "enum": ["owner", "admin", "member"]}))], &["email"]),
         "CreateKey": obj(&[("name", display_name()), ("abilities", json!({"type": "array", "items": {"type": "string", "enum": ["read", "write"]}}))], &["name"]),
-        "LegacyKey": obj(&[("email", email()), ("name", s("string"))], &["email"]),
+        "LegacyKey": obj(&[("email", email()), ("name", nullable("string"))], &["email"]),
         "ChangePassword": obj(&[("current_password", nonempty(1024)), ("new_password", new_password())], &["current_password", "new_password"]),
         "ResetConfirm": obj(&[("token", nonempty(512)), ("password", new_password())], &["token", "password"]),
-        "Settings": obj(&[("name", display_name()), ("marketing_emails", s("boolean")), ("restrict_processing", s("boolean")),
-            ("object_to_processing", s("boolean"))], &[]),
+        "Settings": obj(&[("name", { let mut n = display_name(); n["nullable"] = json!(true); n }),
+            ("marketing_emails", nullable("boolean")), ("restrict_processing", nullable("boolean")),
+            ("object_to_processing", nullable("boolean"))], &[]),
         "Deletion": obj(&[("password", s("string")), ("object", s("string")), ("status", s("string")), ("erased_at", s("string"))], &[]),
         "Export": obj(&[("id", s("string")), ("object", s("string")), ("state", json!({"type": "string", "enum": ["queued", "building", "ready", "failed"]})),
             ("created_at", s("string")), ("ready_at", nullable("string")), ("expires_at", nullable("string")),
             ("bytes", nullable("integer")), ("download_url", nullable("string"))], &["id", "state"]),
         "EmailChange": obj(&[("email", email()), ("password", nonempty(1024))], &["email", "password"]),
-        "Report": obj(&[("image", json!({"type": "string", "description": "image id, viewer URL or CDN URL"})),
+        "Report": obj(&[("image", json!({"type": "string", "minLength": 1, "description": "image id, viewer URL or CDN URL"})),
             ("reason", json!({"type": "string", "enum": crate::moderation::reports::REPORT_REASONS})),
-            ("details", s("string")), ("contact_email", s("string"))], &["image", "reason"]),
-        "DmcaNotice": obj(&[("image", s("string")), ("claimant_name", s("string")), ("claimant_email", s("string")),
-            ("claimant_address", s("string")), ("claimant_phone", s("string")), ("work", s("string")),
-            ("good_faith", s("boolean")), ("accurate_under_penalty_of_perjury", s("boolean")), ("signature", s("string"))],
+            ("details", s("string")), ("contact_email", email())], &["image", "reason"]),
+        "DmcaNotice": obj(&[("image", nonempty(2048)), ("claimant_name", required_text()), ("claimant_email", email()),
+            ("claimant_address", required_text()), ("claimant_phone", s("string")), ("work", required_text()),
+            ("good_faith", json!({"type": "boolean", "enum": [true]})),
+            ("accurate_under_penalty_of_perjury", json!({"type": "boolean", "enum": [true]})), ("signature", required_text())],
             &["image", "claimant_name", "claimant_email", "claimant_address", "work", "good_faith", "accurate_under_penalty_of_perjury", "signature"]),
-        "CounterNotice": obj(&[("token", s("string")), ("name", s("string")), ("address", s("string")), ("statement", s("string")),
-            ("consent_to_jurisdiction", s("boolean")), ("signature", s("string"))],
+        "CounterNotice": obj(&[("token", nonempty(512)), ("name", required_text()), ("address", required_text()), ("statement", required_text()),
+            ("consent_to_jurisdiction", json!({"type": "boolean", "enum": [true]})), ("signature", required_text())],
             &["token", "name", "address", "statement", "consent_to_jurisdiction", "signature"]),
         "Received": obj(&[("id", s("string")), ("object", s("string")), ("status", s("string"))], &["id", "status"]),
     })
@@ -408,7 +424,7 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
                 "comma-separated image ids (at most 50): these images, in this order, no paging",
             ),
             json!({ "name": "label", "in": "query", "required": false, "style": "deepObject", "explode": true,
-                    "schema": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "schema": { "type": "object" },
                     "description": "label[key]=value: only images with these labels" }),
         ],
         ("get", "/v1/teams/{team_id}/requests") => vec![cursor(), limit()],
@@ -447,7 +463,11 @@ pub fn document() -> Value {
     for o in OPERATIONS {
         let page = is_page(o.path);
         let error = if page {
-            json!({ "description": "Error (a page saying what went wrong)", "content": { "text/html": { "schema": { "type": "string" } } } })
+            // A page says what went wrong; the rate limiter answers in the
+            // API's error shape.
+            json!({ "description": "Error (a page saying what went wrong)", "content": {
+                "text/html": { "schema": { "type": "string" } },
+                "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
         } else {
             json!({ "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
         };

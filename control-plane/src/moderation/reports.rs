@@ -32,7 +32,7 @@ use crate::AppState;
 pub const REPORT_REASONS: &[&str] =
     &["csam", "terrorism", "violence", "nudity", "harassment", "privacy", "self_harm", "spam", "other"];
 
-const MAX_TEXT: usize = 4000;
+pub const MAX_TEXT: usize = 4000;
 
 /// The image a report or notice names: an id, a viewer URL (`…/{id}`) or a
 /// CDN URL (`…/{shard}/{id}.{ext}`, query ignored).

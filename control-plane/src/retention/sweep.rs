@@ -95,23 +95,31 @@ pub struct Swept {
     pub errors: u64,
 }
 
+impl Swept {
+    /// Items handled by each step of [`STEPS`], in order.
+    pub fn per_step(&self) -> Vec<(&'static str, u64)> {
+        let s = self;
+        let counts = [
+            s.completed + s.failed,
+            s.redone,
+            s.expired,
+            s.erased,
+            s.restored,
+            s.reaped,
+            s.exports,
+            s.sessions,
+            s.email_tokens,
+            s.invitations,
+            s.idempotency_records,
+            s.request_log,
+        ];
+        STEPS.iter().copied().zip(counts).collect()
+    }
+}
+
 /// Add a pass to the process's metrics.
 fn record(metrics: &crate::metrics::Metrics, s: &Swept, now: i64) {
-    let counts = [
-        s.completed + s.failed,
-        s.redone,
-        s.expired,
-        s.erased,
-        s.restored,
-        s.reaped,
-        s.exports,
-        s.sessions,
-        s.email_tokens,
-        s.invitations,
-        s.idempotency_records,
-        s.request_log,
-    ];
-    for (step, n) in STEPS.iter().zip(counts) {
+    for (step, n) in s.per_step() {
         metrics.sweep_items.with_label_values(&[step]).inc_by(n);
     }
     metrics.sweep_errors.inc_by(s.errors);

@@ -57,6 +57,9 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let team = who.team(&state).await?;
+    // Checked even where it does not apply (with `ids`), so a bad value is
+    // always refused the same way.
+    let limit = cursor::limit(q.get("limit"))?;
     if let Some(ids) = q.get("ids") {
         let ids: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         if ids.len() > 50 {
@@ -74,7 +77,6 @@ pub async fn list(
             json!({ "object": "list", "data": data, "pagination": { "next_cursor": null, "has_more": false } }),
         ));
     }
-    let limit = cursor::limit(q.get("limit"))?;
     let labels: Vec<(String, String)> = q
         .iter()
         .filter_map(|(k, v)| {
