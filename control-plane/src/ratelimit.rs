@@ -125,7 +125,11 @@ impl RateLimiter {
             state: Mutex::new(State {
                 day,
                 secret: rand::rng().random(),
-                entries: IndexMap::new(),
+                // Room for every subject from the start: growing by doubling
+                // copied the table each time and left the old ones to the
+                // allocator (the process grew far past the table's size);
+                // pages of the reserved room are only touched as it fills.
+                entries: IndexMap::with_capacity(max_subjects.max(1)),
                 swept_at_len: 0,
                 swept_at: 0,
             }),

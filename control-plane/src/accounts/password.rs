@@ -11,13 +11,21 @@
 //! at once. Logging in with an unknown email verifies
 //! against a dummy hash, so it costs the same time as a wrong password and
 //! gives the same answer.
+//!
+//! Each hashing thread keeps its 19 MiB of argon2 memory for its whole life
+//! and reuses it for every hash ([`with_memory`]): the process's hashing
+//! memory is exactly slots × 19 MiB, whatever the allocator does with large
+//! blocks that are freed and allocated again (glibc's kept every freed one
+//! in the thread's arena and raised its mmap threshold past them).
+
+use std::cell::RefCell;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::config::PasswordConfig;
@@ -27,6 +35,23 @@ use crate::error::ApiError;
 const BUSY_RETRY_SECS: u64 = 2;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// A hashing thread's argon2 memory, reused by every hash it computes.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's argon2 memory, sized to `blocks`. Only the
+/// hashing threads call it (their jobs), so only they hold such memory.
+fn with_memory<T>(blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() != blocks {
+            *m = vec![Block::default(); blocks];
+        }
+        f(&mut m)
+    })
+}
 
 /// `n` threads running jobs from one channel. The channel holds at most
 /// `n` jobs: the semaphore admits only that many at once.
@@ -84,7 +109,9 @@ impl Passwords {
             max_waiting: cfg.max_waiting_hashes,
             computed: Arc::new(AtomicU64::new(0)),
         };
-        p.dummy = p.hash_now(&crate::secrets::random_token(16));
+        // On this thread, in memory freed at once (it is not a hashing thread).
+        let mut memory = vec![Block::default(); p.params.block_count()];
+        p.dummy = p.hash_in(&crate::secrets::random_token(16), &mut memory);
         p
     }
 
@@ -149,9 +176,59 @@ impl Passwords {
         Ok(())
     }
 
-    fn hash_now(&self, password: &str) -> String {
+    /// The PHC string of `password` hashed with the configured parameters
+    /// in `memory` (at least `params.block_count()` blocks).
+    fn hash_in(&self, password: &str, memory: &mut [Block]) -> String {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon().hash_password(password.as_bytes(), &salt).expect("argon2 hashing").to_string()
+        let mut raw_salt = [0u8; 64];
+        let raw_salt = salt.decode_b64(&mut raw_salt).expect("a generated salt decodes");
+        let len = self.params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let argon = self.argon();
+        let output = Output::init_with(len, |out| {
+            argon
+                .hash_password_into_with_memory(password.as_bytes(), raw_salt, out, &mut *memory)
+                .map_err(|_| argon2::password_hash::Error::Password)
+        })
+        .expect("argon2 hashing");
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).expect("validated params"),
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        }
+        .to_string()
+    }
+
+    /// Hash on this thread with its reused memory (a hashing thread).
+    fn hash_now(&self, password: &str) -> String {
+        with_memory(self.params.block_count(), |memory| self.hash_in(password, memory))
+    }
+
+    /// Whether `password` matches the PHC string `stored` (any argon2
+    /// variant and parameters), computed in this thread's reused memory.
+    fn verify_now(password: &str, stored: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(stored) else { return false };
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+        let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
+            return false;
+        };
+        let version = match hash.version.map(Version::try_from).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let mut raw_salt = [0u8; 64];
+        let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else { return false };
+        let argon = Argon2::new(algorithm, version, params.clone());
+        with_memory(params.block_count(), |memory| {
+            Output::init_with(expected.len(), |out| {
+                argon
+                    .hash_password_into_with_memory(password.as_bytes(), raw_salt, out, &mut *memory)
+                    .map_err(|_| argon2::password_hash::Error::Password)
+            })
+            // `Output`'s equality is constant-time.
+            .is_ok_and(|computed| computed == expected)
+        })
     }
 
     /// Hash on a blocking thread, within the bound.
@@ -167,10 +244,7 @@ impl Passwords {
         self.bounded(move || {
             let real = stored.is_some();
             let hash = stored.unwrap_or_else(|| this.dummy.clone());
-            let ok = PasswordHash::new(&hash)
-                .map(|h| this.argon().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false);
-            ok && real
+            Passwords::verify_now(&password, &hash) && real
         })
         .await
     }
@@ -222,6 +296,28 @@ mod tests {
             assert!(w.await.unwrap().unwrap().starts_with("$argon2id$"));
         }
         assert_eq!(p.computed(), 2);
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let p = fast();
+        // Ours verify with the crate's verifier, the crate's (as stored by
+        // earlier versions, and with other parameters) with ours.
+        let ours = p.hash_now("correct horse battery");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(p.argon().verify_password(b"correct horse battery", &parsed).is_ok());
+        let params = Params::new(128, 2, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"tulip-Orbit-94", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(Passwords::verify_now("tulip-Orbit-94", &theirs));
+        assert!(!Passwords::verify_now("tulip-Orbit-95", &theirs));
+        assert!(!Passwords::verify_now("tulip-Orbit-94", "not a hash"));
+        // Reusing the memory across sizes gives the same answers.
+        assert!(Passwords::verify_now("correct horse battery", &ours));
+        assert!(Passwords::verify_now("tulip-Orbit-94", &theirs));
     }
 
     #[test]
