@@ -110,6 +110,9 @@ pub struct UploadConfig {
     /// (each decode reserves its cost from the image's header: width ×
     /// height × bytes per pixel at its real bit depth, plus buffers).
     pub decode_budget_bytes: u64,
+    /// Threads that decode uploads (0: one per core). Decoding is CPU-bound:
+    /// more threads than cores only hold more memory at once.
+    pub decode_threads: usize,
     /// How long an upload waits for room in a budget before a 503.
     pub budget_wait_ms: u64,
 }
@@ -205,6 +208,7 @@ impl Default for UploadConfig {
             import_allow: Vec::new(),
             body_budget_bytes: 1024 * 1024 * 1024,
             decode_budget_bytes: 1024 * 1024 * 1024,
+            decode_threads: 0,
             budget_wait_ms: 10_000,
         }
     }

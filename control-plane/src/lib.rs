@@ -51,6 +51,7 @@ mod state;
 pub mod sync;
 pub mod teams;
 pub mod web;
+pub mod workers;
 
 pub use config::Config;
 pub use db::Db;

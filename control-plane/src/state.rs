@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::{accounts, images, metrics, moderation, ratelimit, requestlog, sync};
+use crate::{accounts, images, metrics, moderation, ratelimit, requestlog, sync, workers};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +28,8 @@ pub struct AppState {
     pub body_budget: Arc<images::budget::MemoryBudget>,
     /// Memory of image decoding, over all uploads.
     pub decode_budget: Arc<images::budget::MemoryBudget>,
+    /// The threads that decode uploads and run the detector.
+    pub decoders: workers::Workers,
     /// The blocklist and the classifiers uploads go through.
     pub classifiers: Arc<moderation::pipeline::Classifiers>,
     /// Wakes the classification job loop after an upload queued a job.
@@ -62,6 +64,7 @@ impl AppState {
             request_log: requestlog::RequestLog::start(db.clone()),
             body_budget: budget(cfg.uploads.body_budget_bytes),
             decode_budget: budget(cfg.uploads.decode_budget_bytes),
+            decoders: workers::Workers::new("decode", cfg.uploads.decode_threads),
             stores: Arc::new(images::store::Stores::open(
                 &cfg.stores.public,
                 &cfg.stores.staging,

@@ -195,15 +195,17 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     // the decoder's buffers, and the copy of the file that stripping makes.
     let cost = decode_cost(&file).map_err(|e| ApiError::validation("file", e.to_string()))?;
     let decoding = state.decode_budget.reserve(cost + file.len() as u64).await.map_err(|e| e.into_api("process"))?;
-    let (inspected, pixels, hashes) = tokio::task::spawn_blocking(move || {
-        let _decoding = decoding;
-        let (inspected, pixels) = inspect_with_pixels(file, &limits, CLASSIFY_SIDE)?;
-        let hashes = pipeline::hashes(&inspected.bytes, pixels.as_ref());
-        Ok::<_, InspectError>((inspected, pixels, hashes))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("inspect task: {e}")))?
-    .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
+    let (inspected, pixels, hashes) = state
+        .decoders
+        .run(move || {
+            let _decoding = decoding;
+            let (inspected, pixels) = inspect_with_pixels(file, &limits, CLASSIFY_SIDE)?;
+            let hashes = pipeline::hashes(&inspected.bytes, pixels.as_ref());
+            Ok::<_, InspectError>((inspected, pixels, hashes))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e: InspectError| ApiError::validation("file", e.to_string()))?;
     if inspected.format == imgcdn_shared::Format::Svg && inspected.bytes.len() as u64 > plan.max_svg_bytes {
         return Err(too_large(anonymous, plan.max_svg_bytes));
     }

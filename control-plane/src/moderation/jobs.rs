@@ -96,12 +96,14 @@ async fn run_one(state: &AppState, image_id: &str, attempts: i64) -> Result<bool
         let cost = imgcdn_media::decode_cost(&bytes).map_err(|e| err(&e))?;
         let decoding = state.decode_budget.reserve(cost).await.map_err(|e| format!("{e:?}"))?;
         let copy = bytes.clone();
-        tokio::task::spawn_blocking(move || {
-            let _decoding = decoding;
-            imgcdn_media::inspect_with_pixels(copy, &limits, classify::CLASSIFY_SIDE).ok().and_then(|(_, p)| p)
-        })
-        .await
-        .map_err(|e| err(&e))?
+        state
+            .decoders
+            .run(move || {
+                let _decoding = decoding;
+                imgcdn_media::inspect_with_pixels(copy, &limits, classify::CLASSIFY_SIDE).ok().and_then(|(_, p)| p)
+            })
+            .await
+            .map_err(|e| err(&e))?
     } else {
         None
     };
