@@ -246,7 +246,10 @@ fn control_plane_config(path: Option<&Path>) -> Result<CpConfig, ExitCode> {
         }
     };
     CpConfig::load(text.as_deref(), |k| std::env::var(k).ok()).map_err(|e| {
-        eprintln!("{e}");
+        match path {
+            Some(p) => eprintln!("{}: {e}", p.display()),
+            None => eprintln!("{e}"),
+        }
         ExitCode::from(2)
     })
 }
@@ -361,6 +364,18 @@ fn allow_in_logs_control_plane(cfg: &CpConfig) {
     logging::allow(own);
 }
 
+/// `url` with the password of its user info (`scheme://user:password@host`)
+/// replaced by `<redacted>`; anything else as it is.
+fn without_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// The effective configuration as TOML, every secret (tokens, passwords,
 /// secret keys; edge tokens by name) replaced by `<redacted>`: what
 /// `--check` prints.
@@ -374,6 +389,7 @@ fn redacted_toml(cfg: &impl serde::Serialize) -> String {
             }
             toml::Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secret)),
             other if secret => *other = toml::Value::String("<redacted>".into()),
+            toml::Value::String(url) => *url = without_url_password(url),
             _ => {}
         }
     }

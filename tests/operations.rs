@@ -163,9 +163,13 @@ fn check_prints_the_effective_config_without_a_secret() {
          smtp_password = \"mail-password\"\n",
     )
     .unwrap();
-    let (ok, out, err) = run(&["control-plane", "--check", "--config", cp.to_str().unwrap()], &[]);
+    let (ok, out, err) = run(
+        &["control-plane", "--check", "--config", cp.to_str().unwrap()],
+        &[("IMGCDN_DATABASE_URL", "postgres://imgcdn:db-password@db.internal:5432/imgcdn")],
+    );
     assert!(ok, "{err}");
-    assert!(!out.contains("mail-password"), "{out}");
+    assert!(!out.contains("mail-password") && !out.contains("db-password"), "{out}");
+    assert!(out.contains("postgres://imgcdn:<redacted>@db.internal:5432/imgcdn"), "{out}");
     assert!(out.contains("smtp.example.com") && out.contains("admin_listen"), "{out}");
     assert!(out.contains("log_format = \"json\""), "{out}");
 }
@@ -201,6 +205,13 @@ fn config_errors_come_all_at_once_with_file_and_line() {
     let (ok, _, err) = run(&["control-plane", "--check", "--config", cp.to_str().unwrap()], &[]);
     assert!(!ok);
     assert!(err.contains("line 2: listen_backlog") && err.contains("line 4: email.transport"), "{err}");
+    assert!(err.starts_with(&cp.display().to_string()), "the file is named: {err}");
+
+    // A syntax error at the start of a line points at that line.
+    std::fs::write(&cp, "listen = \"127.0.0.1:8090\"\nlisten = \"again\"\n").unwrap();
+    let (ok, _, err) = run(&["control-plane", "--check", "--config", cp.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(err.contains("line 2:"), "{err}");
 }
 
 #[test]

@@ -543,6 +543,9 @@ impl Config {
         if self.uploads.body_budget_bytes < self.plans.largest_file() {
             p.push("uploads.body_budget_bytes: must hold at least the largest file a plan allows".to_string());
         }
+        if self.uploads.decode_threads > 256 {
+            p.push("uploads.decode_threads: at most 256 (0: one per core)".to_string());
+        }
         if self.uploads.decode_budget_bytes < 64 * 1024 * 1024 {
             p.push("uploads.decode_budget_bytes: at least 64 MiB".to_string());
         }
@@ -604,7 +607,7 @@ impl Config {
 fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message();
     match e.span() {
-        Some(span) => format!("line {}: {message}", text[..span.start.min(text.len())].lines().count().max(1)),
+        Some(span) => format!("line {}: {message}", text[..span.start.min(text.len())].matches('\n').count() + 1),
         None => message.to_string(),
     }
 }

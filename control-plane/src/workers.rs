@@ -20,9 +20,10 @@ pub struct Workers {
     queue: mpsc::Sender<Job>,
 }
 
-/// The workers are gone (the process is shutting down).
+/// The job gave no result: it panicked, or the threads are gone (the
+/// process is shutting down).
 #[derive(Debug, thiserror::Error)]
-#[error("the {0} threads are gone")]
+#[error("the {0} job did not finish")]
 pub struct Gone(&'static str);
 
 impl Workers {
@@ -44,7 +45,12 @@ impl Workers {
                         Ok(Ok(job)) => job,
                         _ => return, // every sender is gone
                     };
-                    job();
+                    // A job that panics (a decoder bug on a hostile file)
+                    // fails alone: its caller gets an error, the thread
+                    // lives on for the next job.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a {name} job panicked; its request failed");
+                    }
                 })
                 .expect("spawn a worker thread");
         }
@@ -85,5 +91,15 @@ mod tests {
         }
         assert!(!names.is_empty() && names.len() <= 2, "{names:?}");
         assert!(names.iter().all(|n| n.starts_with("test-worker-")), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone() {
+        let w = Workers::new("test-panic", 1);
+        for _ in 0..3 {
+            assert!(w.run(|| panic!("a decoder bug")).await.is_err());
+        }
+        // The one thread still serves.
+        assert_eq!(w.run(|| 7).await.unwrap(), 7);
     }
 }

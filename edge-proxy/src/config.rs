@@ -291,7 +291,7 @@ impl EdgeConfig {
         let at = path.display();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{at}: {e}")]))?;
         let value: toml::Value = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             ConfigErrors(vec![format!("{at}: line {line}: {}", e.message())])
         })?;
         let (cfg, wrong) = imgcdn_shared::config::read_reporting_all::<EdgeConfig>(value);

@@ -153,9 +153,19 @@ impl StoreConfig {
         if self.instance_credentials() {
             return opts;
         }
-        for (key, env) in S3_CREDENTIALS.iter().chain([&("session_token", "AWS_SESSION_TOKEN")]) {
+        for (key, env) in S3_CREDENTIALS {
             if let Some(v) = self.credential(key, env) {
                 opts.insert(key.to_string(), v);
+            }
+        }
+        // A session token belongs to the key id it was issued with: the
+        // environment's only goes with the environment's key id.
+        let key_id_in_file = self.options.get("access_key_id").is_some_and(|v| !v.is_empty());
+        if !self.options.contains_key("session_token") && !key_id_in_file {
+            if let Ok(token) = std::env::var("AWS_SESSION_TOKEN").map(|t| t.trim().to_string()) {
+                if !token.is_empty() {
+                    opts.insert("session_token".into(), token);
+                }
             }
         }
         opts.insert("disable_config_load".into(), "true".into());
@@ -225,9 +235,8 @@ mod tests {
         let c: StoreConfig =
             toml::from_str("scheme = \"s3\"\nbucket = \"b\"\nregion = \"auto\"\naccess_key_id = \"AKIDFILE\"\n")
                 .unwrap();
-        // The secret comes from the environment when the file has none
-        // (read through a stand-in variable name so tests do not race on
-        // the real one).
+        // The environment's half is read in `tests/s3_e2e.rs` (processes
+        // of their own: setting variables here would race other tests).
         let opts = c.effective_options();
         assert_eq!(opts.get("access_key_id").map(String::as_str), Some("AKIDFILE"));
         assert_eq!(opts.get("disable_ec2_metadata").map(String::as_str), Some("true"));

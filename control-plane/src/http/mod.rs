@@ -92,9 +92,10 @@ pub fn router(state: AppState) -> Router {
         .merge(internal::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, deadline))
+        // Outside the deadline, so the 503s and 408s it answers are counted.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .layer(
             // Method and path only: no query string (it can hold one-time
             // tokens) and no client address.

@@ -294,7 +294,7 @@ fn email() -> Value {
 /// A new password under the default policy (`[passwords]` can change it).
 fn new_password() -> Value {
     json!({ "type": "string", "minLength": 10, "maxLength": 128,
-            "description": "at least 10 characters and 4 different ones by default; not the email or a common password" })
+            "description": "at least 10 characters and 4 different ones by default, at most 128 bytes; not the email or a common password" })
 }
 
 fn nonempty(max: u32) -> Value {
@@ -318,8 +318,8 @@ fn s(t: &str) -> Value {
 
 /// A lifetime: seconds, or `5m` / `2h` / `7d` (null: the default).
 fn ttl() -> Value {
-    json!({ "nullable": true, "description": "seconds, or 5m / 2h / 7d; 300 s to 90 days",
-            "oneOf": [{ "type": "integer" }, { "type": "string" }] })
+    json!({ "description": "seconds, or 5m / 2h / 7d; 300 s to 90 days",
+            "anyOf": [{ "type": "integer", "nullable": true }, { "type": "string" }] })
 }
 
 fn nullable(t: &str) -> Value {

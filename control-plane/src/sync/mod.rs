@@ -47,12 +47,12 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// Raise the known head to `seq` (never lowers it), waking waiters.
     /// The newest sequence number known here.
     pub fn head(&self) -> u64 {
         *self.head.borrow()
     }
 
+    /// Raise the known head to `seq` (never lowers it), waking waiters.
     pub fn advance(&self, seq: u64) {
         self.head.send_if_modified(|h| {
             let newer = seq > *h;
