@@ -12,7 +12,6 @@ use prometheus::{
 };
 use sqlx::Row;
 
-use crate::retention::sweep::STEPS;
 use crate::AppState;
 
 /// What an upload ended as.
@@ -116,7 +115,14 @@ impl Metrics {
         for verdict in ["clean", "restricted", "prohibited", "unknown"] {
             m.classifications.with_label_values(&[verdict]);
         }
-        for step in STEPS {
+        m
+    }
+
+    /// The metrics, with a sweep series for each of `sweep_steps` from the
+    /// start (the sweep's own list, given by whoever builds the state).
+    pub fn with_sweep_steps(sweep_steps: &[&str]) -> Metrics {
+        let m = Metrics::new();
+        for step in sweep_steps {
             m.sweep_items.with_label_values(&[step]);
         }
         m

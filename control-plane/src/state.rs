@@ -60,7 +60,7 @@ impl AppState {
             classifiers: Arc::new(moderation::pipeline::Classifiers::from_config(&cfg.moderation)?),
             classify_wake: Arc::new(Notify::new()),
             export_wake: Arc::new(Notify::new()),
-            metrics: Arc::default(),
+            metrics: Arc::new(metrics::Metrics::with_sweep_steps(&crate::retention::sweep::STEPS)),
             request_log: requestlog::RequestLog::start(db.clone()),
             body_budget: budget(cfg.uploads.body_budget_bytes),
             decode_budget: budget(cfg.uploads.decode_budget_bytes),
