@@ -371,3 +371,57 @@ async fn prometheus_scrapes_both_and_runs_every_rule_and_dashboard_query() {
     // empty; most must show data from what the two programs export.
     assert!(with_data * 3 >= all.len() * 2, "only {with_data} of {} dashboard queries have data", all.len());
 }
+
+/// An edge whose public listener cannot bind (the port is taken) runs, but
+/// never says it is ready, and says why; it becomes ready once the port is
+/// free and pingora's retry binds it.
+#[test]
+fn an_edge_that_cannot_bind_its_listener_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let public = taken.local_addr().unwrap();
+    let admin = free_addr();
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 1\ngrace_period_secs = 1\nshutdown_timeout_secs = 2\n\
+             [store]\nscheme = \"fs\"\nroot = {store:?}\n[disk]\npath = {disk:?}\n",
+            store = dir.path().join("store").display().to_string(),
+            disk = dir.path().join("cache").display().to_string(),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let mut edge = Command::new(BIN)
+        .args(["edge", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let readyz = format!("http://{admin}/readyz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (status, why) = loop {
+        if let Ok(r) = ureq_get(&readyz) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the admin listener never answered");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Give the startup checks time to have run several times.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (status_later, why_later) = ureq_get(&readyz).unwrap();
+    assert_eq!(status, 503, "{why}");
+    assert_eq!(status_later, 503, "{why_later}");
+    assert!(why_later.contains("listener"), "{why_later}");
+    // The port comes free: pingora's retry binds it, and the edge is ready.
+    drop(taken);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ureq_get(&readyz).is_ok_and(|r| r.0 == 200) {
+        assert!(std::time::Instant::now() < deadline, "never ready after the port came free");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = edge.kill();
+    let _ = edge.wait();
+}

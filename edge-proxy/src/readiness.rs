@@ -4,8 +4,9 @@
 //!
 //! pingora binds the listeners when the server runs, and a listener that
 //! cannot bind is retried in the background for ever; so readiness is
-//! proven from outside: [`StartupChecks`] connects to each listen address
-//! until all accept, and reads a probe key from the store until the store
+//! proven from outside: [`StartupChecks`] waits until this process holds a
+//! listening socket on each listen port (from `/proc`; a connection would
+//! also succeed to another process holding the port), and reads a probe key from the store until the store
 //! answers (not found is an answer; bad credentials or an unreachable
 //! endpoint are not). [`DrainingWatch`] marks the edge not ready the moment
 //! a shutdown signal arrives, so a load balancer stops sending before the
@@ -67,10 +68,53 @@ fn reachable(addr: &str) -> Option<SocketAddr> {
     Some(a)
 }
 
+/// The TCP ports this process listens on, from `/proc` (Linux): the
+/// inodes of its own sockets (`/proc/self/fd`) among the listening sockets
+/// of `/proc/net/tcp{,6}`. `None` where `/proc` cannot tell.
+fn own_listening_ports() -> Option<std::collections::HashSet<u16>> {
+    let mut own = std::collections::HashSet::new();
+    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let target = std::fs::read_link(fd.path()).ok();
+        let inode = target.as_ref().and_then(|t| t.to_str()).and_then(|t| t.strip_prefix("socket:["));
+        if let Some(inode) = inode.and_then(|i| i.strip_suffix(']')) {
+            own.insert(inode.to_string());
+        }
+    }
+    let mut ports = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address is cols[1] (`HEXIP:HEXPORT`), st cols[3] (0A:
+            // LISTEN), inode cols[9].
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) else { continue };
+            if *state != "0A" || !own.contains(*inode) {
+                continue;
+            }
+            if let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                ports.insert(port);
+            }
+        }
+    }
+    Some(ports)
+}
+
 impl StartupChecks {
+    /// Whether every listen address is bound by this process. A connection
+    /// that succeeds proves nothing when another process holds the port
+    /// (ours then retries its bind for ever), so where `/proc` can tell,
+    /// the listening socket must be ours; elsewhere a connection is the
+    /// best evidence there is.
     async fn listeners_bound(&self) -> bool {
+        let own = own_listening_ports();
         for addr in &self.listen {
             let Some(a) = reachable(addr) else { return false };
+            if let Some(own) = &own {
+                if !own.contains(&a.port()) {
+                    return false;
+                }
+                continue;
+            }
             let connect = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(a));
             if !matches!(connect.await, Ok(Ok(_))) {
                 return false;
@@ -155,6 +199,16 @@ mod tests {
         assert_eq!(r.not_ready(true), None);
         r.draining.store(true, Ordering::Release);
         assert_eq!(r.not_ready(true), Some("draining"));
+    }
+
+    #[test]
+    fn own_listeners_are_found_and_others_are_not() {
+        let ours = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = ours.local_addr().unwrap().port();
+        let ports = own_listening_ports().expect("/proc tells on Linux");
+        assert!(ports.contains(&port), "{port} not in {ports:?}");
+        drop(ours);
+        assert!(!own_listening_ports().unwrap().contains(&port));
     }
 
     #[test]
