@@ -110,6 +110,8 @@ pub struct UploadConfig {
     /// (each decode reserves its cost from the image's header: width ×
     /// height × bytes per pixel at its real bit depth, plus buffers).
     pub decode_budget_bytes: u64,
+    /// Seconds an import by URL may take, whole (then 504 `fetch_failed`).
+    pub import_timeout_secs: u64,
     /// Threads that decode uploads (0: one per core). Decoding is CPU-bound:
     /// more threads than cores only hold more memory at once.
     pub decode_threads: usize,
@@ -209,6 +211,7 @@ impl Default for UploadConfig {
             body_budget_bytes: 1024 * 1024 * 1024,
             decode_budget_bytes: 1024 * 1024 * 1024,
             decode_threads: 0,
+            import_timeout_secs: 30,
             budget_wait_ms: 10_000,
         }
     }
@@ -542,6 +545,9 @@ impl Config {
         p.extend(self.privacy.problems());
         if self.uploads.body_budget_bytes < self.plans.largest_file() {
             p.push("uploads.body_budget_bytes: must hold at least the largest file a plan allows".to_string());
+        }
+        if !(1..=600).contains(&self.uploads.import_timeout_secs) {
+            p.push("uploads.import_timeout_secs: 1 to 600".to_string());
         }
         if self.uploads.decode_threads > 256 {
             p.push("uploads.decode_threads: at most 256 (0: one per core)".to_string());

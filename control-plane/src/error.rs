@@ -57,9 +57,14 @@ pub enum ApiError {
     /// 409: the first request with this Idempotency-Key is still running.
     #[error("A request with this Idempotency-Key is still being processed.")]
     IdempotencyInProgress,
-    /// 422: importing by URL failed (blocked address, timeout, HTTP error…).
+    /// 422: the URL to import is refused (not http(s), not a public
+    /// address, …).
     #[error("We could not fetch that URL: {0}")]
     FetchFailed(String),
+    /// 502 (the source answered an error or could not be reached) or 504
+    /// (it was too slow): clients retry only the 504, as img.pro's do.
+    #[error("We could not fetch that URL: {message}")]
+    SourceFailed { message: String, timed_out: bool },
     /// 403: the image was taken down or removed, or an upload matched
     /// content that was (the hash blocklist).
     #[error("{0}")]
@@ -101,6 +106,8 @@ impl ApiError {
             ApiError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded { .. } | ApiError::MediaBlocked(_) => StatusCode::FORBIDDEN,
             ApiError::MediaFailed | ApiError::FetchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::SourceFailed { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::SourceFailed { timed_out: false, .. } => StatusCode::BAD_GATEWAY,
             ApiError::SnapshotRequired => StatusCode::GONE,
             ApiError::UploadFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,7 +131,7 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => ("quota_error", "quota_exceeded"),
             ApiError::MediaFailed => ("invalid_request_error", "media_failed"),
             ApiError::MediaBlocked(_) => ("permission_error", "media_blocked"),
-            ApiError::FetchFailed(_) => ("processing_error", "fetch_failed"),
+            ApiError::FetchFailed(_) | ApiError::SourceFailed { .. } => ("processing_error", "fetch_failed"),
             ApiError::IdempotencyConflict => ("idempotency_error", "idempotency_key_conflict"),
             ApiError::IdempotencyInProgress => ("idempotency_error", "idempotency_key_in_progress"),
             ApiError::UploadFailed(_) => ("processing_error", "upload_failed"),

@@ -228,6 +228,7 @@ on_both_databases!(the_plan_quota_is_enforced_and_reported, |t: TestApp| async m
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.text);
     assert_eq!(usage.json["plan"], "pro");
     assert_eq!(usage.json["limits"]["images"]["limit"], 3);
+    assert_eq!(usage.json["limits_enforced"], true, "clients pause on a full plan only when told limits apply");
     let mut ids = Vec::new();
     for i in 0..3 {
         let r = t.call(upload(&png(4, 4, i)).key(&key)).await;
@@ -240,6 +241,15 @@ on_both_databases!(the_plan_quota_is_enforced_and_reported, |t: TestApp| async m
     assert_eq!(r.code(), "quota_exceeded");
     assert_eq!(r.json["error"]["usage"]["images"]["used"], 3);
     assert_eq!(r.json["error"]["usage"]["images"]["limit"], 3);
+    // With the plan full, clients' write probe (an empty JSON body) still
+    // answers 422 for a write key and 403 for a read-only one, creating
+    // nothing.
+    let probe = t.call(Req::new("POST", "/v1/images").key(&key).json(serde_json::json!({}))).await;
+    assert_eq!(probe.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", probe.text);
+    let read_only = t.key_with(&u, &["read"]).await;
+    let probe = t.call(Req::new("POST", "/v1/images").key(&read_only).json(serde_json::json!({}))).await;
+    assert_eq!(probe.status, StatusCode::FORBIDDEN, "{}", probe.text);
+    assert_ne!(probe.code(), "quota_exceeded");
     let usage = t.call(Req::get("/v1/usage").key(&key)).await;
     assert_eq!(usage.json["limits"]["images"]["used"], 3);
     assert!(usage.json["limits"]["storage"]["used_bytes"].as_i64().unwrap() > 0);
@@ -358,6 +368,42 @@ on_both_databases!(the_viewer_page_shows_public_images_and_hides_private_ones, |
 });
 
 /// A local HTTP server that answers every request with `body`.
+/// A server that answers every request with `status` and no body.
+async fn serve_status(status: u16) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!("HTTP/1.1 {status} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A server that accepts and never answers.
+async fn serve_nothing() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// An address nothing listens on.
+fn free_port_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
 async fn serve_bytes(body: Vec<u8>) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -380,7 +426,8 @@ async fn serve_bytes(body: Vec<u8>) -> std::net::SocketAddr {
     addr
 }
 
-async fn import_scenario(t: TestApp, allowed: std::net::SocketAddr, image: Vec<u8>) {
+async fn import_scenario(t: TestApp, sources: &Sources, image: Vec<u8>) {
+    let allowed = sources.allowed;
     let u = t.user("imp@example.com", PW).await;
     let key = t.key_for(&u).await;
     let r = t
@@ -411,6 +458,20 @@ async fn import_scenario(t: TestApp, allowed: std::net::SocketAddr, image: Vec<u
     }
     assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 1);
 
+    // The source's faults are the gateway's: an error answer or nothing
+    // listening is 502, too slow is 504 (clients retry only that).
+    let (failing, silent, closed) = (sources.failing, sources.silent, sources.closed);
+    for (url, want) in [
+        (format!("http://{failing}/x.png"), StatusCode::BAD_GATEWAY),
+        (format!("http://{closed}/x.png"), StatusCode::BAD_GATEWAY),
+        (format!("http://{silent}/x.png"), StatusCode::GATEWAY_TIMEOUT),
+    ] {
+        let r = t.call(Req::post("/v1/images", json!({"url": url})).key(&key)).await;
+        assert_eq!(r.status, want, "{url}: {}", r.text);
+        assert_eq!(r.code(), "fetch_failed", "{url}: {}", r.text);
+    }
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 1);
+
     // The legacy route answers in its own shape.
     let r = t.call(Req::post("/v1/import", json!({"url": format!("http://{allowed}/b.png")}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -418,20 +479,45 @@ async fn import_scenario(t: TestApp, allowed: std::net::SocketAddr, image: Vec<u
     assert_eq!(r.json["upgrade"]["type"], "signup");
 }
 
+/// Sources on loopback for the import tests: one serving `image`, one
+/// answering 500, one never answering, one not listening; all allowed.
+struct Sources {
+    allowed: std::net::SocketAddr,
+    failing: std::net::SocketAddr,
+    silent: std::net::SocketAddr,
+    closed: std::net::SocketAddr,
+}
+
+impl Sources {
+    async fn new(image: &[u8]) -> Sources {
+        Sources {
+            allowed: serve_bytes(image.to_vec()).await,
+            failing: serve_status(500).await,
+            silent: serve_nothing().await,
+            closed: free_port_addr(),
+        }
+    }
+
+    fn configure(&self, c: &mut imgcdn_control_plane::Config) {
+        c.uploads.import_allow = vec![self.allowed, self.failing, self.silent, self.closed];
+        c.uploads.import_timeout_secs = 1;
+    }
+}
+
 #[tokio::test]
 async fn import_by_url_fetches_public_addresses_only_sqlite() {
     let image = png(24, 24, 42);
-    let allowed = serve_bytes(image.clone()).await;
-    let t = TestApp::sqlite_with(|c| c.uploads.import_allow = vec![allowed]).await;
-    import_scenario(t, allowed, image).await;
+    let sources = Sources::new(&image).await;
+    let t = TestApp::sqlite_with(|c| sources.configure(c)).await;
+    import_scenario(t, &sources, image).await;
 }
 
 #[tokio::test]
 async fn import_by_url_fetches_public_addresses_only_postgres() {
     let image = png(24, 24, 43);
-    let allowed = serve_bytes(image.clone()).await;
-    if let Some(t) = TestApp::postgres_with(|c| c.uploads.import_allow = vec![allowed]).await {
-        import_scenario(t, allowed, image).await;
+    let sources = Sources::new(&image).await;
+    if let Some(t) = TestApp::postgres_with(|c| sources.configure(c)).await {
+        import_scenario(t, &sources, image).await;
     }
 }
 

@@ -162,6 +162,7 @@ pub async fn fetch_into(state: &AppState, url: &str, upload: &mut Upload, upload
     let plan = uploader.plan(state);
     let mut policy = FetchPolicy::new(plan.max_file_bytes);
     policy.allow = state.cfg.uploads.import_allow.clone();
+    policy.timeout = std::time::Duration::from_secs(state.cfg.uploads.import_timeout_secs);
     match import::fetch_public(url, &policy).await {
         Ok(f) => {
             upload.file_budget =
@@ -172,6 +173,11 @@ pub async fn fetch_into(state: &AppState, url: &str, upload: &mut Upload, upload
             Ok(())
         }
         Err(FetchError::TooLarge { limit }) => Err(too_large(uploader.is_anonymous(), limit)),
+        // The source's fault: 502, or 504 when it was too slow.
+        Err(
+            e @ (FetchError::Timeout | FetchError::Status(_) | FetchError::Network(_) | FetchError::TooManyRedirects),
+        ) => Err(ApiError::SourceFailed { timed_out: matches!(e, FetchError::Timeout), message: e.to_string() }),
+        // A URL we refuse to fetch: the request's fault.
         Err(e) => Err(ApiError::FetchFailed(e.to_string())),
     }
 }

@@ -222,9 +222,13 @@ impl TestApp {
 
     /// A key with read and write for `u`'s personal team.
     pub async fn key_for(&self, u: &User) -> String {
-        let r = self
-            .call(Req::post(&format!("/v1/teams/{}/keys", u.team), serde_json::json!({"name": "test"})).signed_in(u))
-            .await;
+        self.key_with(u, &["read", "write"]).await
+    }
+
+    /// A key with these abilities for `u`'s personal team.
+    pub async fn key_with(&self, u: &User, abilities: &[&str]) -> String {
+        let body = serde_json::json!({"name": "test", "abilities": abilities});
+        let r = self.call(Req::post(&format!("/v1/teams/{}/keys", u.team), body).signed_in(u)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.json["key"].as_str().unwrap().to_string()
     }

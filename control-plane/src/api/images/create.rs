@@ -94,8 +94,22 @@ async fn create_with(
     };
     let anonymous = uploader.is_anonymous();
     let scope = uploader.idempotency_scope().to_string();
-    upload::admit(state, &uploader, client).await?;
+    // A JSON body is small: read it before the quota, so clients' write
+    // probe (an empty JSON object) answers 422 for a write key whatever
+    // the quota (a full App can still be reconnected to clean up). A
+    // multipart body is read only once admitted.
+    let json_body = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json_body {
+        upload::admit(state, &uploader, client).await?;
+    }
     let (url, upload) = form::read(state, req, uploader.plan(state).max_file_bytes, anonymous).await?;
+    if json_body {
+        upload::admit(state, &uploader, client).await?;
+    }
     let mut claim = None;
     if let Some(key) = &key {
         match idempotency::claim(state, &scope, key, &request_hash(url.as_deref(), &upload)).await? {

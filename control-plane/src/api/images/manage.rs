@@ -216,6 +216,9 @@ pub async fn usage(State(state): State<AppState>, who: Principal) -> ApiResult<J
     Ok(Json(json!({
         "object": "usage",
         "plan": plan_name,
+        // Whether a limit applies to this credential's uploads now: clients
+        // pause uploading only when it is true (and the usage says full).
+        "limits_enforced": plan.max_images.is_some(),
         "limits": {
             "images": { "used": images, "limit": plan.max_images },
             "storage": { "used_bytes": bytes },
