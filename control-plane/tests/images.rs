@@ -258,6 +258,19 @@ on_both_databases!(the_plan_quota_is_enforced_and_reported, |t: TestApp| async m
     assert_eq!(t.call(upload(&png(4, 4, 10)).key(&key)).await.status, StatusCode::CREATED);
 });
 
+on_both_databases!(concurrent_uploads_cannot_pass_the_quota_together, |t: TestApp| async move {
+    let u = t.user("race@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    // "pro" stores at most 3 images; 8 uploads race for the slots.
+    sqlx::query("UPDATE teams SET plan = 'pro' WHERE id = $1").bind(&u.team).execute(&t.state.db.pool).await.unwrap();
+    let answers = futures::future::join_all((0..8u8).map(|i| t.call(upload(&png(4, 4, 100 + i)).key(&key)))).await;
+    let created = answers.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    assert_eq!(created, 3, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(answers.iter().all(|r| r.status == StatusCode::CREATED || r.code() == "quota_exceeded"));
+    let live = t.count("SELECT COUNT(*) FROM images WHERE deleted_at IS NULL").await;
+    assert_eq!(live, 3, "the plan's limit holds");
+});
+
 on_both_databases!(list_paginates_filters_by_label_and_batches_by_id, |t: TestApp| async move {
     let u = t.user("list@example.com", PW).await;
     let key = t.key_for(&u).await;

@@ -47,6 +47,24 @@ pub async fn live_count(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
         .get(0))
 }
 
+/// [`live_count`] inside a write transaction that holds the team until it
+/// ends: uploads of one team are serialised from here to commit (SQLite's
+/// write transaction already is; on PostgreSQL the team's row is locked).
+pub async fn live_count_locked(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: crate::db::Backend,
+    team_id: &str,
+) -> Result<i64, sqlx::Error> {
+    if backend == crate::db::Backend::Postgres {
+        sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE").bind(team_id).fetch_optional(&mut **tx).await?;
+    }
+    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'")
+        .bind(team_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0))
+}
+
 /// Every image a team ever uploaded (deleted and failed included).
 pub async fn total_count(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
     Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1").bind(team_id).fetch_one(&db.pool).await?.get(0))

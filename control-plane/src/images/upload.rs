@@ -274,6 +274,18 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     // transaction, with the source row locked: a concurrent delete of the
     // source either finishes first (it is not chosen) or sees this row.
     let mut tx = state.db.begin_write().await?;
+    // The plan's limit, checked again with this insert's transaction so
+    // concurrent uploads cannot pass it together (the check in `admit` only
+    // saves reading a body that would be refused).
+    if let (Uploader::Team { team_id, .. }, Some(max)) = (uploader, plan.max_images) {
+        let used = queries::live_count_locked(&mut tx, state.db.backend, team_id).await?;
+        if used >= max as i64 {
+            return Err(ApiError::QuotaExceeded {
+                message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
+                usage: json!({ "images": { "used": used, "limit": max } }),
+            });
+        }
+    }
     // Identical bytes already published in this team: show them, store nothing new.
     let shared_object = match (uploader, bytes_in) {
         (Uploader::Team { team_id, .. }, Place::Public) => {
