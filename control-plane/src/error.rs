@@ -86,7 +86,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn validation(field: &str, message: impl Into<String>) -> ApiError {
         let message = message.into();
-        ApiError::Validation { details: json!({ "field": field, "reason": message }), message }
+        // Keyed by field, each with its reasons, as img.pro's clients read
+        // them (they join a field's reasons for the person).
+        ApiError::Validation { details: json!({ field: [message.clone()] }), message }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(json["error"]["code"], "validation_error");
         assert_eq!(json["error"]["type"], "invalid_request_error");
-        assert_eq!(json["error"]["details"]["field"], "email");
+        assert_eq!(json["error"]["details"], serde_json::json!({"email": ["Enter a valid email address."]}));
         let resp = ApiError::RateLimited { retry_after_secs: 42 }.into_response();
         assert_eq!(resp.headers()["retry-after"], "42");
         let (_, json) = body(ApiError::RateLimited { retry_after_secs: 42 }).await;

@@ -104,7 +104,7 @@ on_both_databases!(bad_sign_ups_get_clear_errors_and_create_nothing, |t: TestApp
         let r = t.call(Req::post("/v1/auth/signup", body)).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         assert_eq!(r.code(), "validation_error");
-        assert_eq!(r.json["error"]["details"]["field"], field);
+        assert!(r.json["error"]["details"][field][0].is_string(), "{}", r.text);
     }
     let r = t.call(Req::post("/v1/auth/signup", json!({"email": "a@example.com"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -174,7 +174,7 @@ on_both_databases!(operator_api_takes_only_operator_tokens, |t: TestApp| async m
     // Bad input: unknown reason, unknown or malformed id.
     let r = act(&t, &op, &id, "takedown", json!({"reason": "dislike"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json["error"]["details"]["field"], "reason");
+    assert!(r.json["error"]["details"]["reason"][0].is_string(), "{}", r.text);
     assert_eq!(act(&t, &op, "zzzzzzzz", "takedown", json!({"reason": "csam"})).await.status, StatusCode::NOT_FOUND);
     assert_eq!(act(&t, &op, "../x", "restore", json!({})).await.status, StatusCode::NOT_FOUND);
     assert_eq!(act(&t, &op, &id, "nuke", json!({})).await.status, StatusCode::NOT_FOUND);

@@ -41,7 +41,7 @@ on_both_databases!(a_bogus_reset_token_is_refused_without_hashing_a_password, |t
             )
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-        assert_eq!(r.json["error"]["details"]["field"], "token");
+        assert!(r.json["error"]["details"]["token"][0].is_string(), "{}", r.text);
     }
     assert_eq!(t.state.passwords.computed(), before, "no argon2 work for a token that does not exist");
     // And the route is rate-limited per client.

@@ -332,7 +332,9 @@ fn schemas() -> Value {
     json!({
         "Error": obj(&[("error", obj(&[
             ("type", s("string")), ("code", s("string")), ("message", s("string")),
-            ("details", s("object")), ("action", s("object")), ("usage", s("object")),
+            ("details", json!({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                "description": "validation errors: each field name with its reasons"})),
+            ("action", s("object")), ("usage", s("object")),
         ], &["type", "code", "message"]))], &["error"]),
         "Image": obj(&[
             ("id", s("string")), ("object", json!({"type": "string", "enum": ["image"]})), ("url", s("string")), ("page_url", s("string")),
