@@ -190,10 +190,21 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection as J;
         match r {
-            J::JsonDataError(e) => ApiError::Validation {
-                message: "The request body has a field of the wrong type or a missing field.".into(),
-                details: json!({ "reason": e.body_text() }),
-            },
+            J::JsonDataError(e) => {
+                // "Failed to deserialize …: {path}: {reason}": keyed by the
+                // field's path like every validation error (`body` when the
+                // body as a whole is wrong).
+                let text = e.body_text();
+                let rest = text.split_once("target type: ").map_or(text.as_str(), |(_, r)| r);
+                let (field, reason) = match rest.split_once(": ") {
+                    Some((path, reason)) if !path.is_empty() && !path.contains(' ') => (path, reason),
+                    _ => ("body", rest),
+                };
+                ApiError::Validation {
+                    message: "The request body has a field of the wrong type or a missing field.".into(),
+                    details: json!({ field: [reason] }),
+                }
+            }
             J::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::BadRequest(other.body_text()),
         }
@@ -231,6 +242,26 @@ mod tests {
         assert_eq!(json["error"]["code"], "validation_error");
         assert_eq!(json["error"]["type"], "invalid_request_error");
         assert_eq!(json["error"]["details"], serde_json::json!({"email": ["Enter a valid email address."]}));
+        // A body serde cannot read is keyed by the field's path too.
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(
+                |crate::json::ApiJson(v): crate::json::ApiJson<std::collections::HashMap<String, u8>>| async move {
+                    v.len().to_string()
+                },
+            ),
+        );
+        for (body, key) in [(r#"{"ttl": "x"}"#, "ttl"), ("[null]", "body")] {
+            let req = axum::http::Request::post("/")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let resp = tower::ServiceExt::oneshot(app.clone(), req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(json["error"]["details"][key][0].is_string(), "{body}: {json}");
+        }
         let resp = ApiError::RateLimited { retry_after_secs: 42 }.into_response();
         assert_eq!(resp.headers()["retry-after"], "42");
         let (_, json) = body(ApiError::RateLimited { retry_after_secs: 42 }).await;
