@@ -287,18 +287,7 @@ async fn no_client_address_reaches_the_control_plane_logs() {
     );
     let r = c.post(format!("{base}/v1/images")).header("content-type", "text/plain").body("x").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let boundary = "b";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
-        .into_bytes();
-    body.extend_from_slice(&imgcdn_shared::testing::png(8, 8, 1));
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = c
-        .post(format!("{base}/v1/images"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_image(&c, &base, None, &imgcdn_shared::testing::png(8, 8, 1)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();

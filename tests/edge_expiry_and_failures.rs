@@ -283,19 +283,8 @@ async fn dev_serves_an_image_put_into_its_data_dir() {
     assert!(files_under(&data.join("edge-cache")).len() <= 1);
 
     // The control plane of `dev` publishes where its edge reads and points URLs at it.
-    let boundary = "dev-test";
     let other = png(16, 16, 10);
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
-        .into_bytes();
-    body.extend_from_slice(&other);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = client()
-        .post(format!("http://{api}/v1/images"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_image(&client(), &format!("http://{api}"), None, &other).await;
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     let img: serde_json::Value = r.json().await.unwrap();
     let served = client().get(img["url"].as_str().unwrap()).send().await.unwrap();

@@ -29,15 +29,6 @@ fn cp_opts(database_url: Option<String>, snapshot_after: u64) -> CpOpts {
     CpOpts { database_url, extra_toml: edge_sync_toml(snapshot_after), ..CpOpts::new("http://edge.invalid") }
 }
 
-fn multipart(file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "imgcdn-sync-boundary";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
-        .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 async fn api_key(c: &reqwest::Client, api: &str, email: &str) -> String {
     let r = c.post(format!("{api}/v1/keys")).json(&json!({ "email": email })).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -46,9 +37,7 @@ async fn api_key(c: &reqwest::Client, api: &str, email: &str) -> String {
 
 /// Upload a PNG; returns its id and its CDN path.
 async fn upload(c: &reqwest::Client, api: &str, key: &str, seed: u8) -> (String, String) {
-    let (ct, body) = multipart(&png(16, 16, seed));
-    let r =
-        c.post(format!("{api}/v1/images")).bearer_auth(key).header("content-type", ct).body(body).send().await.unwrap();
+    let r = post_image(c, api, Some(key), &png(16, 16, seed)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let path = ImagePath::new(id.parse::<ImageId>().unwrap(), Format::Png).to_string();

@@ -64,18 +64,7 @@ async fn both_programs_expose_metrics_that_promtool_accepts() {
 
     // Something to count: an anonymous upload, fetched twice from the edge.
     let png = png_with_text(40, 30, 5, "Comment", "x");
-    let boundary = "ops-boundary";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
-        .into_bytes();
-    body.extend_from_slice(&png);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = c
-        .post(format!("{}/v1/images", cp.base))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_image(&c, &cp.base, None, &png).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let url = r.json::<serde_json::Value>().await.unwrap()["url"].as_str().unwrap().to_string();
     for _ in 0..2 {

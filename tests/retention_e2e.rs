@@ -58,19 +58,7 @@ async fn an_edge_stops_serving_at_a_shortened_expiry_even_from_its_cache() {
     // An account with a key (legacy: unverified, 30 days) and an image.
     let r = c.post(format!("{api}/v1/keys")).json(&json!({"email": "e2e@example.com"})).send().await.unwrap();
     let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
-    let boundary = "retention-e2e";
-    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n")
-        .into_bytes();
-    body.extend_from_slice(&png(32, 32, 7));
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = c
-        .post(format!("{api}/v1/images"))
-        .bearer_auth(&key)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_image(&c, &api, Some(&key), &png(32, 32, 7)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let url = edge.url(&ImagePath::new(id.parse::<ImageId>().unwrap(), Format::Png));

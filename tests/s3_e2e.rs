@@ -111,16 +111,6 @@ fn edge_opts(dir: &Path, s3: &S3Server, secret: &str) -> EdgeOpts {
     opts
 }
 
-fn multipart(file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "imgcdn-s3-boundary";
-    let mut body =
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n")
-            .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[tokio::test]
 async fn images_go_through_s3_with_split_credentials_and_a_shared_prefix() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,9 +121,7 @@ async fn images_go_through_s3_with_split_credentials_and_a_shared_prefix() {
 
     let r = c.post(format!("{}/v1/keys", cp.base)).json(&serde_json::json!({"email": "s3@example.com"})).send().await;
     let key = r.unwrap().json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
-    let (ct, body) = multipart(&png_with_text(48, 32, 3, "Comment", "to be stripped"));
-    let r = c.post(format!("{}/v1/images", cp.base)).bearer_auth(&key).header("content-type", ct).body(body);
-    let r = r.send().await.unwrap();
+    let r = post_image(&c, &cp.base, Some(&key), &png_with_text(48, 32, 3, "Comment", "to be stripped")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let img: Value = r.json().await.unwrap();
     assert_eq!(img["status"], "ready");

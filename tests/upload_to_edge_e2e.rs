@@ -10,23 +10,8 @@ use imgcdn_shared::testing::png_with_text;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn multipart(file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "imgcdn-e2e-boundary";
-    let mut body =
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n")
-            .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 async fn upload(c: &reqwest::Client, base: &str, key: Option<&str>, file: &[u8]) -> Value {
-    let (ct, body) = multipart(file);
-    let mut req = c.post(format!("{base}/v1/images")).header("content-type", ct).body(body);
-    if let Some(k) = key {
-        req = req.bearer_auth(k);
-    }
-    let r = req.send().await.unwrap();
+    let r = post_image(c, base, key, file).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json().await.unwrap()
 }

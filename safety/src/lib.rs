@@ -22,8 +22,9 @@
 //!
 //! ```no_run
 //! use imgcdn_safety::{nudity, pdq};
-//! # fn decode() -> (u32, u32, Vec<u8>) { unimplemented!() }
-//! let (width, height, rgb) = decode();
+//! // Pixels from any decoder: here a 64×48 mid-grey picture.
+//! let (width, height) = (64u32, 48u32);
+//! let rgb = vec![128u8; (width * height * 3) as usize];
 //! let (hash, quality) = pdq::hash_rgb8(width, height, &rgb);
 //! println!("pdq {hash} quality {quality}");
 //!

@@ -609,3 +609,25 @@ pub fn mailed_token(outbox: &Path, to: &str, path: &str) -> String {
     }
     panic!("no mail to {to} with a {path} link in {}", outbox.display());
 }
+
+/// A multipart upload with `file` as its `file` field: (content type, body).
+pub fn multipart(file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "imgcdn-test-boundary";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.png\"\r\n\r\n")
+            .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `POST {api}/v1/images` of `file` as a multipart upload, with `key` if
+/// given (anonymous otherwise).
+pub async fn post_image(c: &reqwest::Client, api: &str, key: Option<&str>, file: &[u8]) -> reqwest::Response {
+    let (content_type, body) = multipart(file);
+    let mut req = c.post(format!("{api}/v1/images")).header("content-type", content_type).body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.unwrap()
+}
