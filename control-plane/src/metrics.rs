@@ -34,6 +34,7 @@ pub struct Metrics {
     sync_head: IntGauge,
     db_connections: IntGaugeVec,
     request_log_dropped: IntCounter,
+    catching_up: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -106,6 +107,7 @@ impl Metrics {
                 "imgcdn_cp_request_log_dropped_total",
                 "API request log entries dropped (queue full or write failed)",
             ),
+            catching_up: std::sync::Mutex::new(()),
             registry,
         };
         for outcome in UPLOAD_OUTCOMES {
@@ -144,8 +146,13 @@ impl Metrics {
         let (size, idle) = (state.db.pool.size() as i64, state.db.pool.num_idle() as i64);
         self.db_connections.with_label_values(&["idle"]).set(idle);
         self.db_connections.with_label_values(&["in_use"]).set(size - idle);
-        let dropped = state.request_log.dropped();
-        self.request_log_dropped.inc_by(dropped.saturating_sub(self.request_log_dropped.get()));
+        {
+            // Brought up to the log's own count; one scrape at a time, so
+            // two cannot add the same difference.
+            let _one = self.catching_up.lock().unwrap_or_else(|e| e.into_inner());
+            let dropped = state.request_log.dropped();
+            self.request_log_dropped.inc_by(dropped.saturating_sub(self.request_log_dropped.get()));
+        }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
         out

@@ -39,12 +39,11 @@ pub async fn fetch_for_update(
 }
 
 /// Images a team holds against its plan: not deleted, not failed.
+/// Images that count against a plan's limit.
+const LIVE_COUNT: &str = "SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'";
+
 pub async fn live_count(db: &Db, team_id: &str) -> Result<i64, sqlx::Error> {
-    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'")
-        .bind(team_id)
-        .fetch_one(&db.pool)
-        .await?
-        .get(0))
+    Ok(sqlx::query(LIVE_COUNT).bind(team_id).fetch_one(&db.pool).await?.get(0))
 }
 
 /// [`live_count`] inside a write transaction that holds the team until it
@@ -58,11 +57,7 @@ pub async fn live_count_locked(
     if backend == crate::db::Backend::Postgres {
         sqlx::query("SELECT id FROM teams WHERE id = $1 FOR UPDATE").bind(team_id).fetch_optional(&mut **tx).await?;
     }
-    Ok(sqlx::query("SELECT COUNT(*) FROM images WHERE team_id = $1 AND deleted_at IS NULL AND status <> 'failed'")
-        .bind(team_id)
-        .fetch_one(&mut **tx)
-        .await?
-        .get(0))
+    Ok(sqlx::query(LIVE_COUNT).bind(team_id).fetch_one(&mut **tx).await?.get(0))
 }
 
 /// Every image a team ever uploaded (deleted and failed included).

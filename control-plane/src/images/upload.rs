@@ -146,15 +146,20 @@ pub async fn admit(state: &AppState, uploader: &Uploader, client: &ClientMeta) -
             if let Some(max) = uploader.plan(state).max_images {
                 let used = queries::live_count(&state.db, team_id).await?;
                 if used >= max as i64 {
-                    return Err(ApiError::QuotaExceeded {
-                        message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
-                        usage: json!({ "images": { "used": used, "limit": max } }),
-                    });
+                    return Err(plan_full(used, max));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The plan's stored-image limit is reached.
+fn plan_full(used: i64, max: u64) -> ApiError {
+    ApiError::QuotaExceeded {
+        message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
+        usage: json!({ "images": { "used": used, "limit": max } }),
+    }
 }
 
 /// Fetch `url` (public addresses only, the plan's size limit, 30 s) into `upload`.
@@ -280,10 +285,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
     if let (Uploader::Team { team_id, .. }, Some(max)) = (uploader, plan.max_images) {
         let used = queries::live_count_locked(&mut tx, state.db.backend, team_id).await?;
         if used >= max as i64 {
-            return Err(ApiError::QuotaExceeded {
-                message: format!("Your plan stores at most {max} images. Delete some or upgrade."),
-                usage: json!({ "images": { "used": used, "limit": max } }),
-            });
+            return Err(plan_full(used, max));
         }
     }
     // Identical bytes already published in this team: show them, store nothing new.
