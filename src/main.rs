@@ -226,11 +226,13 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String, api_admin_list
     });
     println!("imgcdn dev: data in {}", data_dir.display());
     allow_in_logs_control_plane(&cp);
+    let admin = cp.admin_listen.clone();
     let (api, stop) = match start_control_plane_thread(cp) {
         Ok(x) => x,
         Err(code) => return code,
     };
     println!("  control plane: {api}  (mail is written to {})", data_dir.join("outbox").display());
+    println!("  control plane admin: http://{admin}/metrics  /healthz  /readyz");
     let code = run_edge(edge);
     stop();
     code
