@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the edge's per-request hot path (issue 6):
 //!
-//! - `url/*`: `ImagePath::parse`, the strict `/{shard}/{id}.{ext}` parser that
+//! - `url/*`: `ImagePath::parse`, the strict `/{storage}/{id}.{ext}` parser that
 //!   runs before anything else on every request.
 //! - `memory/*`: a memory-tier (moka) lookup, hit and miss.
 //! - `disk/*`: a disk-tier read: file read, CRC32C, header JSON, key and length
@@ -48,7 +48,8 @@ fn object(size: usize, seed: u8) -> CachedObject {
 }
 
 fn url_parse(c: &mut Criterion) {
-    let good = ImagePath::new(id(123_456), Format::Png).to_string();
+    let storage = "k3v9x0q2m7za".parse().expect("a storage name");
+    let good = ImagePath::in_storage(storage, id(123_456), Format::Png).to_string();
     let with_query = format!("{good}?w=300&utm_source=x");
     let wrong_shard = format!("/000/{}.png", id(7));
     let hostile = "/abc/../../etc/passwd";

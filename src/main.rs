@@ -47,6 +47,11 @@ enum Command {
         /// Control-plane admin listener (`/metrics`, `/readyz`).
         #[arg(long, default_value = "127.0.0.1:8091")]
         api_admin_listen: String,
+        /// A control-plane TOML config for what dev does not set itself
+        /// (plans, retention, moderation, uploads, …; see config/control-plane.toml).
+        /// Its listeners, database, stores and mail are dev's.
+        #[arg(long, env = "IMGCDN_CONTROL_PLANE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Run an edge proxy.
     Edge {
@@ -111,9 +116,9 @@ fn main() -> ExitCode {
     let flag = cli.log_format.as_deref().map(|f| if f == "json" { LogFormat::Json } else { LogFormat::Text });
     let log_from = |configured: LogFormat| logging::init(flag.unwrap_or(configured));
     match cli.command {
-        Command::Dev { data_dir, listen, api_listen, api_admin_listen } => {
+        Command::Dev { data_dir, listen, api_listen, api_admin_listen, config } => {
             log_from(LogFormat::Text);
-            dev(data_dir, listen, api_listen, api_admin_listen)
+            dev(data_dir, listen, api_listen, api_admin_listen, config.as_deref())
         }
         Command::Edge { config, listen, check } => {
             let mut cfg = match config {
@@ -180,7 +185,13 @@ fn main() -> ExitCode {
 }
 
 /// The edge and the control plane together, with embedded defaults.
-fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String, api_admin_listen: String) -> ExitCode {
+fn dev(
+    data_dir: PathBuf,
+    listen: ListenArgs,
+    api_listen: String,
+    api_admin_listen: String,
+    config: Option<&Path>,
+) -> ExitCode {
     let mut edge =
         EdgeConfig { store: StoreConfig::fs(data_dir.join("store").to_string_lossy()), ..EdgeConfig::default() };
     edge.disk.path = data_dir.join("edge-cache");
@@ -189,7 +200,7 @@ fn dev(data_dir: PathBuf, listen: ListenArgs, api_listen: String, api_admin_list
         eprintln!("cannot create {}: {e}", data_dir.display());
         return ExitCode::FAILURE;
     }
-    let mut cp = match control_plane_config(None) {
+    let mut cp = match control_plane_config(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -336,7 +347,7 @@ fn run_edge(cfg: EdgeConfig) -> ExitCode {
         }
     };
     for a in &cfg.listen {
-        println!("  edge:          http://{a}/{{shard}}/{{id}}.{{ext}}");
+        println!("  edge:          http://{a}/{{storage}}/{{id}}.{{ext}}");
     }
     println!("  edge admin:    http://{}/metrics  /healthz  /readyz", cfg.admin_listen);
     edge.run(Box::new(UnixShutdownSignalWatch));

@@ -63,6 +63,9 @@ pub fn run(args: PutArgs) -> ExitCode {
         expires_at: args.ttl.map(|s| time::OffsetDateTime::now_utc() + time::Duration::seconds(s as i64)),
         transformable: format.transformable(),
         object: None,
+        // Published outside any team: the shard form.
+        storage: None,
+        shard_url: false,
     };
     let id = ImageId::generate();
     let store = StoreConfig::fs(args.data_dir.join("store").to_string_lossy());

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use imgcdn_shared::{Format, ImageId, ImagePath};
+use imgcdn_shared::{Format, ImageId, ImagePath, StorageName};
 use reqwest::StatusCode;
 
 fn header(r: &reqwest::Response, name: &str) -> String {
@@ -160,6 +160,47 @@ async fn bad_requests_are_refused_without_touching_storage() {
 }
 
 /// Send a request line as-is (no client-side normalisation of the path).
+#[tokio::test]
+async fn a_team_image_is_served_under_its_storage_name_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let mine: StorageName = "k3v9x0q2m7za".parse().unwrap();
+    let (new, old) = (ImageId::generate(), ImageId::generate());
+    let image = png(8, 8, 6);
+    let mut manifest = imgcdn_shared::testing::png_manifest(&image, None);
+    manifest.storage = Some(mine);
+    store.publish_manifest(new, &image, manifest.clone());
+    // Published before storage names, then renamed: its shard URL was handed out.
+    manifest.shard_url = true;
+    store.publish_manifest(old, &image, manifest);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let at = |s: &str, id: ImageId| format!("{}/{s}/{id}.png", edge.base);
+    for (url, want) in [
+        (at("k3v9x0q2m7za", new), StatusCode::OK),
+        // Another team's (well-formed) storage name: as if the id did not exist.
+        (at("zzzzzzzzzzzz", new), StatusCode::NOT_FOUND),
+        (at(new.shard().as_str(), new), StatusCode::NOT_FOUND),
+        (at("k3v9x0q2m7za", old), StatusCode::OK),
+        (at(old.shard().as_str(), old), StatusCode::OK),
+        (at("zzzzzzzzzzzz", old), StatusCode::NOT_FOUND),
+    ] {
+        // Twice: from the origin, then from the memory tier.
+        for _ in 0..2 {
+            let r = c.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), want, "{url}");
+            let body = r.bytes().await.unwrap();
+            if want == StatusCode::OK {
+                assert_eq!(&body[..], &image[..]);
+            } else {
+                assert!(!body.windows(4).any(|w| w == b"\x89PNG"), "no byte of the image for {url}");
+            }
+        }
+        let r = c.head(&url).send().await.unwrap();
+        assert_eq!(r.status(), want, "HEAD {url}");
+    }
+}
+
 fn raw_status(base: &str, method: &str, path: &str) -> u16 {
     use std::io::{Read, Write};
     let host = base.strip_prefix("http://").unwrap();

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use imgcdn_shared::{Format, ImageId, ImagePath};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -39,9 +38,8 @@ async fn api_key(c: &reqwest::Client, api: &str, email: &str) -> String {
 async fn upload(c: &reqwest::Client, api: &str, key: &str, seed: u8) -> (String, String) {
     let r = post_image(c, api, Some(key), &png(16, 16, seed)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let path = ImagePath::new(id.parse::<ImageId>().unwrap(), Format::Png).to_string();
-    (id, path)
+    let img = r.json::<Value>().await.unwrap();
+    (img["id"].as_str().unwrap().to_string(), cdn_path(&img))
 }
 
 async fn operator(c: &reqwest::Client, api: &str, op: &str, id: &str, what: &str, body: Value) -> Value {

@@ -11,7 +11,6 @@ use common::*;
 use imgcdn_control_plane::{Config, ControlPlane};
 use imgcdn_shared::clock::ManualClock;
 use imgcdn_shared::storage::StoreConfig;
-use imgcdn_shared::{Format, ImageId, ImagePath};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -60,8 +59,9 @@ async fn an_edge_stops_serving_at_a_shortened_expiry_even_from_its_cache() {
     let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
     let r = post_image(&c, &api, Some(&key), &png(32, 32, 7)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let url = edge.url(&ImagePath::new(id.parse::<ImageId>().unwrap(), Format::Png));
+    let img = r.json::<Value>().await.unwrap();
+    let id = img["id"].as_str().unwrap().to_string();
+    let url = format!("{}{}", edge.base, cdn_path(&img));
 
     // The edge caches it, told it has 30 days.
     for _ in 0..2 {

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "content_safety", include_str!("../migrations/0007_content_safety.sql")),
     (8, "retention", include_str!("../migrations/0008_retention.sql")),
     (9, "privacy", include_str!("../migrations/0009_privacy.sql")),
+    (10, "storage_names", include_str!("../migrations/0010_storage_names.sql")),
 ];
 
 /// Tables no code may update or delete from (see `append_only_guards`).

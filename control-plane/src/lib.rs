@@ -48,6 +48,7 @@ pub mod retention;
 pub mod secrets;
 pub mod server;
 mod state;
+pub mod storage_names;
 pub mod sync;
 pub mod teams;
 pub mod web;

@@ -10,7 +10,7 @@ use imgcdn_shared::clock;
 
 use crate::config::{self, Config};
 use crate::db::Db;
-use crate::{email, http, moderation, privacy, retention, sync, AppState};
+use crate::{email, http, moderation, privacy, retention, storage_names, sync, AppState};
 
 /// The HTTP API (see [`http::router`]).
 pub fn app(state: AppState) -> axum::Router {
@@ -102,6 +102,13 @@ impl ControlPlane {
         let sync_watch = tokio::spawn(sync::watch_loop(state.clone(), stop_tx.subscribe()));
         let classify = tokio::spawn(moderation::jobs::job_loop(state.clone(), stop_tx.subscribe()));
         let exports = tokio::spawn(privacy::export::job_loop(state.clone(), stop_tx.subscribe()));
+        // Once per start: teams and images from before storage names get theirs.
+        let naming_state = state.clone();
+        let naming = tokio::spawn(async move {
+            if let Err(e) = storage_names::name_existing(&naming_state).await {
+                tracing::warn!(error = %e, "naming storages failed; retried at the next start");
+            }
+        });
         let addr = listener.local_addr().ok();
         let hub = state.sync.clone();
         let shutdown = async move {
@@ -126,6 +133,7 @@ impl ControlPlane {
         let _ = sync_watch.await;
         let _ = classify.await;
         let _ = exports.await;
+        naming.abort();
         let _ = admin_server.await;
         result.map_err(|source| StartError::Listen { addr: addr.map(|a| a.to_string()).unwrap_or_default(), source })
     }

@@ -107,12 +107,7 @@ pub async fn create(state: &AppState, owner: &str, name: &str) -> ApiResult<Stri
     let now = state.clock.unix_now();
     let id = new_id("team");
     let mut tx = state.db.begin_write().await?;
-    sqlx::query("INSERT INTO teams (id, name, personal, created_at) VALUES ($1, $2, 0, $3)")
-        .bind(&id)
-        .bind(name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    crate::storage_names::insert_team(&mut tx, &id, name, false, now).await?;
     sqlx::query("INSERT INTO memberships (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
         .bind(&id)
         .bind(owner)

@@ -64,8 +64,10 @@ on_both_databases!(an_upload_with_a_key_is_stored_published_and_described, |t: T
     assert_eq!(img["caption"], "A cat");
     assert_eq!(img["labels"]["album"], "pets");
     assert_eq!(img["filename"], "cat.png");
-    let id_parsed: imgcdn_shared::ImageId = id.parse().unwrap();
-    assert_eq!(img["url"], format!("https://cdn.test/{}/{id}.png", id_parsed.shard()));
+    // The first segment is the team's storage name (as in the manifest).
+    let url = img["url"].as_str().unwrap();
+    let storage = url.strip_prefix("https://cdn.test/").and_then(|p| p.strip_suffix(&format!("/{id}.png"))).unwrap();
+    assert!(storage.len() == 12 && storage.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()), "{url}");
     assert_eq!(img["page_url"], format!("https://img.test/{id}"));
     assert_eq!(img["sizes"]["small"]["width"], 427);
     assert_eq!(img["sizes"]["small"]["height"], 320);
@@ -78,6 +80,8 @@ on_both_databases!(an_upload_with_a_key_is_stored_published_and_described, |t: T
     assert_eq!(manifest.bytes, stored.len() as u64);
     assert_eq!(manifest.content_type, "image/png");
     assert_eq!((manifest.width, manifest.height), (1600, 1200));
+    assert_eq!(manifest.storage.map(|s| s.to_string()).as_deref(), Some(storage));
+    assert!(!manifest.shard_url, "a new image is served under its storage only");
 
     let got = t.call(Req::get(&format!("/v1/images/{id}")).key(&key)).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -334,6 +338,82 @@ on_both_databases!(patch_changes_fields_and_keeps_the_manifest_expiry_in_step, |
     assert_eq!(manifest.expires_at.unwrap().unix_timestamp(), T0 + 7 * 86_400);
     let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"ttl": "100d"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+});
+
+on_both_databases!(a_teams_images_share_one_storage_name_that_no_other_team_has, |t: TestApp| async move {
+    let a = t.user("sa@example.com", PW).await;
+    let b = t.user("sb@example.com", PW).await;
+    let (ka, kb) = (t.key_for(&a).await, t.key_for(&b).await);
+    let segment = |img: &serde_json::Value| {
+        let url = img["url"].as_str().unwrap().to_string();
+        url.trim_start_matches("https://cdn.test/").split('/').next().unwrap().to_string()
+    };
+    let mut of_a = Vec::new();
+    for seed in 0..5 {
+        let r = t.call(upload(&png(12, 12, seed)).key(&ka)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        of_a.push(segment(&r.json));
+    }
+    of_a.dedup();
+    assert_eq!(of_a.len(), 1, "one storage for the whole team: {of_a:?}");
+    let r = t.call(upload(&png(12, 12, 9)).key(&kb)).await;
+    assert_ne!(segment(&r.json), of_a[0], "another team, another storage");
+    // Not derived from anything the client sees: the team's id is not in it.
+    let team = t.call(Req::get("/v1/teams").signed_in(&a)).await;
+    assert!(!team.text.contains(&of_a[0]), "{}", team.text);
+    // Anonymous uploads have no team: the shard form.
+    let r = t.call(upload(&png(12, 12, 10))).await;
+    let id: imgcdn_shared::ImageId = r.json["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(segment(&r.json), id.shard().to_string());
+});
+
+on_both_databases!(images_from_before_storage_names_are_renamed_and_keep_their_old_urls, |t: TestApp| async move {
+    let u = t.user("old@example.com", PW).await;
+    let key = t.key_for(&u).await;
+    let id = t.call(upload(&png(20, 20, 4)).key(&key)).await.json["id"].as_str().unwrap().to_string();
+    let private = t
+        .call(
+            Req::new("POST", "/v1/images")
+                .key(&key)
+                .multipart(&[("file", Some("p.png"), &png(20, 20, 5)), ("public", None, b"false")]),
+        )
+        .await;
+    assert_eq!(private.status, StatusCode::CREATED, "{}", private.text);
+    let private = private.json["id"].as_str().unwrap().to_string();
+    // Back to how an older version left them: no storage anywhere, and a
+    // manifest without one.
+    let manifest_path = t.public_store().join(format!("manifests/{id}.json"));
+    let mut old = Manifest::from_json(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    old.storage = None;
+    std::fs::write(&manifest_path, old.to_json()).unwrap();
+    for sql in ["UPDATE images SET storage = NULL", "UPDATE teams SET storage = NULL"] {
+        sqlx::query(sql).execute(&t.state.db.pool).await.unwrap();
+    }
+    let shard_url = format!("https://cdn.test/{}/{id}.png", id.parse::<imgcdn_shared::ImageId>().unwrap().shard());
+    let got = t.call(Req::get(&format!("/v1/images/{id}")).key(&key)).await;
+    assert_eq!(got.json["url"], shard_url, "unnamed: the old form");
+    let logged = t.count(&format!("SELECT COUNT(*) FROM visibility_changes WHERE image_id = '{id}'")).await;
+
+    let renamed = imgcdn_control_plane::storage_names::name_existing(&t.state).await.unwrap();
+    assert_eq!(renamed, 2, "the public image and the private one");
+    assert_eq!(t.count("SELECT COUNT(*) FROM teams WHERE storage IS NULL").await, 0);
+    let got = t.call(Req::get(&format!("/v1/images/{id}")).key(&key)).await;
+    let url = got.json["url"].as_str().unwrap().to_string();
+    assert_ne!(url, shard_url);
+    let storage = url.trim_start_matches("https://cdn.test/").split('/').next().unwrap().to_string();
+    // The manifest serves both forms; edges are told to re-read it.
+    let now = Manifest::from_json(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(now.storage.map(|s| s.to_string()), Some(storage.clone()));
+    assert!(now.shard_url);
+    let again = t.count(&format!("SELECT COUNT(*) FROM visibility_changes WHERE image_id = '{id}'")).await;
+    assert_eq!(again, logged + 1, "edges drop their copies of the old manifest");
+    // The private one is renamed in its row and stays unpublished.
+    assert!(!t.public_store().join(format!("manifests/{private}.json")).exists());
+    assert_eq!(t.count(&format!("SELECT shard_url FROM images WHERE id = '{private}'")).await, 1);
+    // New uploads use the same name; a second run has nothing to do.
+    let r = t.call(upload(&png(20, 20, 6)).key(&key)).await;
+    assert!(r.json["url"].as_str().unwrap().contains(&format!("/{storage}/")), "{}", r.text);
+    assert_eq!(imgcdn_control_plane::storage_names::name_existing(&t.state).await.unwrap(), 0);
 });
 
 on_both_databases!(another_team_cannot_see_or_touch_an_image, |t: TestApp| async move {

@@ -1,4 +1,4 @@
-//! The imgcdn edge proxy: serves `/{shard}/{id}.{ext}` to the world from
+//! The imgcdn edge proxy: serves `/{storage}/{id}.{ext}` to the world from
 //! a memory tier, a disk tier and the origin store, and records nothing
 //! about who asks.
 //!

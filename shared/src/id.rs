@@ -1,4 +1,4 @@
-//! Image ids and shards.
+//! Image ids, shards and storage names.
 //!
 //! An id is 8 random base62 characters (62^8 ≈ 2.2e14 values), so ids
 //! cannot be enumerated. The shard is 3 base62 characters derived from the
@@ -6,6 +6,12 @@
 //! below is a contract: changing it breaks every URL ever handed out. The
 //! shard lets the edge reject a guessed or mistyped URL without touching
 //! storage, and spreads keys for stores that like prefixes.
+//!
+//! A [`StorageName`] is a team's: 12 random characters from `[0-9a-z]`
+//! (36^12 ≈ 4.7e18), drawn once when the team is created and never
+//! changed. It is the first segment of the URLs of the team's images, so
+//! clients (img.pro's among them) can tell which team a URL belongs to. It
+//! says nothing about the team's id and cannot be derived from it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +24,19 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 pub const ID_LEN: usize = 8;
 /// Length of a shard in characters.
 pub const SHARD_LEN: usize = 3;
+
+/// Length of a storage name in characters.
+pub const STORAGE_LEN: usize = 12;
+const STORAGE_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// A team's storage name: exactly 12 characters from `[0-9a-z]`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageName([u8; STORAGE_LEN]);
+
+/// Why a string is not a storage name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a storage name is exactly 12 characters from [0-9a-z]")]
+pub struct InvalidStorageName;
 
 /// A validated image id: exactly 8 ASCII base62 characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,6 +96,68 @@ impl ImageId {
             n /= 62;
         }
         Shard(out)
+    }
+}
+
+impl StorageName {
+    /// A fresh random name from the thread-local CSPRNG.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let mut out = [0u8; STORAGE_LEN];
+        for b in &mut out {
+            *b = STORAGE_ALPHABET[rng.random_range(0..STORAGE_ALPHABET.len())];
+        }
+        StorageName(out)
+    }
+
+    /// Parse from bytes, checking length and alphabet.
+    pub fn from_bytes(s: &[u8]) -> Result<Self, InvalidStorageName> {
+        let arr: [u8; STORAGE_LEN] = s.try_into().map_err(|_| InvalidStorageName)?;
+        if arr.iter().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+            Ok(StorageName(arr))
+        } else {
+            Err(InvalidStorageName)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("storage names are ASCII")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FromStr for StorageName {
+    type Err = InvalidStorageName;
+    fn from_str(s: &str) -> Result<Self, InvalidStorageName> {
+        StorageName::from_bytes(s.as_bytes())
+    }
+}
+
+impl fmt::Display for StorageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for StorageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StorageName({})", self.as_str())
+    }
+}
+
+impl serde::Serialize for StorageName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StorageName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -175,6 +256,23 @@ mod tests {
     }
 
     const PINNED_SHARDS: [&str; 3] = ["V3N", "PaH", "Mth"];
+
+    #[test]
+    fn storage_names_are_random_lowercase_and_round_trip() {
+        let names: HashSet<StorageName> = (0..10_000).map(|_| StorageName::generate()).collect();
+        assert_eq!(names.len(), 10_000);
+        for n in names.iter().take(100) {
+            assert_eq!(n.as_str().len(), STORAGE_LEN);
+            assert!(n.as_bytes().iter().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+            assert_eq!(n.as_str().parse::<StorageName>().unwrap(), *n);
+            let json = serde_json::to_string(n).unwrap();
+            assert_eq!(serde_json::from_str::<StorageName>(&json).unwrap(), *n);
+        }
+        for bad in ["", "abc", "abcdefghijk", "abcdefghijklm", "ABCDEFGHIJKL", "abcdefghijk-", "abcdefghijk."] {
+            assert!(bad.parse::<StorageName>().is_err(), "{bad:?} accepted");
+        }
+        assert!(serde_json::from_str::<StorageName>("\"Abcdefghijkl\"").is_err());
+    }
 
     #[test]
     fn shards_spread_over_many_values() {

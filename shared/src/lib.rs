@@ -1,7 +1,9 @@
 //! Types both imgcdn programs agree on, with no server framework in them.
 //!
-//! - [`id`]: image ids (8 random base62 chars) and the 3-char shard derived from one.
-//! - [`url`]: the public CDN path `/{shard}/{id}.{ext}` and its parser.
+//! - [`id`]: image ids (8 random base62 chars), the 3-char shard derived
+//!   from one, and teams' storage names (12 random chars).
+//! - [`url`]: the public CDN path `/{storage}/{id}.{ext}` (or the older
+//!   `/{shard}/{id}.{ext}`) and its parser.
 //! - [`format`]: the image formats we serve, their extensions and content types.
 //! - [`manifest`]: `manifests/{id}.json`, the record that makes an object servable.
 //! - [`storage`]: key layout in the stores and the OpenDAL store configuration.
@@ -22,6 +24,6 @@ pub mod testing;
 pub mod url;
 
 pub use format::Format;
-pub use id::{ImageId, Shard};
+pub use id::{ImageId, Shard, StorageName};
 pub use manifest::Manifest;
-pub use url::{ImagePath, PathError};
+pub use url::{ImagePath, PathError, Segment};

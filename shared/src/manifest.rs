@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::Format;
+use crate::{Format, StorageName};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -30,6 +30,16 @@ pub struct Manifest {
     /// every id that shows them. Always under `objects/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
+    /// The owning team's storage name: the image is served at
+    /// `/{storage}/{id}.{ext}` and at no other storage. `None` for
+    /// anonymous uploads and for manifests written before storage names
+    /// (served at the shard form `/{shard}/{id}.{ext}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageName>,
+    /// The shard form serves too: the image was published before its team
+    /// had a storage name, and the URLs handed out then keep working.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shard_url: bool,
 }
 
 /// Why a manifest cannot be used.
@@ -90,7 +100,23 @@ mod tests {
             expires_at: Some(time::macros::datetime!(2030-01-01 0:00 UTC)),
             transformable: true,
             object: None,
+            storage: None,
+            shard_url: false,
         }
+    }
+
+    #[test]
+    fn storage_and_shard_url_are_written_only_when_set() {
+        let mut m = sample();
+        let plain = String::from_utf8(m.to_json()).unwrap();
+        assert!(!plain.contains("storage") && !plain.contains("shard_url"), "{plain}");
+        m.storage = Some("k3v9x0q2m7za".parse().unwrap());
+        m.shard_url = true;
+        let json = String::from_utf8(m.to_json()).unwrap();
+        assert!(json.contains("\"storage\": \"k3v9x0q2m7za\"") && json.contains("\"shard_url\": true"), "{json}");
+        assert_eq!(Manifest::from_json(json.as_bytes()).unwrap(), m);
+        let bad = json.replace("k3v9x0q2m7za", "../../etc");
+        assert!(Manifest::from_json(bad.as_bytes()).is_err(), "a storage name is validated");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub fn png_manifest(body: &[u8], expires_at: Option<time::OffsetDateTime>) -> cr
         expires_at,
         transformable: true,
         object: None,
+        storage: None,
+        shard_url: false,
     }
 }
 

@@ -63,7 +63,11 @@ impl Store {
     }
 
     pub fn publish_as(&self, id: ImageId, bytes: &[u8], expires_at: Option<time::OffsetDateTime>) {
-        let manifest = imgcdn_shared::testing::png_manifest(bytes, expires_at);
+        self.publish_manifest(id, bytes, imgcdn_shared::testing::png_manifest(bytes, expires_at));
+    }
+
+    /// Publish `bytes` under `id` with `manifest` (object first, manifest last).
+    pub fn publish_manifest(&self, id: ImageId, bytes: &[u8], manifest: imgcdn_shared::Manifest) {
         fs::write(self.root.join(object_key(&id)), bytes).unwrap();
         fs::write(self.root.join(manifest_key(&id)), manifest.to_json()).unwrap();
     }
@@ -630,4 +634,11 @@ pub async fn post_image(c: &reqwest::Client, api: &str, key: Option<&str>, file:
         req = req.bearer_auth(k);
     }
     req.send().await.unwrap()
+}
+
+/// The path (`/{storage}/{id}.{ext}`) of an Image object's CDN `url`.
+pub fn cdn_path(image: &serde_json::Value) -> String {
+    let url = image["url"].as_str().unwrap_or_else(|| panic!("no url in {image}"));
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme[after_scheme.find('/').expect("a path")..].to_string()
 }

@@ -70,12 +70,7 @@ pub async fn insert_user(
 ) -> Result<String, ApiError> {
     let user_id = new_id("usr");
     let team_id = new_id("team");
-    sqlx::query("INSERT INTO teams (id, name, personal, created_at) VALUES ($1, $2, 1, $3)")
-        .bind(&team_id)
-        .bind(format!("{name}'s images"))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    crate::storage_names::insert_team(&mut *conn, &team_id, &format!("{name}'s images"), true, now).await?;
     let inserted = sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, email_verified_at, personal_team_id, created_at) \
          VALUES ($1, $2, $3, $4, NULL, $5, $6)",

@@ -1,7 +1,6 @@
 //! The Image object of API.md (every field always present; unknown = null)
 //! and its legacy form.
 
-use imgcdn_shared::ImagePath;
 use serde_json::{json, Map, Value};
 
 use super::row::ImageRow;
@@ -11,7 +10,7 @@ use crate::dates::iso;
 impl ImageRow {
     /// The CDN URL.
     pub fn url(&self, cfg: &Config) -> String {
-        format!("{}{}", cfg.edge_base_url.trim_end_matches('/'), ImagePath::new(self.image_id(), self.format()))
+        format!("{}{}", cfg.edge_base_url.trim_end_matches('/'), self.path())
     }
 
     /// The viewer page URL.

@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use super::row::{ImageRow, ImageStatus, COLUMNS};
 use super::store::Place;
 use crate::db::{Backend, Db};
+use imgcdn_shared::StorageName;
 
 /// One image by id (any state).
 pub async fn fetch(db: &Db, id: &str) -> Result<Option<ImageRow>, sqlx::Error> {
@@ -193,15 +194,17 @@ pub struct NewImage<'a> {
     pub pdq: Option<String>,
     pub nsfw: Option<bool>,
     pub classification: Option<String>,
+    /// The team's storage name (`None` for anonymous uploads).
+    pub storage: Option<StorageName>,
 }
 
 pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO images (id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, caption, \
          public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, object_key, \
-         warned, bytes_in, pdq, nsfw, classification, requested_expires_at, reap_at) \
+         warned, bytes_in, pdq, nsfw, classification, requested_expires_at, reap_at, storage) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, $18, NULL, $19, \
-         $20, $21, $22, $23, $24, $25, $26)",
+         $20, $21, $22, $23, $24, $25, $26, $27)",
     )
     .bind(n.id)
     .bind(n.team_id.map(str::to_string))
@@ -229,6 +232,7 @@ pub async fn insert(conn: &mut AnyConnection, n: NewImage<'_>) -> Result<(), sql
     .bind(n.classification)
     .bind(n.requested_expires_at)
     .bind(n.reap_at)
+    .bind(n.storage.map(|s| s.to_string()))
     .execute(conn)
     .await?;
     Ok(())
@@ -321,6 +325,35 @@ pub async fn mark_deleted(conn: &mut AnyConnection, id: &str, now: i64) -> Resul
 }
 
 /// Operator decisions: the takedown reason (or none) and the warning flag.
+/// The storage name the image's manifest carries, and whether its shard
+/// URL serves too.
+pub async fn set_storage(conn: &mut AnyConnection, row: &ImageRow) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE images SET storage = $1, shard_url = $2 WHERE id = $3")
+        .bind(row.storage.map(|s| s.to_string()))
+        .bind(i64::from(row.shard_url))
+        .bind(&row.id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` ids after `after` of teams' live images that have no
+/// storage name yet (uploaded before storage names existed), in id order.
+/// Deleted and failed ones are never served again: they keep the old form.
+pub async fn unnamed(db: &Db, after: &str, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT id FROM images WHERE team_id IS NOT NULL AND storage IS NULL AND deleted_at IS NULL \
+         AND status <> 'failed' AND id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
 pub async fn set_decisions(
     conn: &mut AnyConnection,
     id: &str,

@@ -2,7 +2,7 @@
 //! and what follows from them for serving ([`ImageRow::visibility`]).
 
 use imgcdn_shared::sync::Action;
-use imgcdn_shared::{Format, ImageId, Manifest};
+use imgcdn_shared::{Format, ImageId, ImagePath, Manifest, StorageName};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -13,7 +13,7 @@ use super::store::Place;
 pub const COLUMNS: &str = "id, team_id, uploaded_by, source, format, content_type, width, height, bytes, sha256, filename, \
                            caption, public, labels, metadata, status, created_at, published_at, expires_at, deleted_at, \
                            object_key, takedown_reason, warned, bytes_in, pdq, nsfw, classification, \
-                           requested_expires_at, reap_at";
+                           requested_expires_at, reap_at, storage, shard_url";
 
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +151,11 @@ pub struct ImageRow {
     /// `clean`, `restricted:{category}`, `prohibited:{category}`; `None`
     /// until classified.
     pub classification: Option<String>,
+    /// Its team's storage name, as its manifest says (`None`: anonymous,
+    /// or published before storage names and not yet renamed).
+    pub storage: Option<StorageName>,
+    /// The shard form serves too (its URLs of that form were handed out).
+    pub shard_url: bool,
 }
 
 fn object(text: &str) -> Map<String, Value> {
@@ -190,6 +195,10 @@ impl ImageRow {
             pdq: r.get("pdq"),
             nsfw: r.get::<Option<i64>, _>("nsfw").map(|n| n != 0),
             classification: r.get("classification"),
+            // Only valid names are ever written; a damaged one falls back
+            // to the shard form rather than failing every read of the row.
+            storage: r.get::<Option<String>, _>("storage").and_then(|s| s.parse().ok()),
+            shard_url: r.get::<i64, _>("shard_url") != 0,
         }
     }
 
@@ -260,6 +269,17 @@ impl ImageRow {
             expires_at: self.expires_at.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
             transformable: self.format().transformable(),
             object: self.object_key.clone(),
+            storage: self.storage,
+            shard_url: self.shard_url,
+        }
+    }
+
+    /// The CDN path this image is served at: `/{storage}/{id}.{ext}`, or
+    /// the shard form when it has no storage (anonymous uploads).
+    pub fn path(&self) -> ImagePath {
+        match self.storage {
+            Some(s) => ImagePath::in_storage(s, self.image_id(), self.format()),
+            None => ImagePath::new(self.image_id(), self.format()),
         }
     }
 

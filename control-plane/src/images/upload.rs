@@ -288,6 +288,11 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
             return Err(plan_full(used, max));
         }
     }
+    // The team's storage name is the first segment of the image's URL.
+    let storage = match uploader {
+        Uploader::Team { team_id, .. } => crate::storage_names::storage_name(&mut tx, team_id).await?,
+        Uploader::Anonymous => None,
+    };
     // Identical bytes already published in this team: show them, store nothing new.
     let shared_object = match (uploader, bytes_in) {
         (Uploader::Team { team_id, .. }, Place::Public) => {
@@ -304,6 +309,8 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
         expires_at: expires_at.map(|t| time::OffsetDateTime::from_unix_timestamp(t).expect("valid time")),
         transformable: format.transformable(),
         object: shared_object.clone(),
+        storage,
+        shard_url: false,
     };
     let user_id = match uploader {
         Uploader::Anonymous => None,
@@ -338,6 +345,7 @@ pub async fn store(state: &AppState, uploader: &Uploader, upload: Upload, source
             pdq: hashes.pdq.clone(),
             nsfw: classify::nsfw(&verdicts),
             classification: classification.clone(),
+            storage,
         },
     )
     .await?;

@@ -35,7 +35,7 @@ pub const REPORT_REASONS: &[&str] =
 pub const MAX_TEXT: usize = 4000;
 
 /// The image a report or notice names: an id, a viewer URL (`…/{id}`) or a
-/// CDN URL (`…/{shard}/{id}.{ext}`, query ignored).
+/// CDN URL (`…/{storage}/{id}.{ext}`, query ignored).
 pub async fn resolve_image(state: &AppState, named: &str) -> ApiResult<ImageRow> {
     let path = named.trim().split(['?', '#']).next().unwrap_or("");
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");

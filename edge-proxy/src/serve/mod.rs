@@ -1,4 +1,4 @@
-//! The public HTTP service: `GET`/`HEAD /{shard}/{id}.{ext}` answered from
+//! The public HTTP service: `GET`/`HEAD /{storage}/{id}.{ext}` answered from
 //! memory, then disk, then the origin store.
 //!
 //! This is a pingora [`HttpServerApp`] rather than a proxy: nothing here
@@ -92,8 +92,13 @@ impl EdgeApp {
             Some(Action::Warn) => true,
         };
         let found = match self.tiers.lookup(path.id).await {
-            // The URL's extension must be the stored format (jpg/jpeg alike).
-            Ok(f) if f.meta.format != path.format => return done(response::error(404, method), Tier::None),
+            // The URL's extension must be the stored format (jpg/jpeg alike),
+            // and its first segment the image's storage (or, for images
+            // published before storage names, its shard): a guessed id under
+            // another team's storage is 404 like an unknown one.
+            Ok(f) if f.meta.format != path.format || !path.serves(&f.meta.manifest) => {
+                return done(response::error(404, method), Tier::None)
+            }
             Ok(f) => f,
             Err(LookupError::Busy) => {
                 return done(response::busy(method, self.settings.retry_after_secs), Tier::None);

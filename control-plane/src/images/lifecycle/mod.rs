@@ -130,6 +130,9 @@ pub enum Edit {
     /// What decides the window changed elsewhere (the uploader verified
     /// their email, the team's plan changed): recompute the expiry.
     Recompute,
+    /// An image uploaded before storage names takes its team's: served
+    /// under it from now on, and under its shard URL still.
+    Name,
 }
 
 /// What [`apply`] did: the image as it now is, and the change logged for
@@ -223,6 +226,10 @@ async fn edited_in(
     now: i64,
 ) -> ApiResult<ImageRow> {
     let mut after = edited(before, edit, now);
+    if let (Edit::Name, None, Some(team)) = (edit, before.storage, &before.team_id) {
+        after.storage = crate::storage_names::storage_name(conn, team).await?;
+        after.shard_url = after.storage.is_some();
+    }
     if after.deleted_at.is_none() {
         after.expires_at = crate::retention::subject::expiry_of(conn, &state.cfg, &after).await?;
     }
@@ -242,8 +249,11 @@ async fn facts_of(
     // A published image that now expires sooner: edges must re-read its
     // manifest (their copies carry the old expiry), so its visibility is
     // logged again even though it did not change.
+    // So must they when it moves under its team's storage name (their
+    // copies would 404 the new URL).
     let sooner = after.expires_at.is_some_and(|a| before.expires_at.is_none_or(|b| a < b));
-    let refresh = sooner && before.should_be_published(now) && after.should_be_published(now);
+    let renamed = after.storage != before.storage;
+    let refresh = (sooner || renamed) && before.should_be_published(now) && after.should_be_published(now);
     let facts = Facts {
         ready: after.status == ImageStatus::Ready,
         was_published: before.should_be_published(now),
@@ -384,7 +394,7 @@ fn edited(before: &ImageRow, edit: &Edit, now: i64) -> ImageRow {
                 after.nsfw = *nsfw;
             }
         }
-        Edit::Reconcile | Edit::Recompute => {}
+        Edit::Reconcile | Edit::Recompute | Edit::Name => {}
     }
     // Bytes that come back into the public store come back as the image's
     // own (the object they were shared from may be gone).
@@ -410,6 +420,11 @@ async fn write(
         }
         Edit::Classified { .. } => queries::set_outcome(conn, after).await?,
         Edit::Reconcile | Edit::Recompute => {}
+        Edit::Name => {
+            if (after.storage, after.shard_url) != (before.storage, before.shard_url) {
+                queries::set_storage(conn, after).await?
+            }
+        }
     }
     if (after.expires_at, after.requested_expires_at) != (before.expires_at, before.requested_expires_at) {
         queries::set_expiry(conn, after).await?;
