@@ -4,6 +4,7 @@
 //!   from one, and teams' storage names (12 random chars).
 //! - [`url`]: the public CDN path `/{storage}/{id}.{ext}` (or the older
 //!   `/{shard}/{id}.{ext}`) and its parser.
+//! - [`variant`]: transform parameters of a URL read into one canonical variant.
 //! - [`format`]: the image formats we serve, their extensions and content types.
 //! - [`manifest`]: `manifests/{id}.json`, the record that makes an object servable.
 //! - [`storage`]: key layout in the stores and the OpenDAL store configuration.
@@ -22,6 +23,7 @@ pub mod storage;
 pub mod sync;
 pub mod testing;
 pub mod url;
+pub mod variant;
 
 pub use format::Format;
 pub use id::{ImageId, Shard, StorageName};
