@@ -113,6 +113,8 @@ mod isobmff;
 mod jpeg;
 mod png;
 mod svg;
+#[cfg(feature = "transform")]
+pub mod transform;
 mod types;
 mod webp;
 

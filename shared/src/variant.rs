@@ -277,9 +277,12 @@ impl Variant {
         }
         let hundredths = |n: u16| format!("{}.{:02}", n / 100, n % 100);
         let tenths = |n: u16| format!("{}.{}", n / 10, n % 10);
-        for (name, value) in
-            [("brightness", self.brightness), ("contrast", self.contrast), ("gamma", self.gamma), ("saturation", self.saturation)]
-        {
+        for (name, value) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("gamma", self.gamma),
+            ("saturation", self.saturation),
+        ] {
             if let Some(n) = value {
                 put(name, &hundredths(n));
             }
@@ -368,9 +371,23 @@ mod tests {
 
     #[test]
     fn no_query_junk_and_defaults_are_the_original() {
-        for q in ["", "utm_source=x", "w=abc", "w=0", "w=-5", "fit=cover", "fit=scale-down", "format=jpg", "brightness=1",
-            "q=", "size=xl", "gamma=0", "sharp=0", "brightness=nan", "&&=&"]
-        {
+        for q in [
+            "",
+            "utm_source=x",
+            "w=abc",
+            "w=0",
+            "w=-5",
+            "fit=cover",
+            "fit=scale-down",
+            "format=jpg",
+            "brightness=1",
+            "q=",
+            "size=xl",
+            "gamma=0",
+            "sharp=0",
+            "brightness=nan",
+            "&&=&",
+        ] {
             assert!(parse(q).is_original(), "{q:?} -> {:?}", parse(q));
             assert_eq!(parse(q).key(), "");
         }
