@@ -84,6 +84,14 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
     assert_eq!(status(&c, &format!("{}{other_path}", edge.base)).await, 200);
     eventually(WITHIN, "written to the disk tier", || async { disk_holds(&opts.disk, &stored) }).await;
 
+    // Two variants of it, cached too.
+    let variants = [format!("{url}?w=8"), format!("{url}?w=4&format=webp")];
+    for v in &variants {
+        assert_eq!(c.get(v).send().await.unwrap().headers()["x-cache"], "MISS");
+        assert_eq!(c.get(v).send().await.unwrap().headers()["x-cache"], "HIT-MEMORY");
+    }
+    assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"variants\"}"), 2.0);
+
     // Takedown: 451 with a link to the policy and nothing else; bytes gone.
     let r = operator(&c, &cp.base, &op, &id, "takedown", json!({"reason": "copyright", "note": "notice 7"})).await;
     let seq = r["change"]["seq"].as_u64().unwrap();
@@ -96,6 +104,14 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
     eventually(WITHIN, "purged from the disk tier", || async { !disk_holds(&opts.disk, &stored) }).await;
     eventually(WITHIN, "only the other image stays in memory", || async {
         edge.metric("imgcdn_edge_cache_entries{tier=\"memory\"}") == 1.0
+    })
+    .await;
+    // Every variant is 451 too, and gone from the variant cache.
+    for v in &variants {
+        assert_eq!(status(&c, v).await, 451, "{v}");
+    }
+    eventually(WITHIN, "variants purged", || async {
+        edge.metric("imgcdn_edge_cache_entries{tier=\"variants\"}") == 0.0
     })
     .await;
     assert!(edge.metric("imgcdn_edge_sync_purges_total") >= 1.0);

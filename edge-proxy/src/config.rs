@@ -39,6 +39,8 @@ pub struct EdgeConfig {
     pub disk: DiskConfig,
     pub origin: OriginConfig,
     pub http: HttpConfig,
+    /// Resizing, cropping, converting and toning by URL query.
+    pub transforms: TransformConfig,
     /// TLS listener (only with the `tls` cargo feature).
     pub tls: Option<TlsConfig>,
     /// Edge sync with the control plane (takedowns, hidden and restricted
@@ -225,6 +227,33 @@ pub struct HttpConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Off: query strings are ignored and originals served.
+    pub enabled: bool,
+    /// Transforms running at once (each on its own blocking thread).
+    pub workers: usize,
+    /// Transforms that may wait for a worker; past that a request gets a
+    /// 503 with `Retry-After` instead of a place in an unbounded queue.
+    pub queue: usize,
+    /// Largest original transformed (width x height its header declares).
+    pub max_input_pixels: u64,
+    /// Largest output (width x height).
+    pub max_output_pixels: u64,
+    /// Largest `w` or `h` (larger values are clamped).
+    pub max_dimension: u32,
+    /// When not empty, the only `w`/`h` values made: others are rounded up
+    /// to the next listed one (down to the largest).
+    pub allowed_dimensions: Vec<u32>,
+    /// Distinct variants made per image until it is purged; past it the
+    /// original is served for new variants (a crawler cannot fill the cache
+    /// or burn CPU with unique sizes).
+    pub max_variants_per_image: usize,
+    /// Memory budget of the variant cache in bytes.
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub listen: String,
@@ -249,6 +278,7 @@ impl Default for EdgeConfig {
             disk: DiskConfig::default(),
             origin: OriginConfig::default(),
             http: HttpConfig::default(),
+            transforms: TransformConfig::default(),
             tls: None,
             sync: None,
         }
@@ -270,6 +300,22 @@ impl Default for DiskConfig {
 impl Default for OriginConfig {
     fn default() -> Self {
         OriginConfig { timeout_ms: 10_000, max_concurrent: 64, negative_ttl_secs: 5 }
+    }
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            enabled: true,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue: 64,
+            max_input_pixels: 100_000_000,
+            max_output_pixels: 25_000_000,
+            max_dimension: 4096,
+            allowed_dimensions: Vec::new(),
+            max_variants_per_image: 32,
+            memory_bytes: 256 * MIB,
+        }
     }
 }
 
@@ -356,6 +402,13 @@ impl EdgeConfig {
         }
         if self.origin.max_concurrent == 0 {
             p.push("origin.max_concurrent: must be above 0".to_string());
+        }
+        let t = &self.transforms;
+        if t.enabled && (t.workers == 0 || t.max_variants_per_image == 0 || t.max_dimension == 0) {
+            p.push("transforms: workers, max_variants_per_image and max_dimension must be above 0".to_string());
+        }
+        if t.allowed_dimensions.iter().any(|&d| d == 0 || d > t.max_dimension) {
+            p.push("transforms.allowed_dimensions: each between 1 and max_dimension".to_string());
         }
         if let Some(s) = &self.sync {
             if s.control_planes.is_empty() {

@@ -7,6 +7,7 @@
 //! - [`origin`]: reads from the public store through OpenDAL, single-flight
 //!   and bounded.
 //! - [`tiers`]: memory → disk → origin lookups, fills and purges.
+//! - [`variants`]: transforms by URL query, bounded, single-flight, cached.
 //! - [`budget`]: the bound on response body bytes held for sending.
 //! - [`serve`]: the pingora HTTP app and HTTP semantics (ETag, Range, …),
 //!   pipelining, and the connection limits of the public listeners
@@ -41,6 +42,7 @@ pub mod serve;
 pub mod server;
 pub mod sync;
 pub mod tiers;
+pub mod variants;
 
 pub use config::EdgeConfig;
 pub use server::{Edge, StartError};

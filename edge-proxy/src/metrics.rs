@@ -67,6 +67,8 @@ pub struct Metrics {
     pub send_budget_refused: IntCounter,
     pub send_budget_bytes: IntGauge,
     pub responses_cut: IntCounter,
+    /// Variant requests by outcome (`made`, `busy`, `limited`, `failed`).
+    pub transforms: IntCounterVec,
 }
 
 const TIERS: [Tier; 4] = [Tier::Memory, Tier::Disk, Tier::Origin, Tier::None];
@@ -176,8 +178,21 @@ impl Metrics {
             "imgcdn_edge_responses_cut_total",
             "Responses ended mid-body (a disk chunk failed verification, or the client stalled past send_timeout)",
         );
+        let transforms = IntCounterVec::new(
+            Opts::new(
+                "imgcdn_edge_transforms_total",
+                "Variants asked for and not cached, by outcome: made, busy (503, pool full), limited (original \
+                 served: too many variants of the image), failed",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        for outcome in ["made", "busy", "limited", "failed"] {
+            transforms.with_label_values(&[outcome]);
+        }
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transforms.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(bytes_served.clone()),
             Box::new(latency.clone()),
             Box::new(origin_reads.clone()),
@@ -228,6 +243,7 @@ impl Metrics {
             cache_entries.with_label_values(&[tier.label()]);
         }
         Metrics {
+            transforms,
             registry,
             requests,
             bytes_served,
@@ -277,6 +293,12 @@ impl Metrics {
     pub fn set_cache_usage(&self, tier: Tier, entries: u64, bytes: u64) {
         self.cache_entries.with_label_values(&[tier.label()]).set(entries as i64);
         self.cache_bytes.with_label_values(&[tier.label()]).set(bytes as i64);
+    }
+
+    /// The variant cache's entries and bytes (tier label `variants`).
+    pub fn set_variant_usage(&self, entries: u64, bytes: u64) {
+        self.cache_entries.with_label_values(&["variants"]).set(entries as i64);
+        self.cache_bytes.with_label_values(&["variants"]).set(bytes as i64);
     }
 
     /// The Prometheus text exposition.

@@ -24,6 +24,7 @@ use crate::serve::conn::{ConnLimits, Guarded};
 use crate::serve::{EdgeApp, HttpSettings};
 use crate::sync::{SyncTask, Visibility};
 use crate::tiers::Tiers;
+use crate::variants::Variants;
 
 /// Write buffer of each public HTTP/1 connection. pingora's default is one
 /// MSS (1460 bytes), so the header of any image larger than that went out in
@@ -90,7 +91,12 @@ impl Edge {
             None => Visibility::disabled(),
         });
         let budget = SendBudget::new(cfg.limits.send_buffer_bytes, metrics.send_budget_bytes.clone());
+        let variants = cfg
+            .transforms
+            .enabled
+            .then(|| Arc::new(Variants::new(&cfg.transforms, visibility.clone(), metrics.clone())));
         let tiers = Arc::new(Tiers {
+            variants,
             memory,
             disk,
             origin,

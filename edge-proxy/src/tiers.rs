@@ -22,9 +22,12 @@ use crate::clock::Clock;
 use crate::metrics::{Metrics, Tier};
 use crate::origin::{Fetched, Origin, OriginError};
 use crate::sync::visibility::Visibility;
+use crate::variants::Variants;
 
 /// The three tiers and the rules for moving objects between them.
 pub struct Tiers {
+    /// Transforms by URL (`None`: turned off, queries ignored).
+    pub variants: Option<Arc<Variants>>,
     pub memory: MemoryTier,
     pub disk: Arc<DiskTier>,
     pub origin: Origin,
@@ -217,6 +220,9 @@ impl Tiers {
         }
         for id in &ids {
             self.memory.remove(id);
+            if let Some(v) = &self.variants {
+                v.purge(id);
+            }
         }
         let disk = self.disk.clone();
         let n = ids.len();
@@ -242,5 +248,9 @@ impl Tiers {
         self.metrics.set_cache_usage(Tier::Memory, n, b);
         let (n, b) = self.disk.usage();
         self.metrics.set_cache_usage(Tier::Disk, n, b);
+        if let Some(v) = &self.variants {
+            let (n, b) = v.usage();
+            self.metrics.set_variant_usage(n, b);
+        }
     }
 }

@@ -90,6 +90,8 @@ pub struct EdgeOpts {
     pub sync_toml: Option<String>,
     /// The body of a `[limits]` section, if any.
     pub limits_toml: Option<String>,
+    /// The body of a `[transforms]` section, if any.
+    pub transforms_toml: Option<String>,
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
     /// Environment of the process (e.g. store credentials).
@@ -107,6 +109,7 @@ impl EdgeOpts {
             rust_log: "info".into(),
             sync_toml: None,
             limits_toml: None,
+            transforms_toml: None,
             grace_period_secs: 1,
             shutdown_timeout_secs: 2,
             env: Vec::new(),
@@ -186,6 +189,10 @@ impl EdgeProcess {
         };
         let config = match &opts.limits_toml {
             Some(limits) => format!("{config}[limits]\n{limits}"),
+            None => config,
+        };
+        let config = match &opts.transforms_toml {
+            Some(t) => format!("{config}[transforms]\n{t}"),
             None => config,
         };
         let n = fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);

@@ -1,6 +1,7 @@
 //! The Image object of API.md (every field always present; unknown = null)
 //! and its legacy form.
 
+use imgcdn_shared::variant::{Rules, Variant};
 use serde_json::{json, Map, Value};
 
 use super::row::ImageRow;
@@ -20,15 +21,18 @@ impl ImageRow {
     }
 
     /// `small`/`medium`/`large`: short side 320/640/1080, aspect kept,
-    /// never enlarged; `{}` for formats the edge does not transform.
+    /// never enlarged (the sizes the edge's transforms give, from the same
+    /// function); `{}` for formats the edge does not transform.
     pub fn sizes(&self, cfg: &Config) -> Value {
         if !self.format().transformable() {
             return json!({});
         }
         let url = self.url(cfg);
         let mut out = Map::new();
-        for (name, param, short) in [("small", "s", 320i64), ("medium", "m", 640), ("large", "l", 1080)] {
-            let (w, h) = scale_short_side(self.width, self.height, short);
+        for (name, param) in [("small", "s"), ("medium", "m"), ("large", "l")] {
+            let f = self.format();
+            let variant = Variant::parse(&format!("size={param}"), f, f, &Rules::default());
+            let (w, h) = variant.output_size(self.width.max(1) as u32, self.height.max(1) as u32);
             out.insert(name.into(), json!({ "url": format!("{url}?size={param}"), "width": w, "height": h }));
         }
         Value::Object(out)
@@ -84,27 +88,5 @@ impl ImageRow {
             });
         }
         v
-    }
-}
-
-/// Scale so the shorter side is `short`, never enlarging.
-pub fn scale_short_side(w: i64, h: i64, short: i64) -> (i64, i64) {
-    let min = w.min(h);
-    if min <= short || min == 0 {
-        return (w, h);
-    }
-    let f = short as f64 / min as f64;
-    (((w as f64) * f).round().max(1.0) as i64, ((h as f64) * f).round().max(1.0) as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scale_short_side;
-
-    #[test]
-    fn presets_scale_down_only() {
-        assert_eq!(scale_short_side(4000, 3000, 320), (427, 320));
-        assert_eq!(scale_short_side(3000, 4000, 640), (640, 853));
-        assert_eq!(scale_short_side(200, 100, 320), (200, 100));
     }
 }

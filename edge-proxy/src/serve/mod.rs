@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
 use imgcdn_shared::sync::Action;
+use imgcdn_shared::variant::Variant;
 use imgcdn_shared::ImagePath;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
@@ -29,7 +30,8 @@ use pingora_http::ResponseHeader;
 use crate::budget::Held;
 use crate::cache::disk::DiskObject;
 use crate::metrics::Tier;
-use crate::tiers::{Body, LookupError, Tiers};
+use crate::tiers::{Body, Found, LookupError, Tiers};
+use crate::variants::{Source, VariantError};
 use conn::TrackedStream;
 use response::Answer;
 
@@ -92,13 +94,10 @@ impl EdgeApp {
             Some(Action::Warn) => true,
         };
         let found = match self.tiers.lookup(path.id).await {
-            // The URL's extension must be the stored format (jpg/jpeg alike),
-            // and its first segment the image's storage (or, for images
-            // published before storage names, its shard): a guessed id under
-            // another team's storage is 404 like an unknown one.
-            Ok(f) if f.meta.format != path.format || !path.serves(&f.meta.manifest) => {
-                return done(response::error(404, method), Tier::None)
-            }
+            // The URL's first segment must be the image's storage (or, for
+            // images published before storage names, its shard): a guessed
+            // id under another team's storage is 404 like an unknown one.
+            Ok(f) if !path.serves(&f.meta.manifest) => return done(response::error(404, method), Tier::None),
             Ok(f) => f,
             Err(LookupError::Busy) => {
                 return done(response::busy(method, self.settings.retry_after_secs), Tier::None);
@@ -106,6 +105,43 @@ impl EdgeApp {
             Err(LookupError::Origin(e)) => return done(response::error(e.status(), method), Tier::Origin),
         };
         let now = self.tiers.clock.unix_now();
+        // The query (and an extension other than the stored format's) asks
+        // for a variant; without transforms, or for formats that are not
+        // transformed, only the stored format's extension (jpg/jpeg alike).
+        let variant = match &self.tiers.variants {
+            Some(v) => Variant::from_target(req.raw_path(), found.meta.format, path.format, &v.rules),
+            None => Variant::ORIGINAL,
+        };
+        if variant.is_original() && found.meta.format != path.format {
+            return done(response::error(404, method), Tier::None);
+        }
+        let found = match (&self.tiers.variants, variant.is_original()) {
+            (Some(variants), false) => {
+                let source = match found.body {
+                    Body::Whole(b) => Source::Whole(b),
+                    Body::Stream(obj) => Source::Disk(obj),
+                };
+                match variants.get(path.id, variant, found.meta.clone(), source, now).await {
+                    Ok((obj, cached)) => Found {
+                        meta: obj.meta,
+                        body: Body::Whole(obj.body),
+                        tier: if cached { Tier::Memory } else { Tier::Origin },
+                        held: None,
+                    },
+                    // Too many variants of this image: the original.
+                    Err(VariantError::Limited) => match self.tiers.lookup(path.id).await {
+                        Ok(f) => f,
+                        Err(_) => return done(response::busy(method, self.settings.retry_after_secs), Tier::None),
+                    },
+                    Err(VariantError::Busy) => {
+                        return done(response::busy(method, self.settings.retry_after_secs), Tier::None)
+                    }
+                    Err(VariantError::TooLarge(_)) => return done(response::error(422, method), Tier::None),
+                    Err(VariantError::Failed(_)) => return done(response::error(502, method), Tier::Origin),
+                }
+            }
+            _ => found,
+        };
         let (mut header, range) =
             response::object_header(req, &found.meta, found.len(), found.tier, now, self.settings.max_age_secs);
         if restricted {

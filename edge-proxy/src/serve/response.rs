@@ -45,6 +45,7 @@ pub fn error(status: u16, method: &Method) -> Answer {
         503 => "service unavailable\n",
         502 => "bad gateway\n",
         504 => "gateway timeout\n",
+        422 => "unprocessable: the image is too large for this transform\n",
         _ => "error\n",
     };
     let mut h = ResponseHeader::build(status, Some(6)).expect("valid status");

@@ -1,0 +1,140 @@
+//! Transforms by URL at a real edge process: the Image object's `sizes`
+//! are what the edge returns, equivalent queries share one cache entry,
+//! the variants-per-image bound and the overload 503 hold.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+/// Width and height from a PNG's IHDR.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[tokio::test]
+async fn the_advertised_sizes_are_what_the_edge_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let cp = ControlPlaneProcess::start(dir.path(), &CpOpts::new(&edge.base));
+    let c = client();
+    let r = c.post(format!("{}/v1/keys", cp.base)).json(&serde_json::json!({"email": "t@example.com"})).send().await;
+    let key = r.unwrap().json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    for (w, h) in [(800, 500), (500, 1300), (200, 120)] {
+        let r = post_image(&c, &cp.base, Some(&key), &png(w, h, 3)).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let img: Value = r.json().await.unwrap();
+        for size in ["small", "medium", "large"] {
+            let s = &img["sizes"][size];
+            let url = s["url"].as_str().unwrap();
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            assert_eq!(header(&r, "content-type"), "image/png");
+            let got = png_size(&r.bytes().await.unwrap());
+            let advertised = (s["width"].as_u64().unwrap() as u32, s["height"].as_u64().unwrap() as u32);
+            assert_eq!(got, advertised, "{w}x{h} {size}: {url}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn equivalent_queries_share_one_cache_entry_and_junk_is_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(300, 200, 5);
+    let path = store.publish(&image, None).to_string();
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let c = client();
+    let get = |q: String| {
+        let c = c.clone();
+        async move { c.get(q).send().await.unwrap() }
+    };
+    let r = get(format!("{}{path}?w=100&format=webp&utm_source=mail", edge.base)).await;
+    assert_eq!((r.status(), header(&r, "x-cache")), (StatusCode::OK, "MISS".to_string()));
+    assert_eq!(header(&r, "content-type"), "image/webp");
+    let first = r.bytes().await.unwrap();
+    assert!(first.starts_with(b"RIFF") && &first[8..12] == b"WEBP");
+    // Reordered, junk added, a repeated parameter, the format by extension:
+    // the same entry.
+    let webp_path = path.replace(".png", ".webp");
+    for q in [
+        format!("{path}?format=webp&w=100"),
+        format!("{path}?w=100&w=300&format=webp&fit=nonsense"),
+        format!("{webp_path}?w=100"),
+        format!("{webp_path}?w=100&q=&brightness=1"),
+    ] {
+        let r = get(format!("{}{q}", edge.base)).await;
+        assert_eq!((r.status(), header(&r, "x-cache")), (StatusCode::OK, "HIT-MEMORY".to_string()), "{q}");
+        assert_eq!(r.bytes().await.unwrap(), first, "{q}");
+    }
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"made\"}"), 1.0);
+    // Only junk: the original, from the original's cache entry.
+    let r = get(format!("{}{path}?utm_source=x&w=abc", edge.base)).await;
+    assert_eq!(r.bytes().await.unwrap().to_vec(), image);
+    // An ETag of its own, and conditional requests work on variants.
+    let r = get(format!("{}{path}?w=100&format=webp", edge.base)).await;
+    let etag = header(&r, "etag");
+    let r =
+        c.get(format!("{}{path}?format=webp&w=100", edge.base)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // SVG, BMP and ICO are served as stored whatever the query; a format
+    // the edge does not make is not ours.
+    let r = get(format!("{}{}", edge.base, path.replace(".png", ".svg"))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn variants_per_image_are_bounded_and_a_full_pool_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let small = png(64, 64, 1);
+    let small_path = store.publish(&small, None).to_string();
+    let slow: Vec<String> = (0..6u8).map(|i| store.publish(&png(800, 800, 10 + i), None).to_string()).collect();
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.transforms_toml = Some("workers = 1\nqueue = 0\nmax_variants_per_image = 2\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+
+    // Two variants are made; a third gets the original.
+    for w in [10, 20] {
+        let r = c.get(format!("{}{small_path}?w={w}", edge.base)).send().await.unwrap();
+        assert_eq!(png_size(&r.bytes().await.unwrap()), (w, w));
+    }
+    let r = c.get(format!("{}{small_path}?w=30", edge.base)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), small, "past the bound: the original");
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"limited\"}"), 1.0);
+    // The ones made are still served.
+    let r = c.get(format!("{}{small_path}?w=20", edge.base)).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
+
+    // One worker, no queue: while it works on a slow transform (a wide
+    // blur), other new variants are refused at once with Retry-After, not
+    // queued.
+    let requests: Vec<_> = slow
+        .iter()
+        .map(|path| {
+            let (c, url) = (c.clone(), format!("{}{path}?blur=250", edge.base));
+            tokio::spawn(async move {
+                let r = c.get(url).send().await.unwrap();
+                (r.status(), header(&r, "retry-after"))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in requests {
+        answers.push(r.await.unwrap());
+    }
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::SERVICE_UNAVAILABLE), "{answers:?}");
+    assert!(answers.iter().any(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+    let busy: Vec<_> = answers.iter().filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    assert!(busy.iter().all(|(_, retry)| !retry.is_empty()));
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"busy\"}"), busy.len() as f64);
+}
