@@ -91,6 +91,9 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
         assert_eq!(c.get(v).send().await.unwrap().headers()["x-cache"], "HIT-MEMORY");
     }
     assert_eq!(edge.metric("imgcdn_edge_cache_entries{tier=\"variants\"}"), 2.0);
+    let variant_files =
+        || files_under(&opts.disk).iter().filter(|p| p.to_string_lossy().contains(&format!("{id}-"))).count();
+    eventually(WITHIN, "variants written to the disk tier", || async { variant_files() == 2 }).await;
 
     // Takedown: 451 with a link to the policy and nothing else; bytes gone.
     let r = operator(&c, &cp.base, &op, &id, "takedown", json!({"reason": "copyright", "note": "notice 7"})).await;
@@ -114,6 +117,7 @@ async fn takedown_restore_and_warn_reach_the_edge_and_a_restarted_edge_still_enf
         edge.metric("imgcdn_edge_cache_entries{tier=\"variants\"}") == 0.0
     })
     .await;
+    eventually(WITHIN, "variants purged from the disk tier", || async { variant_files() == 0 }).await;
     assert!(edge.metric("imgcdn_edge_sync_purges_total") >= 1.0);
     assert_eq!(edge.metric("imgcdn_edge_sync_applied_seq"), seq as f64);
     // The operator sees that this edge applied it.

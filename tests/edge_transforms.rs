@@ -84,6 +84,19 @@ async fn equivalent_queries_share_one_cache_entry_and_junk_is_the_original() {
     let r =
         c.get(format!("{}{path}?format=webp&w=100", edge.base)).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // After a restart the variant comes from the disk tier, not made again.
+    let variant = format!("{path}?w=100&format=webp");
+    eventually(std::time::Duration::from_secs(10), "the variant on disk", || async {
+        let id = path.rsplit('/').next().unwrap().trim_end_matches(".png");
+        files_under(&dir.path().join("edge-cache")).iter().any(|p| p.to_string_lossy().contains(&format!("{id}-")))
+    })
+    .await;
+    drop(edge);
+    let edge = EdgeProcess::start(dir.path(), &EdgeOpts::new(dir.path()));
+    let r = get(format!("{}{variant}", edge.base)).await;
+    assert_eq!(header(&r, "x-cache"), "HIT-DISK");
+    assert_eq!(r.bytes().await.unwrap(), first);
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"made\"}"), 0.0);
     // SVG, BMP and ICO are served as stored whatever the query; a format
     // the edge does not make is not ours.
     let r = get(format!("{}{}", edge.base, path.replace(".png", ".svg"))).await;

@@ -94,7 +94,7 @@ impl Edge {
         let variants = cfg
             .transforms
             .enabled
-            .then(|| Arc::new(Variants::new(&cfg.transforms, visibility.clone(), metrics.clone())));
+            .then(|| Arc::new(Variants::new(&cfg.transforms, disk.clone(), visibility.clone(), metrics.clone())));
         let tiers = Arc::new(Tiers {
             variants,
             memory,

@@ -27,8 +27,10 @@
 //! the storage check apply to it as to the original; visibility (takedown,
 //! hide, warn) is checked per request before any tier, by image id.
 //!
-//! Variants are not written to the disk tier: they are made again after a
-//! restart or an eviction, from the original, which is.
+//! Variants are written to the disk tier too, next to their original and
+//! indexed under its id (see [`crate::cache::disk::DiskKey`]): a restart
+//! or a memory eviction reads them back instead of making them again, and a
+//! purge removes them from both tiers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,11 +44,11 @@ use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::cache::disk::DiskObject;
+use crate::cache::disk::{DiskObject, DiskRead, DiskTier};
 use crate::cache::{CachedObject, ObjectMeta};
 use crate::config::TransformConfig;
 use crate::flight::Flight;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tier};
 use crate::sync::visibility::Visibility;
 
 /// One variant of one image.
@@ -88,6 +90,7 @@ pub struct Variants {
     limits: Limits,
     pub rules: Rules,
     visibility: Arc<Visibility>,
+    disk: Arc<DiskTier>,
     metrics: Arc<Metrics>,
 }
 
@@ -95,7 +98,12 @@ pub struct Variants {
 const ENTRY_OVERHEAD: u64 = 256;
 
 impl Variants {
-    pub fn new(cfg: &TransformConfig, visibility: Arc<Visibility>, metrics: Arc<Metrics>) -> Variants {
+    pub fn new(
+        cfg: &TransformConfig,
+        disk: Arc<DiskTier>,
+        visibility: Arc<Visibility>,
+        metrics: Arc<Metrics>,
+    ) -> Variants {
         let cache = Cache::builder()
             .max_capacity(cfg.memory_bytes)
             .weigher(|_k: &Key, v: &CachedObject| {
@@ -113,13 +121,14 @@ impl Variants {
             limits: Limits { max_input_pixels: cfg.max_input_pixels, max_output_pixels: cfg.max_output_pixels },
             rules: Rules { max_dimension: cfg.max_dimension, allowed_dimensions: cfg.allowed_dimensions.clone() },
             visibility,
+            disk,
             metrics,
         }
     }
 
-    /// The variant of an image, from the cache or made now from `source`
-    /// (its original, described by `original`). `now` is unix time.
-    /// `(object, cached)`.
+    /// The variant of an image, from the memory or disk tier or made now
+    /// from `source` (its original, described by `original`), and the tier
+    /// it came from (`Origin`: made). `now` is unix time.
     pub async fn get(
         &self,
         id: ImageId,
@@ -127,13 +136,22 @@ impl Variants {
         original: Arc<ObjectMeta>,
         source: Source,
         now: i64,
-    ) -> Result<(CachedObject, bool), VariantError> {
+    ) -> Result<(CachedObject, Tier), VariantError> {
         let key = Key { id, variant: variant.key().into() };
         if let Some(obj) = self.cache.get(&key) {
             if !obj.meta.is_expired(now) {
-                return Ok((obj, true));
+                return Ok((obj, Tier::Memory));
             }
             self.cache.invalidate(&key);
+        }
+        let (disk, k) = (self.disk.clone(), key.clone());
+        if let Ok(DiskRead::Hit(obj)) = tokio::task::spawn_blocking(move || disk.read_variant(&k.id, &k.variant)).await
+        {
+            // Made before (this run or an earlier one): it counts.
+            if !obj.meta.is_expired(now) && self.admit(&key) {
+                self.fill_memory(&key, &obj);
+                return Ok((obj, Tier::Disk));
+            }
         }
         if !self.admit(&key) {
             self.metrics.transforms.with_label_values(&["limited"]).inc();
@@ -146,7 +164,22 @@ impl Variants {
                 keys.remove(&key.variant);
             }
         }
-        made.map(|obj| (obj, false))
+        made.map(|obj| (obj, Tier::Origin))
+    }
+
+    /// Cache `obj` in memory unless sync says the image must not be
+    /// (checked again after the insert: sync swaps its state before it
+    /// purges). Whether it stayed.
+    fn fill_memory(&self, key: &Key, obj: &CachedObject) -> bool {
+        if self.visibility.blocks_caching(&key.id) {
+            return false;
+        }
+        self.cache.insert(key.clone(), obj.clone());
+        if self.visibility.blocks_caching(&key.id) {
+            self.cache.invalidate(key);
+            return false;
+        }
+        true
     }
 
     /// Count `key` among its image's variants, unless the image has all it
@@ -206,18 +239,32 @@ impl Variants {
         };
         self.metrics.transforms.with_label_values(&["made"]).inc();
         let obj = variant_object(&original.manifest, made.bytes, made.format, made.width, made.height)?;
-        // Not cached when sync says the image must not be (checked again
-        // after the insert: sync swaps its state before it purges).
-        if !self.visibility.blocks_caching(&key.id) {
-            self.cache.insert(key.clone(), obj.clone());
-            if self.visibility.blocks_caching(&key.id) {
-                self.cache.invalidate(&key);
-            }
+        if self.fill_memory(&key, &obj) {
+            let (disk, visibility, metrics, obj) =
+                (self.disk.clone(), self.visibility.clone(), self.metrics.clone(), obj.clone());
+            tokio::task::spawn_blocking(move || {
+                if visibility.blocks_caching(&key.id) {
+                    return;
+                }
+                match disk.put_variant(key.id, &key.variant, &obj) {
+                    Ok(true) => {}
+                    Ok(false) => metrics.disk_full.inc(),
+                    Err(e) => {
+                        metrics.disk_write_errors.inc();
+                        log::warn!("disk cache write of a variant of {} failed: {e}", key.id);
+                    }
+                }
+                // Purged while we wrote: the image's entries go (all of them).
+                if visibility.blocks_caching(&key.id) {
+                    disk.remove(&key.id);
+                }
+            });
         }
         Ok(obj)
     }
 
-    /// Drop every variant of `id` (and forget how many it had).
+    /// Drop every variant of `id` from memory (and forget how many it had);
+    /// the disk tier drops them with the original ([`DiskTier::remove`]).
     pub fn purge(&self, id: &ImageId) {
         let keys = self.index.lock().expect("variant index poisoned").remove(id);
         for variant in keys.into_iter().flatten() {

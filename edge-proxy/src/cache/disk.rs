@@ -21,7 +21,8 @@
 //! open.
 //!
 //! # Layout and index
-//! `{root}/{first two chars of id}/{id}.{generation}.{expires_at|-}.2`.
+//! `{root}/{first two chars of id}/{id}.{generation}.{expires_at|-}.2`, and
+//! `{id}-{variant hash}.…` for a variant of the image (see [`DiskKey`]).
 //! Every write gets a fresh random generation, so replacing an entry never
 //! reuses a path that a concurrent reader is looking at. The index is a
 //! mutex-guarded LRU of our own (map + access order + expiry order). At
@@ -67,7 +68,46 @@ const PREFIX_READ: usize = 8 * 1024;
 #[derive(Serialize, Deserialize)]
 struct Header {
     key: ImageId,
+    /// The canonical variant key, for a variant's entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
     manifest: Manifest,
+}
+
+/// What an entry holds: an image's original, or one of its variants,
+/// named by a 64-bit hash of its canonical key (the key itself is in the
+/// file's header and checked on every read). All entries of an image are
+/// indexed under its id, so purging an image finds them without a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DiskKey {
+    pub id: ImageId,
+    pub variant: Option<u64>,
+}
+
+impl DiskKey {
+    pub fn original(id: ImageId) -> DiskKey {
+        DiskKey { id, variant: None }
+    }
+
+    /// The key of variant `key` (canonical) of image `id`.
+    pub fn variant(id: ImageId, key: &str) -> DiskKey {
+        DiskKey { id, variant: Some(variant_hash(key)) }
+    }
+}
+
+impl std::fmt::Display for DiskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.variant {
+            None => write!(f, "{}", self.id),
+            Some(h) => write!(f, "{}-{h:016x}", self.id),
+        }
+    }
+}
+
+fn variant_hash(key: &str) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
 /// What a disk read found.
@@ -106,10 +146,12 @@ struct Entry {
 
 #[derive(Default)]
 struct Index {
-    entries: HashMap<ImageId, Entry>,
-    /// Access order: tick → id (smallest = least recently used).
-    lru: BTreeMap<u64, ImageId>,
-    expiry: BTreeSet<(i64, ImageId)>,
+    entries: HashMap<DiskKey, Entry>,
+    /// The variants of each image that has some in the index.
+    variants: HashMap<ImageId, BTreeSet<u64>>,
+    /// Access order: tick → key (smallest = least recently used).
+    lru: BTreeMap<u64, DiskKey>,
+    expiry: BTreeSet<(i64, DiskKey)>,
     tick: u64,
     /// Bytes of indexed files plus bytes reserved by writes under way.
     used: u64,
@@ -121,26 +163,45 @@ impl Index {
         self.tick
     }
 
-    /// Remove `id`'s entry and delete its file; returns it.
-    fn remove(&mut self, id: &ImageId) -> Option<Entry> {
-        let e = self.entries.remove(id)?;
+    /// Remove `key`'s entry and delete its file; returns it.
+    fn remove(&mut self, key: &DiskKey) -> Option<Entry> {
+        let e = self.entries.remove(key)?;
         self.lru.remove(&e.tick);
         if let Some(x) = e.expires_at {
-            self.expiry.remove(&(x, *id));
+            self.expiry.remove(&(x, *key));
+        }
+        if let Some(v) = key.variant {
+            if let Some(set) = self.variants.get_mut(&key.id) {
+                set.remove(&v);
+                if set.is_empty() {
+                    self.variants.remove(&key.id);
+                }
+            }
         }
         let _ = fs::remove_file(e.path.as_path());
         self.used -= e.size;
         Some(e)
     }
 
-    fn insert(&mut self, id: ImageId, path: PathBuf, size: u64, expires_at: Option<i64>) {
-        self.remove(&id);
-        let tick = self.next_tick();
-        self.lru.insert(tick, id);
-        if let Some(x) = expires_at {
-            self.expiry.insert((x, id));
+    /// Remove an image's original and every variant of it.
+    fn remove_image(&mut self, id: &ImageId) {
+        self.remove(&DiskKey::original(*id));
+        for v in self.variants.remove(id).unwrap_or_default() {
+            self.remove(&DiskKey { id: *id, variant: Some(v) });
         }
-        self.entries.insert(id, Entry { path: Arc::new(path), size, expires_at, tick });
+    }
+
+    fn insert(&mut self, key: DiskKey, path: PathBuf, size: u64, expires_at: Option<i64>) {
+        self.remove(&key);
+        let tick = self.next_tick();
+        self.lru.insert(tick, key);
+        if let Some(x) = expires_at {
+            self.expiry.insert((x, key));
+        }
+        if let Some(v) = key.variant {
+            self.variants.entry(key.id).or_default().insert(v);
+        }
+        self.entries.insert(key, Entry { path: Arc::new(path), size, expires_at, tick });
     }
 
     /// Drop every entry expired at `now` (inclusive, as in the manifest).
@@ -179,6 +240,7 @@ impl Shared {
 /// readable while this lives even if the entry is evicted meanwhile.
 pub struct DiskObject {
     pub id: ImageId,
+    key: DiskKey,
     pub meta: Arc<ObjectMeta>,
     file: File,
     path: Arc<PathBuf>,
@@ -257,7 +319,7 @@ impl DiskTier {
 
     /// The file size of `id`'s entry, if there is one.
     pub fn entry_size(&self, id: &ImageId) -> Option<u64> {
-        self.lock().entries.get(id).map(|e| e.size)
+        self.lock().entries.get(&DiskKey::original(*id)).map(|e| e.size)
     }
 
     /// Rebuild the index from the directory: drop leftovers of interrupted
@@ -268,7 +330,7 @@ impl DiskTier {
         for e in fs::read_dir(self.root().join(TMP_DIR))? {
             let _ = fs::remove_file(e?.path());
         }
-        let mut found: Vec<(SystemTime, ImageId, PathBuf, u64, Option<i64>)> = Vec::new();
+        let mut found: Vec<(SystemTime, DiskKey, PathBuf, u64, Option<i64>)> = Vec::new();
         for dir in fs::read_dir(self.root())? {
             let dir = dir?;
             let name = dir.file_name();
@@ -313,6 +375,15 @@ impl DiskTier {
     /// verified ([`DiskRead::Hit`]); larger ones are opened with only their
     /// prefix read ([`DiskRead::Open`]).
     pub fn read(&self, id: &ImageId, whole_max: u64) -> DiskRead {
+        self.read_key(&DiskKey::original(*id), None, whole_max)
+    }
+
+    /// Look variant `variant` (its canonical key) of `id` up, read whole.
+    pub fn read_variant(&self, id: &ImageId, variant: &str) -> DiskRead {
+        self.read_key(&DiskKey::variant(*id, variant), Some(variant), u64::MAX)
+    }
+
+    fn read_key(&self, id: &DiskKey, variant: Option<&str>, whole_max: u64) -> DiskRead {
         let entry = {
             let mut index = self.lock();
             index.expire(self.clock.unix_now());
@@ -333,7 +404,7 @@ impl DiskTier {
                 return DiskRead::Miss;
             }
         };
-        match self.read_file(id, file, &entry, whole_max) {
+        match self.read_file(id, variant, file, &entry, whole_max) {
             Ok(r) => r,
             Err(_) => {
                 self.forget(id, &entry.path);
@@ -342,7 +413,14 @@ impl DiskTier {
         }
     }
 
-    fn read_file(&self, id: &ImageId, file: File, entry: &Entry, whole_max: u64) -> io::Result<DiskRead> {
+    fn read_file(
+        &self,
+        id: &DiskKey,
+        variant: Option<&str>,
+        file: File,
+        entry: &Entry,
+        whole_max: u64,
+    ) -> io::Result<DiskRead> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad disk entry");
         let size = entry.size;
         let mut buf = vec![0u8; (size as usize).min(PREFIX_READ)];
@@ -365,7 +443,8 @@ impl DiskTier {
         let body_len = header.manifest.bytes;
         let chunks = body_len.div_ceil(chunk);
         let prefix_len = 16 + header_len + chunks * 4 + 4;
-        if header.key != *id || prefix_len.checked_add(body_len) != Some(size) {
+        if header.key != id.id || header.variant.as_deref() != variant || prefix_len.checked_add(body_len) != Some(size)
+        {
             return Err(bad());
         }
         // Small entries: the whole file in one read (they go to memory).
@@ -395,7 +474,8 @@ impl DiskTier {
             return Ok(DiskRead::Hit(CachedObject::new(body, meta)));
         }
         Ok(DiskRead::Open(Arc::new(DiskObject {
-            id: *id,
+            id: id.id,
+            key: *id,
             meta: Arc::new(meta),
             file,
             path: entry.path.clone(),
@@ -407,7 +487,7 @@ impl DiskTier {
     }
 
     /// Drop `id` from the index if it still points at `path`, and delete `path`.
-    fn forget(&self, id: &ImageId, path: &Arc<PathBuf>) {
+    fn forget(&self, id: &DiskKey, path: &Arc<PathBuf>) {
         let mut index = self.lock();
         if index.entries.get(id).is_some_and(|cur| Arc::ptr_eq(&cur.path, path)) {
             index.remove(id);
@@ -418,7 +498,7 @@ impl DiskTier {
 
     /// A chunk of `obj` failed verification while it was streamed: drop it.
     pub fn drop_corrupt(&self, obj: &DiskObject) {
-        self.forget(&obj.id, &obj.path);
+        self.forget(&obj.key, &obj.path);
     }
 
     /// Reserve `bytes` of the budget, evicting least recently used entries
@@ -443,7 +523,16 @@ impl DiskTier {
     /// Write `obj` for `id` atomically and index it. `Ok(false)` when the
     /// budget cannot take it (it stays an origin read).
     pub fn put(&self, id: ImageId, obj: &CachedObject) -> io::Result<bool> {
-        let Some(mut w) = self.begin(id, &obj.meta.manifest)? else {
+        self.put_key(DiskKey::original(id), None, obj)
+    }
+
+    /// Write variant `variant` (its canonical key) of `id`, as [`put`](Self::put).
+    pub fn put_variant(&self, id: ImageId, variant: &str, obj: &CachedObject) -> io::Result<bool> {
+        self.put_key(DiskKey::variant(id, variant), Some(variant), obj)
+    }
+
+    fn put_key(&self, key: DiskKey, variant: Option<&str>, obj: &CachedObject) -> io::Result<bool> {
+        let Some(mut w) = self.begin_key(key, variant, &obj.meta.manifest)? else {
             return Ok(false);
         };
         w.write(&obj.body)?;
@@ -455,7 +544,12 @@ impl DiskTier {
     /// body follows through [`DiskWriter::write`]. `Ok(None)` when the
     /// budget cannot take it.
     pub fn begin(&self, id: ImageId, manifest: &Manifest) -> io::Result<Option<DiskWriter>> {
-        let header = serde_json::to_vec(&Header { key: id, manifest: manifest.clone() }).map_err(io::Error::other)?;
+        self.begin_key(DiskKey::original(id), None, manifest)
+    }
+
+    fn begin_key(&self, id: DiskKey, variant: Option<&str>, manifest: &Manifest) -> io::Result<Option<DiskWriter>> {
+        let header = Header { key: id.id, variant: variant.map(str::to_string), manifest: manifest.clone() };
+        let header = serde_json::to_vec(&header).map_err(io::Error::other)?;
         let chunks = manifest.bytes.div_ceil(CHUNK_BYTES);
         let prefix_len = 16 + header.len() as u64 + chunks * 4 + 4;
         let total = prefix_len + manifest.bytes;
@@ -493,9 +587,9 @@ impl DiskTier {
         Ok(Some(w))
     }
 
-    /// Remove `id` (and its file).
+    /// Remove `id`: its original and every variant of it (and their files).
     pub fn remove(&self, id: &ImageId) {
-        self.lock().remove(id);
+        self.lock().remove_image(id);
     }
 
     /// Run `f` while no reservation, eviction or indexing can happen (for
@@ -521,7 +615,7 @@ impl DiskTier {
 /// the temporary file is removed and the reservation released.
 pub struct DiskWriter {
     tier: Arc<Shared>,
-    id: ImageId,
+    id: DiskKey,
     file: Option<File>,
     tmp: PathBuf,
     name: String,
@@ -582,7 +676,7 @@ impl DiskWriter {
         debug_assert_eq!(prefix.len() as u64, self.prefix_len);
         let file = self.file.take().expect("open until finished");
         file.write_all_at(&prefix, 0)?;
-        let dir = self.tier.root.join(&self.id.as_str()[..2]);
+        let dir = self.tier.root.join(&self.id.id.as_str()[..2]);
         fs::create_dir_all(&dir)?;
         let dest = dir.join(&self.name);
         fs::rename(&self.tmp, &dest)?;
@@ -595,7 +689,8 @@ impl DiskWriter {
             index.entries.get(&self.id).map(|e| e.path.clone()).expect("just inserted")
         };
         Ok(Arc::new(DiskObject {
-            id: self.id,
+            id: self.id.id,
+            key: self.id,
             meta: Arc::new(meta),
             file,
             path,
@@ -617,10 +712,16 @@ impl Drop for DiskWriter {
     }
 }
 
-/// `{id}.{generation}.{expires_at|-}.2` → (id, expires_at).
-fn parse_name(name: &str) -> Option<(ImageId, Option<i64>)> {
+/// `{id}[-{variant hash}].{generation}.{expires_at|-}.2` → (key, expires_at).
+fn parse_name(name: &str) -> Option<(DiskKey, Option<i64>)> {
     let mut parts = name.split('.');
-    let id: ImageId = parts.next()?.parse().ok()?;
+    let key = match parts.next()?.split_once('-') {
+        None => DiskKey { id: name.split('.').next()?.parse().ok()?, variant: None },
+        Some((id, hash)) if hash.len() == 16 => {
+            DiskKey { id: id.parse().ok()?, variant: Some(u64::from_str_radix(hash, 16).ok()?) }
+        }
+        Some(_) => return None,
+    };
     let generation = parts.next()?;
     if generation.len() != 16 || !generation.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -629,7 +730,7 @@ fn parse_name(name: &str) -> Option<(ImageId, Option<i64>)> {
         "-" => None,
         s => Some(s.parse().ok()?),
     };
-    (parts.next()? == NAME_VERSION && parts.next().is_none()).then_some((id, expires))
+    (parts.next()? == NAME_VERSION && parts.next().is_none()).then_some((key, expires))
 }
 
 #[cfg(test)]
@@ -689,6 +790,49 @@ mod tests {
         assert!(matches!(tier.get(&id("abcdefgh")), DiskRead::Corrupt));
         assert!(!path.exists());
         assert!(matches!(tier.get(&id("abcdefgh")), DiskRead::Miss));
+    }
+
+    #[test]
+    fn variants_are_kept_beside_their_original_and_removed_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), ManualClock::at(0));
+        let (a, b) = (id("abcdefgh"), id("abzzzzzz"));
+        tier.put(a, &object(b"original", None)).unwrap();
+        tier.put_variant(a, "w=10", &object(b"small one", None)).unwrap();
+        tier.put_variant(a, "w=20&format=webp", &object(b"webp one", None)).unwrap();
+        tier.put_variant(b, "w=10", &object(b"another image", None)).unwrap();
+        drop(tier);
+        // Found again after a restart, each under its own key only.
+        let tier = open(dir.path(), ManualClock::at(0));
+        let body = |r: DiskRead| match r {
+            DiskRead::Hit(o) => o.body.to_vec(),
+            _ => Vec::new(),
+        };
+        assert_eq!(body(tier.read_variant(&a, "w=10")), b"small one");
+        assert_eq!(body(tier.read_variant(&a, "w=20&format=webp")), b"webp one");
+        assert_eq!(body(tier.get(&a)), b"original");
+        assert!(matches!(tier.read_variant(&a, "w=30"), DiskRead::Miss));
+        // Removing the image removes the original and all its variants, not
+        // another image's.
+        tier.remove(&a);
+        assert_eq!(files(dir.path()).len(), 1);
+        assert_eq!(body(tier.read_variant(&b, "w=10")), b"another image");
+        assert_eq!(tier.usage().0, 1);
+    }
+
+    #[test]
+    fn a_variant_file_under_another_variants_name_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), ManualClock::at(0));
+        let a = id("abcdefgh");
+        tier.put_variant(a, "w=10", &object(b"small one", None)).unwrap();
+        let path = files(dir.path()).pop().unwrap();
+        let other = DiskKey::variant(a, "w=99").to_string();
+        let renamed = path.to_string_lossy().replace(&DiskKey::variant(a, "w=10").to_string(), &other);
+        fs::rename(&path, &renamed).unwrap();
+        drop(tier);
+        let tier = open(dir.path(), ManualClock::at(0));
+        assert!(matches!(tier.read_variant(&a, "w=99"), DiskRead::Corrupt));
     }
 
     #[test]

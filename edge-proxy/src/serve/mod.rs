@@ -122,12 +122,7 @@ impl EdgeApp {
                     Body::Stream(obj) => Source::Disk(obj),
                 };
                 match variants.get(path.id, variant, found.meta.clone(), source, now).await {
-                    Ok((obj, cached)) => Found {
-                        meta: obj.meta,
-                        body: Body::Whole(obj.body),
-                        tier: if cached { Tier::Memory } else { Tier::Origin },
-                        held: None,
-                    },
+                    Ok((obj, tier)) => Found { meta: obj.meta, body: Body::Whole(obj.body), tier, held: None },
                     // Too many variants of this image: the original.
                     Err(VariantError::Limited) => match self.tiers.lookup(path.id).await {
                         Ok(f) => f,
