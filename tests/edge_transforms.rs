@@ -12,6 +12,42 @@ fn header(r: &reqwest::Response, name: &str) -> String {
     r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
+/// A JPEG of `w`×`h` stored pixels (made with the `vips` CLI, which
+/// scripts/setup installs) carrying Exif orientation 6: shown `h`×`w`.
+fn rotated_jpeg(dir: &std::path::Path, w: u32, h: u32) -> Vec<u8> {
+    let path = dir.join(format!("rotated-{w}x{h}.jpg"));
+    let out = std::process::Command::new("vips")
+        .args(["black", &path.display().to_string(), &w.to_string(), &h.to_string(), "--bands", "3"])
+        .output()
+        .expect("the vips CLI (scripts/setup installs libvips-tools)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = std::fs::read(&path).unwrap();
+    // Exif, big-endian TIFF, IFD0 with one entry: Orientation (0x0112) = 6.
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+    let mut segment = vec![0xff, 0xe1];
+    segment.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    segment.append(&mut exif);
+    let mut out = plain[..2].to_vec();
+    out.extend_from_slice(&segment);
+    out.extend_from_slice(&plain[2..]);
+    out
+}
+
+/// Width and height from a JPEG's first SOF marker.
+fn jpeg_size(b: &[u8]) -> (u32, u32) {
+    let mut pos = 2;
+    while pos + 9 < b.len() {
+        let (marker, len) = (b[pos + 1], usize::from(u16::from_be_bytes([b[pos + 2], b[pos + 3]])));
+        if matches!(marker, 0xc0..=0xc3) {
+            let h = u32::from(u16::from_be_bytes([b[pos + 5], b[pos + 6]]));
+            let w = u32::from(u16::from_be_bytes([b[pos + 7], b[pos + 8]]));
+            return (w, h);
+        }
+        pos += 2 + len;
+    }
+    panic!("no SOF in the JPEG");
+}
+
 /// Width and height from a PNG's IHDR.
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
@@ -27,19 +63,24 @@ async fn the_advertised_sizes_are_what_the_edge_returns() {
     let c = client();
     let r = c.post(format!("{}/v1/keys", cp.base)).json(&serde_json::json!({"email": "t@example.com"})).send().await;
     let key = r.unwrap().json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
-    for (w, h) in [(800, 500), (500, 1300), (200, 120)] {
-        let r = post_image(&c, &cp.base, Some(&key), &png(w, h, 3)).await;
+    let files = [png(800, 500, 3), png(500, 1300, 3), png(200, 120, 3), rotated_jpeg(dir.path(), 900, 600)];
+    for file in files {
+        let r = post_image(&c, &cp.base, Some(&key), &file).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let img: Value = r.json().await.unwrap();
+        if img["format"] == "jpg" {
+            // Shown turned a quarter (Exif orientation 6): 600 wide, 900 high.
+            assert_eq!((img["width"].as_u64(), img["height"].as_u64()), (Some(600), Some(900)));
+        }
         for size in ["small", "medium", "large"] {
             let s = &img["sizes"][size];
             let url = s["url"].as_str().unwrap();
             let r = c.get(url).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK, "{url}");
-            assert_eq!(header(&r, "content-type"), "image/png");
-            let got = png_size(&r.bytes().await.unwrap());
+            let body = r.bytes().await.unwrap();
+            let got = if img["format"] == "jpg" { jpeg_size(&body) } else { png_size(&body) };
             let advertised = (s["width"].as_u64().unwrap() as u32, s["height"].as_u64().unwrap() as u32);
-            assert_eq!(got, advertised, "{w}x{h} {size}: {url}");
+            assert_eq!(got, advertised, "{} {}x{} {size}: {url}", img["format"], img["width"], img["height"]);
         }
     }
 }
@@ -150,4 +191,31 @@ async fn variants_per_image_are_bounded_and_a_full_pool_answers_503() {
     assert!(!busy.is_empty(), "{answers:?}");
     assert!(busy.iter().all(|(_, retry)| !retry.is_empty()));
     assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"busy\"}"), busy.len() as f64);
+}
+
+#[tokio::test]
+async fn a_slow_transform_times_out_and_still_finishes_and_frees_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let path = store.publish(&png(900, 900, 4), None).to_string();
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.transforms_toml = Some("workers = 1\nqueue = 0\ntimeout_ms = 50\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    let slow = format!("{}{path}?blur=250", edge.base);
+    let r = c.get(&slow).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"timed_out\"}"), 1.0);
+    // The transform ran on and was cached; its worker and place came back
+    // (the client that asked is gone, nothing leaks).
+    eventually(std::time::Duration::from_secs(30), "the slow variant cached", || async {
+        let r = c.get(&slow).send().await.unwrap();
+        r.status() == StatusCode::OK && header(&r, "x-cache") == "HIT-MEMORY"
+    })
+    .await;
+    // A new variant is taken on (not refused as busy: the place is free);
+    // it may itself take longer than this tight timeout.
+    let r = c.get(format!("{}{path}?w=10", edge.base)).send().await.unwrap();
+    assert!(r.status() == StatusCode::OK || r.status() == StatusCode::GATEWAY_TIMEOUT, "{}", r.status());
+    assert_eq!(edge.metric("imgcdn_edge_transforms_total{outcome=\"busy\"}"), 0.0);
 }

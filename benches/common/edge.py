@@ -38,10 +38,11 @@ def edge_config(
     disk_max_bytes: int | None = None,
     origin: dict | None = None,
     sync: dict | None = None,
+    transforms: dict | None = None,
 ) -> str:
     """The text of an edge config: listeners on 127.0.0.1, an fs store,
-    the disk tier at `disk_path`; optional [memory] budgets, [origin] and
-    [sync] tables (dicts, written in their order)."""
+    the disk tier at `disk_path`; optional [memory] budgets, [origin],
+    [sync] and [transforms] tables (dicts, written in their order)."""
     tables: list[tuple[str | None, list[tuple[str, object]]]] = [
         (None, [
             ("listen", [f"127.0.0.1:{port}"]),
@@ -58,6 +59,7 @@ def edge_config(
         ("disk", [("path", disk_path), ("max_bytes", disk_max_bytes)]),
         ("origin", list((origin or {}).items())),
         ("sync", list((sync or {}).items())),
+        ("transforms", list((transforms or {}).items())),
     ]
     lines = []
     for name, keys in tables:

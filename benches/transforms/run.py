@@ -19,8 +19,11 @@ noise in three bands plus fine grain, quality 90) and large PNGs
    per-file process start). Both with `VIPS_CONCURRENCY=1` per transform,
    so each uses the two cores the same way: two transforms at once.
    Reported: transforms/s and their ratio; p50/p99 of the edge's request
-   latency and of `vipsthumbnail`'s per-file time (its `--vips-progress`
-   is not used: per-file time = a one-file invocation, minus nothing).
+   latency and of `vipsthumbnail`'s per-file time (a one-file invocation).
+   Also thumbor 7.8 from PyPI (Pillow engine, file loader, no result
+   storage), 2 processes with one client each, the same sizes and quality
+   (installed into ~/.cache/imgcdn/thumbor-venv on first use; `--no-thumbor`
+   leaves it out).
 2. **Cached variants**: req/s of `size=m` variants served from the memory
    tier against the same edge serving the originals of the same images
    (also from memory), 8 keep-alive clients.
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import REPO, RELEASE_BINARY, log  # noqa: E402
 from common import procs  # noqa: E402
 from common.datasets import put  # noqa: E402
+from common.edge import write_edge_config  # noqa: E402
 
 RESULTS = REPO / "benches" / "results"
 
@@ -175,17 +179,87 @@ def client_run(port: int, paths: list[str], clients: int, check: bool = True) ->
             "p99_ms": pct(lat, 99), "errors": errors[0], "x_cache": tiers}
 
 
+THUMBOR_VENV = Path.home() / ".cache" / "imgcdn" / "thumbor-venv"
+THUMBOR_VERSION = "7.8.0"
+
+
+def thumbor_binary() -> Path | None:
+    """thumbor from PyPI in its own venv, installed on first use."""
+    exe = THUMBOR_VENV / "bin" / "thumbor"
+    if not exe.exists():
+        log(f"installing thumbor {THUMBOR_VERSION} into {THUMBOR_VENV}")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(THUMBOR_VENV)], check=True)
+            subprocess.run([str(THUMBOR_VENV / "bin" / "pip"), "install", "-q", f"thumbor=={THUMBOR_VERSION}"],
+                           check=True)
+        except subprocess.CalledProcessError as e:
+            log(f"thumbor could not be installed ({e}); left out")
+            return None
+    return exe
+
+
+def thumbor_path(name: str, kind: str, op: str) -> str:
+    """Our operation as a thumbor URL (all sources are landscape)."""
+    if op == "size=m":
+        fmt = "jpeg" if kind == "jpeg" else "png"
+        return f"/unsafe/0x640/filters:format({fmt}):quality(82):strip_exif()/{name}"
+    return f"/unsafe/800x0/filters:format(webp):quality(80):strip_exif()/{name}"
+
+
+def run_thumbor(exe: Path, files: list[tuple[Path, str]], op: str, root: Path, rounds: int) -> dict:
+    conf = root / "thumbor.conf"
+    conf.write_text(
+        "LOADER = 'thumbor.loaders.file_loader'\n"
+        f"FILE_LOADER_ROOT_PATH = '{files[0][0].parent}'\n"
+        "STORAGE = 'thumbor.storages.no_storage'\n"
+        "RESULT_STORAGE = None\n"
+        "ENGINE = 'thumbor.engines.pil'\n"
+        "PROGRESSIVE_JPEG = True\n"
+        "PRESERVE_EXIF_INFO = False\n"
+        "AUTO_WEBP = False\n"
+        "RESPECT_ORIENTATION = True\n"
+        "MAX_AGE = 0\n"
+    )
+    servers, ports = [], []
+    for i in range(2):
+        port = procs.free_port()
+        p = procs.start([str(exe), "-p", str(port), "-i", "127.0.0.1", "-c", str(conf), "-l", "error"],
+                        root / f"thumbor-{i}.log", env={"OMP_NUM_THREADS": "1"})
+        procs.wait_http(port, "/healthcheck", p, what="thumbor")
+        servers.append(p)
+        ports.append(port)
+    work = [thumbor_path(f.name, kind, op) for _ in range(rounds) for f, kind in files]
+    # One client per process, each with its half of the work, at once.
+    halves = [work[0::2], work[1::2]]
+    results: list[dict] = [{}, {}]
+
+    def one(i):
+        results[i] = client_run(ports[i], halves[i], 1)
+
+    t = time.perf_counter()
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    elapsed = time.perf_counter() - t
+    procs.stop(*servers)
+    lat = sorted([results[0]["p50_ms"], results[1]["p50_ms"]])
+    return {"n": len(work), "seconds": elapsed, "per_s": len(work) / elapsed, "p50_ms": lat[0],
+            "p99_ms": max(results[0]["p99_ms"], results[1]["p99_ms"]),
+            "errors": results[0]["errors"] + results[1]["errors"]}
+
+
 def start_edge(binary: Path, root: Path, name: str, *, cache_variants: bool) -> tuple[subprocess.Popen, int, int]:
     port, admin = procs.free_port(), procs.free_port()
-    cfg = root / f"{name}.toml"
-    transforms = ("[transforms]\nworkers = 2\nqueue = 64\nmax_variants_per_image = 100000\n"
-                  + ("" if cache_variants else "memory_bytes = 0\n"))
-    cfg.write_text(
-        f'listen = ["127.0.0.1:{port}"]\nadmin_listen = "127.0.0.1:{admin}"\nthreads = 2\nh2c = false\n'
-        f'[store]\nscheme = "fs"\nroot = "{root / "data" / "store"}"\n'
-        f"[memory]\nmax_bytes = {2 << 30}\nmax_object_bytes = {64 << 20}\n"
-        f'[disk]\npath = "{root / name}-cache"\nmax_bytes = {1 if not cache_variants else 4 << 30}\n'
-        + transforms
+    transforms = {"workers": 2, "queue": 64, "max_variants_per_image": 100_000}
+    if not cache_variants:
+        transforms["memory_bytes"] = 0
+    cfg = write_edge_config(
+        root / f"{name}.toml", port=port, admin_port=admin, store_root=root / "data" / "store",
+        disk_path=root / f"{name}-cache", threads=2, memory_max_bytes=2 << 30, memory_max_object_bytes=64 << 20,
+        # Uncached: a disk tier that takes nothing (variants are not written).
+        disk_max_bytes=(4 << 30) if cache_variants else 1, transforms=transforms,
     )
     p = procs.start([str(binary), "edge", "--config", str(cfg)], root / f"{name}.log",
                     env={"VIPS_CONCURRENCY": "1", "RUST_LOG": "warn"})
@@ -199,9 +273,11 @@ def main() -> None:
     ap.add_argument("--binary", type=Path, default=RELEASE_BINARY)
     ap.add_argument("--jpegs", type=int, default=8)
     ap.add_argument("--pngs", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=4, help="passes over the files per measurement")
+    ap.add_argument("--rounds", type=int, default=6, help="passes over the files per measurement")
+    ap.add_argument("--alternations", type=int, default=3, help="edge/vipsthumbnail runs each, alternating")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="transforms")
+    ap.add_argument("--no-thumbor", action="store_true")
     args = ap.parse_args()
     for tool in ("vips", "vipsthumbnail"):
         if not shutil.which(tool):
@@ -216,7 +292,9 @@ def main() -> None:
     paths = {str(f): put(args.binary, root / "data", f) for f, _ in files}
 
     results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "rounds": args.rounds,
+                     "alternations": args.alternations,
                      "files": {"jpeg": args.jpegs, "png": args.pngs}, "uncached": {}, "cached": {}}
+    thumbor = None if args.no_thumbor else thumbor_binary()
     edge, port, _ = start_edge(args.binary, root, "uncached", cache_variants=False)
     # Originals into the edge's memory tier first (not part of the timing).
     client_run(port, list(paths.values()), 2)
@@ -224,16 +302,19 @@ def main() -> None:
         # The variant cache is off: every request, repeats included, is a
         # transform.
         work = [f"{paths[str(f)]}?{op}" for _ in range(args.rounds) for f, _ in files]
-        # Alternate: edge, vips, edge, vips; median of the two.
+        # Alternate: edge, vips, edge, vips, …; the median run of each.
         runs_e, runs_v = [], []
-        for _ in range(2):
+        for _ in range(args.alternations):
             runs_e.append(client_run(port, work, 2))
             runs_v.append(run_vips(files, op, root, args.rounds))
         e = statistics_median(runs_e)
         v = statistics_median(runs_v)
         results["uncached"][op] = {"edge": e, "vipsthumbnail": v, "ratio": e["per_s"] / v["per_s"]}
+        if thumbor:
+            t = run_thumbor(thumbor, files, op, root, args.rounds)
+            results["uncached"][op]["thumbor"] = t
         log(f"{op}: edge {e['per_s']:.1f}/s (p99 {e['p99_ms']:.0f} ms), vipsthumbnail {v['per_s']:.1f}/s "
-            f"→ {e['per_s'] / v['per_s']:.2f}×")
+            f"→ {e['per_s'] / v['per_s']:.2f}×" + (f"; thumbor {t['per_s']:.1f}/s" if thumbor else ""))
     procs.stop(edge)
 
     edge, port, _ = start_edge(args.binary, root, "cached", cache_variants=True)
@@ -267,15 +348,18 @@ def report(r: dict) -> str:
         f"{r['files']['png']} PNGs 2400×1600, photo-like; {r['rounds']} passes per measurement",
         "- uncached: every request a new transform (variant caches off, originals in memory), 2 edge worker "
         "threads and 2 clients, against 2 `vipsthumbnail` processes with the same output settings; "
-        "`VIPS_CONCURRENCY=1` for both; the lower of two alternating runs each",
+        f"`VIPS_CONCURRENCY=1` for both; the median of {r.get('alternations', 3)} alternating runs each",
         "",
-        "| transform | edge /s | vipsthumbnail /s | edge/vips | edge p50 / p99 ms | vips per-file p50 / p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| transform | edge /s | vipsthumbnail /s | edge/vips | thumbor /s | edge/thumbor | edge p50 / p99 ms | "
+        "vips per-file p50 / p99 ms | thumbor p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for op, x in r["uncached"].items():
-        e, v = x["edge"], x["vipsthumbnail"]
-        lines.append(f"| `{op}` | {e['per_s']:.1f} | {v['per_s']:.1f} | {x['ratio']:.2f} | "
-                     f"{e['p50_ms']:.0f} / {e['p99_ms']:.0f} | {v['p50_ms']:.0f} / {v['p99_ms']:.0f} |")
+        e, v, t = x["edge"], x["vipsthumbnail"], x.get("thumbor")
+        tcols = (f"{t['per_s']:.1f} | {e['per_s'] / t['per_s']:.2f}" if t else "– | –")
+        tlat = f"{t['p50_ms']:.0f} / {t['p99_ms']:.0f}" if t else "–"
+        lines.append(f"| `{op}` | {e['per_s']:.1f} | {v['per_s']:.1f} | {x['ratio']:.2f} | {tcols} | "
+                     f"{e['p50_ms']:.0f} / {e['p99_ms']:.0f} | {v['p50_ms']:.0f} / {v['p99_ms']:.0f} | {tlat} |")
     c = r["cached"]
     lines += [
         "",

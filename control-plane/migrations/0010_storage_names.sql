@@ -11,4 +11,4 @@ ALTER TABLE images ADD COLUMN storage TEXT;
 -- 1: the shard form `/{shard}/{id}.{ext}` serves too (the image had
 -- URLs of that form before its team had a storage name).
 ALTER TABLE images ADD COLUMN shard_url BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX images_unnamed ON images(team_id, storage);
+CREATE INDEX images_unnamed ON images(storage, id);

@@ -43,6 +43,13 @@ pub async fn insert_team(
     Ok(())
 }
 
+/// The team's storage name as stored (`None`: no such team, or not named
+/// yet). Reads only.
+pub async fn current(conn: &mut AnyConnection, team_id: &str) -> Result<Option<StorageName>, sqlx::Error> {
+    let row = sqlx::query("SELECT storage FROM teams WHERE id = $1").bind(team_id).fetch_optional(conn).await?;
+    Ok(row.and_then(|r| r.get::<Option<String>, _>(0)).and_then(|s| s.parse().ok()))
+}
+
 /// The team's storage name: the first segment of its images' URLs. A team
 /// created before storage names gets one here, once (`None`: no such team).
 pub async fn storage_name(conn: &mut AnyConnection, team_id: &str) -> Result<Option<StorageName>, sqlx::Error> {

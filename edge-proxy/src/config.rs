@@ -251,6 +251,8 @@ pub struct TransformConfig {
     pub max_variants_per_image: usize,
     /// Memory budget of the variant cache in bytes.
     pub memory_bytes: u64,
+    /// Milliseconds a request waits for its variant before a 504.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +317,7 @@ impl Default for TransformConfig {
             allowed_dimensions: Vec::new(),
             max_variants_per_image: 32,
             memory_bytes: 256 * MIB,
+            timeout_ms: 15_000,
         }
     }
 }
@@ -404,8 +407,10 @@ impl EdgeConfig {
             p.push("origin.max_concurrent: must be above 0".to_string());
         }
         let t = &self.transforms;
-        if t.enabled && (t.workers == 0 || t.max_variants_per_image == 0 || t.max_dimension == 0) {
-            p.push("transforms: workers, max_variants_per_image and max_dimension must be above 0".to_string());
+        if t.enabled && (t.workers == 0 || t.max_variants_per_image == 0 || t.max_dimension == 0 || t.timeout_ms == 0) {
+            p.push(
+                "transforms: workers, max_variants_per_image, max_dimension and timeout_ms must be above 0".to_string(),
+            );
         }
         if t.allowed_dimensions.iter().any(|&d| d == 0 || d > t.max_dimension) {
             p.push("transforms.allowed_dimensions: each between 1 and max_dimension".to_string());

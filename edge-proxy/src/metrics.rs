@@ -67,7 +67,7 @@ pub struct Metrics {
     pub send_budget_refused: IntCounter,
     pub send_budget_bytes: IntGauge,
     pub responses_cut: IntCounter,
-    /// Variant requests by outcome (`made`, `busy`, `limited`, `failed`).
+    /// Variant requests by outcome (`made`, `busy`, `limited`, `failed`, `timed_out`).
     pub transforms: IntCounterVec,
 }
 
@@ -182,12 +182,12 @@ impl Metrics {
             Opts::new(
                 "imgcdn_edge_transforms_total",
                 "Variants asked for and not cached, by outcome: made, busy (503, pool full), limited (original \
-                 served: too many variants of the image), failed",
+                 served: too many variants of the image), failed, timed_out (504)",
             ),
             &["outcome"],
         )
         .unwrap();
-        for outcome in ["made", "busy", "limited", "failed"] {
+        for outcome in ["made", "busy", "limited", "failed", "timed_out"] {
             transforms.with_label_values(&[outcome]);
         }
         for c in [

@@ -183,7 +183,8 @@ impl Tiers {
         }
     }
 
-    async fn hold(&self, bytes: u64) -> Result<Held, LookupError> {
+    /// Hold `bytes` of the send budget (waiting up to `budget_wait`).
+    pub async fn hold(&self, bytes: u64) -> Result<Held, LookupError> {
         match self.budget.hold(bytes, self.budget_wait).await {
             Some(h) => Ok(h),
             None => {

@@ -12,11 +12,16 @@
 //!   `queue` more wait; past that the request gets a 503 with
 //!   `Retry-After`, never a place in an unbounded queue.
 //! - **Single flight**: concurrent requests for one uncached variant run
-//!   one transform and share its result.
+//!   one transform (a task of its own, which finishes and caches its
+//!   result even if every request for it went away) and share its result.
 //! - **Variants per image**: at most `max_variants_per_image` distinct
 //!   variants of an image are made until it is purged; past that a new
 //!   variant gets the original (`imgcdn_edge_transforms_total{outcome=
 //!   "limited"}`).
+//! - **Time**: a request waits at most `timeout_ms` for its variant (then
+//!   504); the transform itself cannot be interrupted, so it finishes on
+//!   its worker (which stays taken: the pool bound still holds) and is
+//!   cached for the next request.
 //! - **Pixels**: originals over `max_input_pixels` and outputs over
 //!   `max_output_pixels` are refused from their header, before decoding.
 //!
@@ -33,10 +38,11 @@
 //! purge removes them from both tiers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use imgcdn_media::transform::{self, Limits, TransformError};
 use imgcdn_shared::variant::{Rules, Variant};
 use imgcdn_shared::{Format, ImageId, Manifest};
@@ -47,9 +53,11 @@ use tokio::sync::Semaphore;
 use crate::cache::disk::{DiskObject, DiskRead, DiskTier};
 use crate::cache::{CachedObject, ObjectMeta};
 use crate::config::TransformConfig;
-use crate::flight::Flight;
 use crate::metrics::{Metrics, Tier};
 use crate::sync::visibility::Visibility;
+
+/// A variant being made, awaited by every request for it.
+type Making = Shared<BoxFuture<'static, Result<CachedObject, VariantError>>>;
 
 /// One variant of one image.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,18 +83,26 @@ pub enum VariantError {
     TooLarge(String),
     /// The original could not be transformed: 502.
     Failed(String),
+    /// Not made within `transforms.timeout_ms`: 504 (the transform runs
+    /// on, holding its worker, and is cached when it ends).
+    TimedOut,
 }
 
 pub struct Variants {
     cache: Cache<Key, CachedObject>,
     /// Variant keys made (or being made) per image since its last purge.
     index: Mutex<HashMap<ImageId, HashSet<Arc<str>>>>,
-    flight: Flight<Key, Result<CachedObject, VariantError>>,
+    /// Variants being made, each by a task of its own (single flight).
+    making: Mutex<HashMap<Key, Making>>,
+    /// Purges so far (any image): a variant made or read while one happened
+    /// is not cached.
+    purges: Arc<AtomicU64>,
     workers: Arc<Semaphore>,
     /// Transforms running or waiting for a worker.
-    in_system: AtomicUsize,
+    in_system: Arc<AtomicUsize>,
     max_in_system: usize,
     max_per_image: usize,
+    timeout: std::time::Duration,
     limits: Limits,
     pub rules: Rules,
     visibility: Arc<Visibility>,
@@ -113,11 +129,13 @@ impl Variants {
         Variants {
             cache,
             index: Mutex::new(HashMap::new()),
-            flight: Flight::default(),
+            making: Mutex::new(HashMap::new()),
+            purges: Arc::new(AtomicU64::new(0)),
             workers: Arc::new(Semaphore::new(cfg.workers)),
-            in_system: AtomicUsize::new(0),
+            in_system: Arc::new(AtomicUsize::new(0)),
             max_in_system: cfg.workers + cfg.queue,
             max_per_image: cfg.max_variants_per_image,
+            timeout: std::time::Duration::from_millis(cfg.timeout_ms),
             limits: Limits { max_input_pixels: cfg.max_input_pixels, max_output_pixels: cfg.max_output_pixels },
             rules: Rules { max_dimension: cfg.max_dimension, allowed_dimensions: cfg.allowed_dimensions.clone() },
             visibility,
@@ -130,7 +148,7 @@ impl Variants {
     /// from `source` (its original, described by `original`), and the tier
     /// it came from (`Origin`: made). `now` is unix time.
     pub async fn get(
-        &self,
+        self: &Arc<Self>,
         id: ImageId,
         variant: Variant,
         original: Arc<ObjectMeta>,
@@ -138,8 +156,9 @@ impl Variants {
         now: i64,
     ) -> Result<(CachedObject, Tier), VariantError> {
         let key = Key { id, variant: variant.key().into() };
+        let generation = self.purges.load(Ordering::Acquire);
         if let Some(obj) = self.cache.get(&key) {
-            if !obj.meta.is_expired(now) {
+            if fresh(&obj, &original, now) {
                 return Ok((obj, Tier::Memory));
             }
             self.cache.invalidate(&key);
@@ -148,8 +167,8 @@ impl Variants {
         if let Ok(DiskRead::Hit(obj)) = tokio::task::spawn_blocking(move || disk.read_variant(&k.id, &k.variant)).await
         {
             // Made before (this run or an earlier one): it counts.
-            if !obj.meta.is_expired(now) && self.admit(&key) {
-                self.fill_memory(&key, &obj);
+            if fresh(&obj, &original, now) && self.admit(&key) {
+                self.fill_memory(&key, &obj, generation);
                 return Ok((obj, Tier::Disk));
             }
         }
@@ -157,25 +176,67 @@ impl Variants {
             self.metrics.transforms.with_label_values(&["limited"]).inc();
             return Err(VariantError::Limited);
         }
-        let made = self.flight.run(key.clone(), || self.make(key.clone(), variant, original, source)).await;
-        if made.is_err() {
-            // Not made: it does not count against the image's variants.
-            if let Some(keys) = self.index.lock().expect("variant index poisoned").get_mut(&id) {
-                keys.remove(&key.variant);
+        let making = {
+            let mut making = self.making.lock().expect("variant flights poisoned");
+            match making.get(&key) {
+                Some(m) => m.clone(),
+                None => {
+                    let Some(place) = Place::take(&self.in_system, self.max_in_system) else {
+                        drop(making);
+                        self.metrics.transforms.with_label_values(&["busy"]).inc();
+                        self.unadmit(&key);
+                        return Err(VariantError::Busy);
+                    };
+                    let m = self.clone().start(key.clone(), variant, original, source, place, generation);
+                    making.insert(key.clone(), m.clone());
+                    m
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, making).await {
+            Ok(made) => made.map(|obj| (obj, Tier::Origin)),
+            Err(_) => {
+                self.metrics.transforms.with_label_values(&["timed_out"]).inc();
+                Err(VariantError::TimedOut)
             }
         }
-        made.map(|obj| (obj, Tier::Origin))
     }
 
-    /// Cache `obj` in memory unless sync says the image must not be
-    /// (checked again after the insert: sync swaps its state before it
-    /// purges). Whether it stayed.
-    fn fill_memory(&self, key: &Key, obj: &CachedObject) -> bool {
-        if self.visibility.blocks_caching(&key.id) {
+    /// Make `key` on a task of its own: it runs to the end (and caches its
+    /// result) even when every request waiting for it has gone; requests
+    /// for the same variant meanwhile wait for it (single flight).
+    fn start(
+        self: Arc<Self>,
+        key: Key,
+        variant: Variant,
+        original: Arc<ObjectMeta>,
+        source: Source,
+        place: Place,
+        generation: u64,
+    ) -> Making {
+        let task = tokio::spawn(async move {
+            let made = self.make(key.clone(), variant, original, source, place, generation).await;
+            self.making.lock().expect("variant flights poisoned").remove(&key);
+            if made.is_err() {
+                self.unadmit(&key);
+            }
+            made
+        });
+        task.map(|joined| joined.unwrap_or_else(|e| Err(VariantError::Failed(format!("transform task: {e}")))))
+            .boxed()
+            .shared()
+    }
+
+    /// Cache `obj` in memory unless the image was purged since `generation`
+    /// or sync says it must not be cached (both checked again after the
+    /// insert: a purge counts itself before it removes). Whether it stayed.
+    fn fill_memory(&self, key: &Key, obj: &CachedObject, generation: u64) -> bool {
+        let stale = || self.purges.load(Ordering::Acquire) != generation || self.visibility.blocks_caching(&key.id);
+        if stale() {
             return false;
         }
         self.cache.insert(key.clone(), obj.clone());
-        if self.visibility.blocks_caching(&key.id) {
+        if stale() {
             self.cache.invalidate(key);
             return false;
         }
@@ -197,23 +258,27 @@ impl Variants {
         true
     }
 
+    /// Not made after all: `key` no longer counts against its image.
+    fn unadmit(&self, key: &Key) {
+        if let Some(keys) = self.index.lock().expect("variant index poisoned").get_mut(&key.id) {
+            keys.remove(&key.variant);
+        }
+    }
+
     async fn make(
         &self,
         key: Key,
         variant: Variant,
         original: Arc<ObjectMeta>,
         source: Source,
+        place: Place,
+        generation: u64,
     ) -> Result<CachedObject, VariantError> {
-        // A place among the running and waiting, or a 503 now.
-        if self.in_system.fetch_add(1, Ordering::AcqRel) >= self.max_in_system {
-            self.in_system.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.transforms.with_label_values(&["busy"]).inc();
-            return Err(VariantError::Busy);
-        }
+        // The place (and the worker) are given back when the transform ends.
         let permit = self.workers.clone().acquire_owned().await;
         let (limits, stored) = (self.limits, original.format);
         let made = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (place, permit);
             let bytes = match source {
                 Source::Whole(b) => b,
                 Source::Disk(obj) => obj.read(0, obj.len()).map_err(|e| VariantError::Failed(format!("disk: {e}")))?,
@@ -224,7 +289,6 @@ impl Variants {
             })
         })
         .await;
-        self.in_system.fetch_sub(1, Ordering::AcqRel);
         let made = match made {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
@@ -239,11 +303,13 @@ impl Variants {
         };
         self.metrics.transforms.with_label_values(&["made"]).inc();
         let obj = variant_object(&original.manifest, made.bytes, made.format, made.width, made.height)?;
-        if self.fill_memory(&key, &obj) {
+        if self.fill_memory(&key, &obj, generation) {
             let (disk, visibility, metrics, obj) =
                 (self.disk.clone(), self.visibility.clone(), self.metrics.clone(), obj.clone());
+            let purges = self.purges.clone();
             tokio::task::spawn_blocking(move || {
-                if visibility.blocks_caching(&key.id) {
+                let stale = || purges.load(Ordering::Acquire) != generation || visibility.blocks_caching(&key.id);
+                if stale() {
                     return;
                 }
                 match disk.put_variant(key.id, &key.variant, &obj) {
@@ -255,7 +321,7 @@ impl Variants {
                     }
                 }
                 // Purged while we wrote: the image's entries go (all of them).
-                if visibility.blocks_caching(&key.id) {
+                if stale() {
                     disk.remove(&key.id);
                 }
             });
@@ -266,6 +332,8 @@ impl Variants {
     /// Drop every variant of `id` from memory (and forget how many it had);
     /// the disk tier drops them with the original ([`DiskTier::remove`]).
     pub fn purge(&self, id: &ImageId) {
+        // Counted first: a variant being made now sees it and stays out.
+        self.purges.fetch_add(1, Ordering::AcqRel);
         let keys = self.index.lock().expect("variant index poisoned").remove(id);
         for variant in keys.into_iter().flatten() {
             self.cache.invalidate(&Key { id: *id, variant });
@@ -276,6 +344,32 @@ impl Variants {
     pub fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+/// A cached variant is still good for `original`: not expired, and made
+/// under the manifest the original has now (same expiry and storage).
+fn fresh(obj: &CachedObject, original: &ObjectMeta, now: i64) -> bool {
+    let (v, o) = (&obj.meta.manifest, &original.manifest);
+    !obj.meta.is_expired(now) && v.expires_at == o.expires_at && v.storage == o.storage && v.shard_url == o.shard_url
+}
+
+/// One of the places among running and waiting transforms.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Place(count.clone()))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

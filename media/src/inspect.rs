@@ -73,7 +73,12 @@ fn inspect_keeping(
                 _ => bytes,
             };
             let image = decode(format, &stored, limits)?;
-            let (width, height) = (image.width(), image.height());
+            // The size it is shown at: a JPEG turned a quarter by its Exif
+            // orientation (kept) shows its height as its width.
+            let (width, height) = match format {
+                Format::Jpeg if matches!(jpeg::kept_orientation(&stored), 5..=8) => (image.height(), image.width()),
+                _ => (image.width(), image.height()),
+            };
             let pixels = keep.map(|max_side| scaled_rgb(&image, max_side));
             drop(image);
             Ok((Inspected { format, width, height, bytes: stored, metadata_stripped: true }, pixels))

@@ -150,6 +150,25 @@ pub(crate) fn exif_orientation(tiff: &[u8]) -> Option<u16> {
     None
 }
 
+/// The Exif orientation a JPEG that [`strip`] wrote keeps (1 when none):
+/// 5–8 mean it is shown turned a quarter, its width and height swapped.
+pub(crate) fn kept_orientation(b: &[u8]) -> u16 {
+    let mut pos = 2;
+    while pos + 4 <= b.len() && b[pos] == 0xFF {
+        let marker = b[pos + 1];
+        if marker == SOS || marker == EOI {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([b[pos + 2], b[pos + 3]]));
+        let Some(payload) = b.get(pos + 4..pos + 2 + len) else { break };
+        if marker == APP1 && payload.starts_with(EXIF) {
+            return exif_orientation(&payload[EXIF.len()..]).unwrap_or(1);
+        }
+        pos += 2 + len;
+    }
+    1
+}
+
 /// An APP1 segment with an Exif block that holds only IFD0 with only
 /// the Orientation tag.
 pub(crate) fn orientation_segment(orientation: u16) -> Vec<u8> {
@@ -197,7 +216,10 @@ mod tests {
 
         let out = inspect_default(&upload).unwrap();
         assert_eq!(out.format, Format::Jpeg);
-        assert_eq!((out.width, out.height), (40, 30));
+        // Orientation 6 turns it a quarter: shown 30 wide and 40 high.
+        assert_eq!((out.width, out.height), (30, 40));
+        assert_eq!(super::kept_orientation(&out.bytes), 6);
+        assert_eq!(super::kept_orientation(&plain), 1);
         assert!(out.metadata_stripped);
         assert!(!contains(&out.bytes, b"SECRET"));
         assert!(!contains(&out.bytes, &123_456u32.to_be_bytes()), "GPS latitude left");

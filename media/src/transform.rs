@@ -3,8 +3,8 @@
 //! `libvips` 8.14, the same library as `vipsthumbnail`).
 //!
 //! The pipeline, in the order libvips runs it lazily, pixel strip by pixel
-//! strip (the whole image is never in memory at full size unless the
-//! format forces it):
+//! strip: the original is read top to bottom (`access=sequential`), so it
+//! is never in memory at full size, whatever its format:
 //!
 //! 1. **Header only** first: the declared size is checked against
 //!    [`Limits::max_input_pixels`] before anything is decoded, and the
@@ -13,18 +13,20 @@
 //!    (the largest factor that keeps the image at least as large as
 //!    needed), WebP at any scale. Animated GIF and WebP give their first
 //!    frame (the output is a still image).
-//! 3. **Orientation** applied (the Exif tag), then **sRGB**: an embedded ICC
-//!    profile is converted to sRGB, other colour spaces (CMYK, grey, 16-bit)
-//!    are converted by libvips's own rules.
-//! 4. **Resize** with Lanczos3 to the size [`Variant::plan`] says, then a
-//!    centred **crop** (`cover`, `crop`) or **pad** (`pad`, white).
-//! 5. **Tone** on the colour bands (alpha untouched): brightness and
+//! 3. **Resize** with Lanczos3 to the size [`Variant::plan`] says (planned
+//!    on the upright image); then, on the small result, **sRGB** (an
+//!    embedded ICC profile is converted to sRGB, other colour spaces: CMYK,
+//!    grey, 16-bit, by libvips's own rules) and the **orientation** (the
+//!    Exif tag); then a centred **crop** (`cover`, `crop`) or **pad**
+//!    (`pad`, white).
+//! 4. **Tone** on the colour bands (alpha untouched): brightness and
 //!    contrast (linear), gamma, saturation (chroma in LCh); then **blur**
 //!    (Gaussian, sigma = `blur`) and **sharpen** (unsharp mask, amount =
 //!    `sharp`).
-//! 6. **Encode**, metadata stripped (no Exif, XMP, IPTC or ICC: the pixels
-//!    are sRGB; libvips 8.14.1's WebP saver ignores `strip`, so its Exif
-//!    chunk is cut out after): JPEG progressive with optimised Huffman tables, quality 82
+//! 5. **Encode**, metadata stripped (no Exif, XMP, IPTC or ICC: the pixels
+//!    are sRGB; every saver is told to `strip`, and libvips 8.14.1's WebP
+//!    saver, which ignores it, has its Exif chunk cut out after): JPEG
+//!    progressive with optimised Huffman tables, quality 82
 //!    unless `q` (an alpha channel is flattened on white); PNG with zlib
 //!    level 6; WebP lossy quality 80, effort 2 of 6 (effort above 2 costs
 //!    twice the time for ~3% smaller files); AVIF quality 50, effort 1 of 9
@@ -114,7 +116,8 @@ pub fn transform(
         return Err(TransformError::TooLarge { what: "the original", pixels, limit: limits.max_input_pixels });
     }
     // Sizes are planned on the upright image.
-    let turned = matches!(header.get_orientation(), 5..=8);
+    let orientation = header.get_orientation();
+    let turned = matches!(orientation, 5..=8);
     let (ow, oh) = if turned { (h0, w0) } else { (w0, h0) };
     let plan = variant.plan(ow, oh);
     let out_pixels = u64::from(plan.output.0) * u64::from(plan.output.1);
@@ -128,27 +131,36 @@ pub fn transform(
     }
     drop(header);
 
-    // Shrink on load by the factor both sides allow.
+    // Read as a stream, top to bottom (never the whole original in memory),
+    // shrunk on load by the factor both sides allow.
     let shrink = (f64::from(ow) / f64::from(plan.scaled.0)).min(f64::from(oh) / f64::from(plan.scaled.1));
     let options = match stored {
         Format::Jpeg => match [8u32, 4, 2].into_iter().find(|&s| shrink >= f64::from(s)) {
-            Some(s) => format!("[shrink={s}]"),
-            None => String::new(),
+            Some(s) => format!("[access=sequential,shrink={s}]"),
+            None => "[access=sequential]".to_string(),
         },
-        Format::Webp if shrink > 1.0 => format!("[scale={}]", 1.0 / shrink),
-        _ => String::new(),
+        Format::Webp if shrink > 1.0 => format!("[access=sequential,scale={}]", 1.0 / shrink),
+        _ => "[access=sequential]".to_string(),
     };
     let img = VipsImage::new_from_buffer(input, &options).map_err(failed("load"))?;
-    let img = ops::autorot(&img).map_err(failed("orientation"))?;
-    let img = to_srgb(img)?;
 
-    // Resize to exactly the planned size.
+    // Resize to exactly the planned size, still in the stored orientation.
     let (cw, ch) = (img.get_width() as f64, img.get_height() as f64);
-    let (tw, th) = plan.scaled;
+    let (tw, th) = if turned { (plan.scaled.1, plan.scaled.0) } else { plan.scaled };
     let img = if (tw as f64, th as f64) != (cw, ch) {
         let opts =
             ops::ResizeOptions { kernel: ops::Kernel::Lanczos3, vscale: f64::from(th) / ch, ..Default::default() };
         ops::resize_with_opts(&img, f64::from(tw) / cw, &opts).map_err(failed("resize"))?
+    } else {
+        img
+    };
+    // Colour on the small image (as vipsthumbnail does), then upright: a
+    // rotation or flip reads out of order, so the resized image is made in
+    // memory first.
+    let img = to_srgb(img)?;
+    let img = if orientation > 1 {
+        let made = VipsImage::image_copy_memory(img).map_err(failed("orientation"))?;
+        ops::autorot(&made).map_err(failed("orientation"))?
     } else {
         img
     };
@@ -277,21 +289,10 @@ fn encode(img: &VipsImage, format: Format, quality: Option<u8>) -> Result<Vec<u8
     } else {
         img
     };
-    // The pixels alone, in a new image with no metadata at all: some of
-    // libvips 8.14's savers (WebP) write Exif even when told to strip.
-    let (w, h, bands) = (img.get_width(), img.get_height(), img.get_bands());
-    let pixels = img.image_write_to_memory();
-    if pixels.len() != (w as usize) * (h as usize) * (bands as usize) {
-        return Err(TransformError::Failed("the original could not be decoded".into()));
-    }
-    let bare = VipsImage::new_from_memory(&pixels, w, h, bands, BandFormat::Uchar).map_err(failed("pixels"))?;
-    let out = bare.image_write_to_buffer(&suffix).map_err(failed("encode"));
-    // `bare` reads `pixels`: it goes first.
-    drop(bare);
-    drop(pixels);
+    let out = img.image_write_to_buffer(&suffix).map_err(failed("encode"));
     match (out, format) {
-        // libvips 8.14.1's WebP saver writes an Exif chunk even from an image
-        // without metadata, told to strip: the upload stripper takes it out.
+        // libvips 8.14.1's WebP saver writes an Exif chunk even when told to
+        // strip: the upload stripper takes it out.
         (Ok(webp), Format::Webp) => crate::webp::strip(&webp).map_err(|e| TransformError::Failed(e.to_string())),
         (out, _) => out,
     }
@@ -424,6 +425,25 @@ mod tests {
         let grey = run(&png, Format::Png, "saturation=0");
         let img = image::load_from_memory(&grey.bytes).unwrap().to_rgb8();
         assert!(img.pixels().all(|p| p[0].abs_diff(p[1]) <= 2 && p[1].abs_diff(p[2]) <= 2));
+    }
+
+    #[test]
+    fn an_animated_gif_gives_its_first_frame() {
+        use image::codecs::gif::{GifDecoder, GifEncoder};
+        use image::{AnimationDecoder, Delay, Frame, Rgba, RgbaImage};
+        let mut gif = Vec::new();
+        {
+            let mut enc = GifEncoder::new(&mut gif);
+            for shade in [0u8, 255] {
+                let frame = RgbaImage::from_pixel(20, 10, Rgba([shade, shade, shade, 255]));
+                enc.encode_frame(Frame::from_parts(frame, 0, 0, Delay::from_numer_denom_ms(100, 1))).unwrap();
+            }
+        }
+        let out = run(&gif, Format::Gif, "w=10");
+        assert_eq!((out.format, out.width, out.height), (Format::Gif, 10, 5));
+        let frames = GifDecoder::new(std::io::Cursor::new(&out.bytes)).unwrap().into_frames().collect_frames().unwrap();
+        assert_eq!(frames.len(), 1, "a still image");
+        assert!(frames[0].buffer().pixels().all(|p| p[0] < 16), "the first (black) frame");
     }
 
     #[test]

@@ -28,6 +28,8 @@ impl Default for Limits {
 pub struct Inspected {
     /// The format found in the bytes; the one the edge serves it as.
     pub format: Format,
+    /// The size the image is shown at: for a JPEG whose Exif orientation
+    /// turns it a quarter, the stored pixels' height and width.
     pub width: u32,
     pub height: u32,
     /// What to store: the upload with metadata stripped where that can be

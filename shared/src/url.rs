@@ -13,9 +13,9 @@
 //! Parsing is strict and allocation-free because the edge runs it on every
 //! request before anything else: a path that is not exactly one of ours is
 //! answered without touching a cache or storage. Query strings are split
-//! off and ignored here (transforms, when they exist, are read separately
-//! into a canonical variant key, so a random query cannot create a new
-//! cache entry).
+//! off and ignored here: transforms are read from them separately into a
+//! canonical variant ([`crate::variant`]), so a random query cannot create
+//! a new cache entry.
 
 use std::fmt;
 

@@ -247,8 +247,8 @@ impl Variant {
     }
 
     /// The canonical spelling: equal for equal variants, empty for the
-    /// original. Used as the cache key (with the image id) and as the
-    /// query of advertised URLs.
+    /// original. The cache key (with the image id); not a URL query
+    /// (`short=` stands for `size=`).
     pub fn key(&self) -> String {
         let mut k = String::new();
         let mut put = |name: &str, value: &dyn std::fmt::Display| {

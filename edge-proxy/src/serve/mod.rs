@@ -122,9 +122,24 @@ impl EdgeApp {
                     Body::Stream(obj) => Source::Disk(obj),
                 };
                 match variants.get(path.id, variant, found.meta.clone(), source, now).await {
-                    Ok((obj, tier)) => Found { meta: obj.meta, body: Body::Whole(obj.body), tier, held: None },
-                    // Too many variants of this image: the original.
+                    Ok((obj, tier)) => {
+                        // Made or read from disk: held against the send
+                        // budget like an original's whole body.
+                        let held = match tier {
+                            Tier::Memory => None,
+                            _ => match self.tiers.hold(obj.body.len() as u64).await {
+                                Ok(h) => Some(h),
+                                Err(_) => {
+                                    return done(response::busy(method, self.settings.retry_after_secs), Tier::None)
+                                }
+                            },
+                        };
+                        Found { meta: obj.meta, body: Body::Whole(obj.body), tier, held }
+                    }
+                    // Too many variants of this image: the original, when
+                    // the URL's extension is its format.
                     Err(VariantError::Limited) => match self.tiers.lookup(path.id).await {
+                        Ok(f) if f.meta.format != path.format => return done(response::error(404, method), Tier::None),
                         Ok(f) => f,
                         Err(_) => return done(response::busy(method, self.settings.retry_after_secs), Tier::None),
                     },
@@ -133,6 +148,7 @@ impl EdgeApp {
                     }
                     Err(VariantError::TooLarge(_)) => return done(response::error(422, method), Tier::None),
                     Err(VariantError::Failed(_)) => return done(response::error(502, method), Tier::Origin),
+                    Err(VariantError::TimedOut) => return done(response::error(504, method), Tier::None),
                 }
             }
             _ => found,

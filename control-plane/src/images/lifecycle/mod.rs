@@ -226,8 +226,10 @@ async fn edited_in(
     now: i64,
 ) -> ApiResult<ImageRow> {
     let mut after = edited(before, edit, now);
+    // Only read here (this also runs outside the write transaction, to
+    // predict): teams are named before their images (`name_existing`).
     if let (Edit::Name, None, Some(team)) = (edit, before.storage, &before.team_id) {
-        after.storage = crate::storage_names::storage_name(conn, team).await?;
+        after.storage = crate::storage_names::current(conn, team).await?;
         after.shard_url = after.storage.is_some();
     }
     if after.deleted_at.is_none() {
