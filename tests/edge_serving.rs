@@ -154,9 +154,15 @@ async fn bad_requests_are_refused_without_touching_storage() {
     assert_eq!(raw_status(&edge.base, "DELETE", &path.to_string()), 405);
     assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
 
-    // A well-formed path with the wrong extension for the stored format.
+    // Another output format's extension converts (transforms); one the
+    // edge never makes (bmp, ico, svg) is not ours.
     let r = c.get(format!("{}{}", edge.base, ImagePath::new(id, Format::Jpeg))).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), "image/jpeg");
+    for f in [Format::Bmp, Format::Ico, Format::Svg] {
+        let r = c.get(format!("{}{}", edge.base, ImagePath::new(id, f))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{f:?}");
+    }
 }
 
 /// Send a request line as-is (no client-side normalisation of the path).

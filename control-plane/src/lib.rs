@@ -7,8 +7,9 @@
 //! - [`api`]: the API handlers; [`web`]: the HTML pages.
 //! - [`auth`]: who is calling (session, API key, operator, edge, client).
 //! - the domain: [`accounts`] (sign-up, verification, sign-in, sessions,
-//!   passwords, consent), [`keys`], [`teams`], [`images`] (uploads, the
-//!   image lifecycle, stores), [`moderation`] (operator decisions),
+//!   passwords, consent), [`keys`], [`teams`] (and their [`storage_names`]),
+//!   [`images`] (uploads, the image lifecycle, stores), [`moderation`]
+//!   (operator decisions),
 //!   [`operators`], [`privacy`] (deletion, export, rectification, rights
 //!   requests), [`retention`] (the window of every image, the sweep),
 //!   [`requestlog`] (API-key calls), [`sync`] (the edge-sync log, long-polls, edges),

@@ -229,7 +229,7 @@ async fn edited_in(
     // Only read here (this also runs outside the write transaction, to
     // predict): teams are named before their images (`name_existing`).
     if let (Edit::Name, None, Some(team)) = (edit, before.storage, &before.team_id) {
-        after.storage = crate::storage_names::current(conn, team).await?;
+        after.storage = crate::storage_names::names::current(conn, team).await?;
         after.shard_url = after.storage.is_some();
     }
     if after.deleted_at.is_none() {
