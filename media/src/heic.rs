@@ -18,17 +18,28 @@ use crate::types::{InspectError, Inspected, Limits};
 #[cfg(feature = "heic")]
 const JPEG_QUALITY: u8 = 90;
 
+/// libheif, initialised once for the life of the process. Every
+/// `LibHeif` de-initialises libheif when dropped, and the last one to go
+/// unregisters its encoders and decoders for everyone in the process —
+/// libvips's AVIF saver (the edge's transforms) included. This one is never
+/// dropped.
+#[cfg(feature = "heic")]
+pub fn lib() -> &'static libheif_rs::LibHeif {
+    static LIB: std::sync::OnceLock<libheif_rs::LibHeif> = std::sync::OnceLock::new();
+    LIB.get_or_init(libheif_rs::LibHeif::new)
+}
+
 /// The photo as a JPEG without its metadata, after the pixel check.
 /// [`inspect`](crate::inspect()) calls this for HEIC/HEIF files.
 #[cfg(feature = "heic")]
 pub fn to_jpeg(bytes: &[u8], limits: &Limits) -> Result<Inspected, InspectError> {
-    use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+    use libheif_rs::{ColorSpace, HeifContext, RgbChroma};
 
     let bad = |e: libheif_rs::HeifError| InspectError::Malformed(format!("HEIC: {}", e.message));
     let ctx = HeifContext::read_from_bytes(bytes).map_err(bad)?;
     let handle = ctx.primary_image_handle().map_err(bad)?;
     check_pixels(handle.width(), handle.height(), limits)?;
-    let image = LibHeif::new().decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None).map_err(bad)?;
+    let image = lib().decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None).map_err(bad)?;
     let plane = image
         .planes()
         .interleaved
@@ -79,8 +90,8 @@ pub fn to_jpeg(_bytes: &[u8], _limits: &Limits) -> Result<Inspected, InspectErro
 #[cfg(feature = "heic")]
 #[doc(hidden)]
 pub fn sample_heic(w: u32, h: u32, exif: Option<&[u8]>) -> Vec<u8> {
-    use libheif_rs::{Channel, ColorSpace, CompressionFormat, EncodingOptions, HeifContext, Image, LibHeif, RgbChroma};
-    let lib = LibHeif::new();
+    use libheif_rs::{Channel, ColorSpace, CompressionFormat, EncodingOptions, HeifContext, Image, RgbChroma};
+    let lib = lib();
     let mut image = Image::new(w, h, ColorSpace::Rgb(RgbChroma::Rgb)).unwrap();
     image.create_plane(Channel::Interleaved, w, h, 8).unwrap();
     let planes = image.planes_mut();

@@ -81,11 +81,21 @@ pub enum TransformError {
     Init(String),
 }
 
+/// libvips, started once and never shut down (dropping a `VipsApp` would).
+static APP: OnceLock<Result<VipsApp, String>> = OnceLock::new();
+
 /// Start libvips once per process (no operation cache; `threads` worker
 /// threads per operation, 0 = libvips's default). Later calls do nothing.
 pub fn init(threads: i32) -> Result<(), TransformError> {
-    static APP: OnceLock<Result<VipsApp, String>> = OnceLock::new();
+    app(threads).map(|_| ())
+}
+
+fn app(threads: i32) -> Result<&'static VipsApp, TransformError> {
     let app = APP.get_or_init(|| {
+        // libheif (AVIF output) must stay initialised whatever else in the
+        // process (HEIC uploads) starts and stops it.
+        #[cfg(feature = "heic")]
+        let _ = crate::heic::lib();
         let app = VipsApp::new("imgcdn", false).map_err(|e| e.to_string())?;
         app.cache_set_max(0);
         app.cache_set_max_mem(0);
@@ -94,7 +104,7 @@ pub fn init(threads: i32) -> Result<(), TransformError> {
         }
         Ok(app)
     });
-    app.as_ref().map(|_| ()).map_err(|e| TransformError::Init(e.clone()))
+    app.as_ref().map_err(|e| TransformError::Init(e.clone()))
 }
 
 fn failed(step: &str) -> impl Fn(libvips::error::Error) -> TransformError + '_ {
@@ -180,7 +190,13 @@ fn to_srgb(img: VipsImage) -> Result<VipsImage, TransformError> {
     let icc = ops::IccTransformOptions { embedded: true, input_profile: String::new(), ..Default::default() };
     let img = match ops::icc_transform_with_opts(&img, "srgb", &icc) {
         Ok(converted) => converted,
-        Err(_) => img,
+        Err(_) => {
+            // Expected without a profile: not an error worth keeping.
+            if let Ok(app) = app(0) {
+                app.error_clear();
+            }
+            img
+        }
     };
     let srgb = img.get_interpretation().is_ok_and(|i| matches!(i, Interpretation::Srgb));
     let uchar = img.get_format().is_ok_and(|f| matches!(f, BandFormat::Uchar));
@@ -270,15 +286,50 @@ fn tone(img: VipsImage, v: &Variant) -> Result<VipsImage, TransformError> {
     }
 }
 
+/// Save `img` as `ext[options]` and return the bytes. Through a private
+/// temporary file: the bindings' save-to-memory calls build their result
+/// from libvips's output pointer before looking at the error code, so a
+/// failed save there is undefined behaviour; saving to a file reports the
+/// failure as an error.
+fn write_out(img: &VipsImage, ext_options: &str) -> Result<Vec<u8>, TransformError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static DIR: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("imgcdn-transform-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(dir)
+        })
+        .as_ref()
+        .map_err(|e| TransformError::Failed(format!("temporary directory {e}")))?;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ext = ext_options.split('[').next().unwrap_or(ext_options);
+    let path = dir.join(format!("{n}.{ext}"));
+    let target = format!("{}{}", path.display(), &ext_options[ext.len()..]);
+    let saved = img.image_write_to_file(&target).map_err(|e| {
+        let detail = vips_error();
+        TransformError::Failed(format!("encode {ext}: {e} {detail}"))
+    });
+    let read = saved.and_then(|()| std::fs::read(&path).map_err(|e| TransformError::Failed(format!("encode: {e}"))));
+    let _ = std::fs::remove_file(&path);
+    read
+}
+
+/// What libvips said last (its error buffer is process-wide).
+fn vips_error() -> String {
+    app(0).ok().and_then(|a| a.error_buffer().ok()).unwrap_or("").trim().chars().take(500).collect()
+}
+
 /// Encode, metadata stripped.
 fn encode(img: &VipsImage, format: Format, quality: Option<u8>) -> Result<Vec<u8>, TransformError> {
     let q = |default: u8| quality.unwrap_or(default);
     let suffix = match format {
-        Format::Jpeg => format!(".jpg[Q={},interlace,optimize_coding,strip]", q(82)),
-        Format::Png => ".png[compression=6,strip]".to_string(),
-        Format::Webp => format!(".webp[Q={},effort=2,strip]", q(80)),
-        Format::Avif => format!(".avif[Q={},effort=1,strip]", q(50)),
-        Format::Gif => ".gif[strip]".to_string(),
+        Format::Jpeg => format!("jpg[Q={},interlace,optimize_coding,strip]", q(82)),
+        Format::Png => "png[compression=6,strip]".to_string(),
+        Format::Webp => format!("webp[Q={},effort=2,strip]", q(80)),
+        Format::Avif => format!("avif[Q={},effort=1,strip]", q(50)),
+        Format::Gif => "gif[strip]".to_string(),
         other => return Err(TransformError::Failed(format!("{} is not an output format", other.extension()))),
     };
     let flattened;
@@ -289,7 +340,7 @@ fn encode(img: &VipsImage, format: Format, quality: Option<u8>) -> Result<Vec<u8
     } else {
         img
     };
-    let out = img.image_write_to_buffer(&suffix).map_err(failed("encode"));
+    let out = write_out(img, &suffix);
     match (out, format) {
         // libvips 8.14.1's WebP saver writes an Exif chunk even when told to
         // strip: the upload stripper takes it out.
@@ -444,6 +495,18 @@ mod tests {
         let frames = GifDecoder::new(std::io::Cursor::new(&out.bytes)).unwrap().into_frames().collect_frames().unwrap();
         assert_eq!(frames.len(), 1, "a still image");
         assert!(frames[0].buffer().pixels().all(|p| p[0] < 16), "the first (black) frame");
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn avif_output_survives_libheif_users_coming_and_going() {
+        // A HEIC upload elsewhere in the process starts and stops libheif;
+        // the last stop used to unregister the AVIF encoder for libvips too.
+        let png = encoded(40, 40, image::ImageFormat::Png);
+        run(&png, Format::Png, "format=avif");
+        drop(libheif_rs::LibHeif::new());
+        let out = run(&png, Format::Png, "format=avif");
+        assert_eq!(&out.bytes[4..8], b"ftyp");
     }
 
     #[test]
