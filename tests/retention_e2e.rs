@@ -16,9 +16,10 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "edge-one-token-0123456789abcdefghijklmn";
 
-/// A control plane in this process, on a clock `behind` seconds behind
-/// real time (edges read real time), serving on a free port.
-async fn control_plane(dir: &std::path::Path, behind: i64) -> String {
+/// A control plane in this process, on a manual clock set `behind` seconds
+/// behind real time (edges read real time), serving on a free port; its
+/// address and its clock.
+async fn control_plane(dir: &std::path::Path, behind: i64) -> (String, Arc<ManualClock>) {
     let mut cfg = Config {
         listen: "127.0.0.1:0".into(),
         admin_listen: "127.0.0.1:0".into(),
@@ -39,17 +40,18 @@ async fn control_plane(dir: &std::path::Path, behind: i64) -> String {
     cfg.edge_sync.edges.insert("edge-1".into(), TOKEN.into());
     cfg.edge_sync.poll_ms = 200;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let cp = ControlPlane::bind_with_clock(cfg, ManualClock::at(now - behind) as Arc<_>).await.unwrap();
+    let clock = ManualClock::at(now - behind);
+    let cp = ControlPlane::bind_with_clock(cfg, clock.clone() as Arc<_>).await.unwrap();
     let api = format!("http://{}", cp.local_addr());
     tokio::spawn(cp.run(std::future::pending()));
-    api
+    (api, clock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_stops_serving_at_a_shortened_expiry_even_from_its_cache() {
     let dir = tempfile::tempdir().unwrap();
     // A ttl of 300 s (the shortest) set on this clock ends 12 s from now.
-    let api = control_plane(dir.path(), 288).await;
+    let (api, clock) = control_plane(dir.path(), 288).await;
     let opts = EdgeOpts::new(dir.path()).with_sync(&[&api], TOKEN, &dir.path().join("edge-sync"));
     let edge = EdgeProcess::start(dir.path(), &opts);
     let c = client();
@@ -75,7 +77,9 @@ async fn an_edge_stops_serving_at_a_shortened_expiry_even_from_its_cache() {
     };
     assert!(max_age(&r) > 86_400, "{:?}", r.headers());
 
-    // Shortened to end 12 s from now.
+    // Shortened to end 12 s from now (the manual clock does not move by
+    // itself: set it 288 s behind the real now, however long the set-up took).
+    clock.set(time::OffsetDateTime::now_utc().unix_timestamp() - 288);
     let r = c.patch(format!("{api}/v1/images/{id}")).bearer_auth(&key).json(&json!({"ttl": 300})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let expires_at = r.json::<Value>().await.unwrap()["expires_at"].as_str().unwrap().to_string();
