@@ -30,38 +30,9 @@ async fn the_api_answers_as_its_description_says_under_fuzzing() {
     let c = client();
 
     // A session: sign up, verify through the outbox, log in.
-    let (email, password) = ("fuzz@example.com", "a fuzzing passphrase");
-    let r = c
-        .post(format!("{}/v1/auth/signup", cp.base))
-        .json(&json!({"email": email, "name": "Fuzz", "password": password, "age_confirmed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    let token = mailed_token(&dir.path().join("outbox"), email, "/verify-email");
-    let r = c.post(format!("{}/v1/auth/verify", cp.base)).json(&json!({"token": token})).send().await.unwrap();
-    assert!(r.status().is_success());
-    let r = c
-        .post(format!("{}/v1/auth/login", cp.base))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let SignedIn { cookie, csrf, team } =
+        sign_up_verified(&c, &cp.base, &dir.path().join("outbox"), "fuzz@example.com", "a fuzzing passphrase").await;
     // And a key of the same person's team.
-    let team = c
-        .get(format!("{}/v1/me", cp.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["personal_team_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let r = c
         .post(format!("{}/v1/teams/{team}/keys", cp.base))
         .header("cookie", &cookie)

@@ -80,28 +80,8 @@ impl Dev {
     /// A verified account (an img.pro "App") with a read-write and a
     /// read-only key, the way a site owner sets the plugin up.
     async fn app(&self, c: &reqwest::Client, email: &str) -> App {
-        let password = "tulip-Orbit-94";
-        let r = c
-            .post(format!("{}/v1/auth/signup", self.api))
-            .json(&json!({"email": email, "name": "Site", "password": password, "age_confirmed": true}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        let token = mailed_token(&self.data.join("outbox"), email, "/verify-email");
-        let r = c.post(format!("{}/v1/auth/verify", self.api)).json(&json!({"token": token})).send().await.unwrap();
-        assert!(r.status().is_success());
-        let r = c
-            .post(format!("{}/v1/auth/login", self.api))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
-        let me: Value =
-            c.get(format!("{}/v1/me", self.api)).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
-        let team = me["personal_team_id"].as_str().unwrap().to_string();
+        let SignedIn { cookie, csrf, team } =
+            sign_up_verified(c, &self.api, &self.data.join("outbox"), email, "tulip-Orbit-94").await;
         let mut keys = Vec::new();
         for abilities in [json!(["read", "write"]), json!(["read"])] {
             let r = c

@@ -649,3 +649,39 @@ pub fn cdn_path(image: &serde_json::Value) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     after_scheme[after_scheme.find('/').expect("a path")..].to_string()
 }
+
+/// A signed-in account: its session cookie (`name=value`), CSRF token and
+/// personal team.
+pub struct SignedIn {
+    pub cookie: String,
+    pub csrf: String,
+    pub team: String,
+}
+
+/// Sign up through the API, verify with the token mailed to `outbox`, and
+/// sign in.
+pub async fn sign_up_verified(c: &reqwest::Client, base: &str, outbox: &Path, email: &str, password: &str) -> SignedIn {
+    use serde_json::{json, Value};
+    let r = c
+        .post(format!("{base}/v1/auth/signup"))
+        .json(&json!({"email": email, "name": "Tester", "password": password, "age_confirmed": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let token = mailed_token(outbox, email, "/verify-email");
+    let r = c.post(format!("{base}/v1/auth/verify")).json(&json!({"token": token})).send().await.unwrap();
+    assert!(r.status().is_success());
+    let r = c
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let me: Value =
+        c.get(format!("{base}/v1/me")).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let team = me["personal_team_id"].as_str().unwrap().to_string();
+    SignedIn { cookie, csrf, team }
+}
