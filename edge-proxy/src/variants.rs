@@ -91,7 +91,8 @@ pub enum VariantError {
 pub struct Variants {
     cache: Cache<Key, CachedObject>,
     /// Variant keys made (or being made) per image since its last purge.
-    index: Mutex<HashMap<ImageId, HashSet<Arc<str>>>>,
+    /// Bounded: the least used images' sets go first (see [`TRACKED_IMAGES`]).
+    index: Cache<ImageId, Arc<Mutex<HashSet<Arc<str>>>>>,
     /// Variants being made, each by a task of its own (single flight).
     making: Mutex<HashMap<Key, Making>>,
     /// Purges so far (any image): a variant made or read while one happened
@@ -109,6 +110,15 @@ pub struct Variants {
     disk: Arc<DiskTier>,
     metrics: Arc<Metrics>,
 }
+
+/// Images whose variant keys are tracked at once (for the per-image bound
+/// and for purging). Past it the least used image's set is forgotten: its
+/// count starts again, and a purge no longer finds its variants in memory
+/// — which stay unserved anyway, because every variant request first
+/// passes the edge-sync check and finds the original (gone after a hide or
+/// delete), and a variant made under an older manifest is not used
+/// ([`fresh`]). At ~100 bytes per key, ~32 keys at most per image.
+const TRACKED_IMAGES: u64 = 100_000;
 
 /// Per-entry overhead counted against the budget.
 const ENTRY_OVERHEAD: u64 = 256;
@@ -128,7 +138,7 @@ impl Variants {
             .build();
         Variants {
             cache,
-            index: Mutex::new(HashMap::new()),
+            index: Cache::new(TRACKED_IMAGES),
             making: Mutex::new(HashMap::new()),
             purges: Arc::new(AtomicU64::new(0)),
             workers: Arc::new(Semaphore::new(cfg.workers)),
@@ -246,8 +256,8 @@ impl Variants {
     /// Count `key` among its image's variants, unless the image has all it
     /// may have already.
     fn admit(&self, key: &Key) -> bool {
-        let mut index = self.index.lock().expect("variant index poisoned");
-        let keys = index.entry(key.id).or_default();
+        let set = self.index.get_with(key.id, Default::default);
+        let mut keys = set.lock().expect("variant index poisoned");
         if keys.contains(&key.variant) {
             return true;
         }
@@ -260,8 +270,8 @@ impl Variants {
 
     /// Not made after all: `key` no longer counts against its image.
     fn unadmit(&self, key: &Key) {
-        if let Some(keys) = self.index.lock().expect("variant index poisoned").get_mut(&key.id) {
-            keys.remove(&key.variant);
+        if let Some(set) = self.index.get(&key.id) {
+            set.lock().expect("variant index poisoned").remove(&key.variant);
         }
     }
 
@@ -334,8 +344,9 @@ impl Variants {
     pub fn purge(&self, id: &ImageId) {
         // Counted first: a variant being made now sees it and stays out.
         self.purges.fetch_add(1, Ordering::AcqRel);
-        let keys = self.index.lock().expect("variant index poisoned").remove(id);
-        for variant in keys.into_iter().flatten() {
+        let Some(set) = self.index.remove(id) else { return };
+        let keys = std::mem::take(&mut *set.lock().expect("variant index poisoned"));
+        for variant in keys {
             self.cache.invalidate(&Key { id: *id, variant });
         }
     }

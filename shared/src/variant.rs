@@ -155,7 +155,14 @@ impl Variant {
     /// extension `requested`. Formats that are not transformable are
     /// always served as stored.
     pub fn from_target(target: &[u8], stored: Format, requested: Format, rules: &Rules) -> Variant {
-        let query = target.iter().position(|&b| b == b'?').map_or(&[][..], |i| &target[i + 1..]);
+        let Some(at) = target.iter().position(|&b| b == b'?') else {
+            // The common request: no query, the stored format's extension.
+            if requested == stored || !stored.transformable() {
+                return Variant::ORIGINAL;
+            }
+            return Variant::parse("", stored, requested, rules);
+        };
+        let query = &target[at + 1..];
         let query = query.split(|&b| b == b'#').next().unwrap_or_default();
         Variant::parse(std::str::from_utf8(query).unwrap_or(""), stored, requested, rules)
     }
