@@ -201,6 +201,13 @@ pub struct DiskConfig {
     pub path: PathBuf,
     /// Budget of the disk tier in bytes; least recently used entries go first.
     pub max_bytes: u64,
+    /// Entries up to this many bytes are read on the thread serving the
+    /// request; larger ones on a blocking thread. A read from the page
+    /// cache takes microseconds, less than handing it to another thread;
+    /// a read that has to wait for the device holds up that thread's other
+    /// connections meanwhile. 0 sends every read to a blocking thread (for
+    /// slow disks).
+    pub inline_read_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,7 +302,11 @@ impl Default for MemoryConfig {
 
 impl Default for DiskConfig {
     fn default() -> Self {
-        DiskConfig { path: PathBuf::from("./data/edge-cache"), max_bytes: 10 * 1024 * MIB }
+        DiskConfig {
+            path: PathBuf::from("./data/edge-cache"),
+            max_bytes: 10 * 1024 * MIB,
+            inline_read_max_bytes: 256 * 1024,
+        }
     }
 }
 

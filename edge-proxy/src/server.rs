@@ -105,6 +105,7 @@ impl Edge {
             visibility,
             budget,
             budget_wait: Duration::from_millis(cfg.limits.send_buffer_wait_ms),
+            disk_inline_max: cfg.disk.inline_read_max_bytes,
         });
 
         // pingora sleeps the whole grace period (in-flight responses have

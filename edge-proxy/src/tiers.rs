@@ -15,7 +15,7 @@ use bytes::Bytes;
 use imgcdn_shared::ImageId;
 
 use crate::budget::{Held, SendBudget};
-use crate::cache::disk::{DiskObject, DiskRead, DiskTier};
+use crate::cache::disk::{whole_file_max, DiskObject, DiskRead, DiskTier, PREFIX_READ};
 use crate::cache::memory::MemoryTier;
 use crate::cache::{CachedObject, ObjectMeta};
 use crate::clock::Clock;
@@ -39,6 +39,9 @@ pub struct Tiers {
     pub budget: SendBudget,
     /// How long a response may wait for the send budget before a 503.
     pub budget_wait: Duration,
+    /// Disk entries up to this size are read on the serving thread
+    /// (`disk.inline_read_max_bytes`).
+    pub disk_inline_max: u64,
 }
 
 /// A body to send.
@@ -109,14 +112,18 @@ impl Tiers {
         // before it is made: the whole file when its body may be read whole
         // (body ≤ whole_max; the prefix adds a header and 4 bytes per 64 KiB
         // chunk), else just the prefix (the body is then streamed).
-        let mut held = match self.disk.entry_size(&id) {
-            Some(size) if size <= whole_max + whole_max / 16_384 + 8192 => Some(self.hold(size).await?),
-            Some(_) => Some(self.hold(8192).await?),
+        let size = self.disk.entry_size(&id);
+        let mut held = match size {
+            Some(size) if size <= whole_file_max(whole_max) => Some(self.hold(size).await?),
+            Some(_) => Some(self.hold(PREFIX_READ).await?),
             None => None,
         };
-        let disk = self.disk.clone();
-        let read = match held {
-            Some(_) => tokio::task::spawn_blocking(move || disk.read(&id, whole_max)).await.ok(),
+        let read = match size {
+            Some(size) if size <= self.disk_inline_max => Some(self.disk.read(&id, whole_max)),
+            Some(_) => {
+                let disk = self.disk.clone();
+                tokio::task::spawn_blocking(move || disk.read(&id, whole_max)).await.ok()
+            }
             None => None,
         };
         match read {

@@ -63,7 +63,14 @@ const NAME_VERSION: &str = "2";
 pub const CHUNK_BYTES: u64 = 64 * 1024;
 /// Bytes read at once for the prefix (header + CRC table): enough for the
 /// table of a ~120 MiB object; more is read when needed.
-const PREFIX_READ: usize = 8 * 1024;
+/// Bytes read first from a file not read whole: its header and chunk table.
+pub const PREFIX_READ: u64 = 8 * 1024;
+
+/// The largest entry file whose body may be at most `whole_max` bytes: the
+/// body plus the prefix (a header, and 4 bytes per 64 KiB chunk).
+pub fn whole_file_max(whole_max: u64) -> u64 {
+    whole_max.saturating_add(whole_max / 16_384 + PREFIX_READ)
+}
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -423,7 +430,9 @@ impl DiskTier {
     ) -> io::Result<DiskRead> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad disk entry");
         let size = entry.size;
-        let mut buf = vec![0u8; (size as usize).min(PREFIX_READ)];
+        // A file that will be read whole is read in one go; else its prefix.
+        let first = if size <= whole_file_max(whole_max) { size } else { size.min(PREFIX_READ) };
+        let mut buf = vec![0u8; first as usize];
         file.read_exact_at(&mut buf, 0)?;
         let mut read = buf.len() as u64;
         if buf.len() < MAGIC.len() + 8 || &buf[..8] != MAGIC {
@@ -963,7 +972,7 @@ mod tests {
         assert_eq!(o.len(), body.len() as u64);
         assert_eq!(&o.read(0, 1).unwrap()[..], &body[..1]);
         let n = read.load(Ordering::Relaxed);
-        assert!(n <= PREFIX_READ as u64 + CHUNK_BYTES, "{n} bytes read for a 1-byte range");
+        assert!(n <= PREFIX_READ + CHUNK_BYTES, "{n} bytes read for a 1-byte range");
         let mid = o.read(1_000_000, 1_200_001).unwrap();
         assert_eq!(&mid[..], &body[1_000_000..1_200_001]);
         assert_eq!(&o.read(2_999_990, 3_000_000).unwrap()[..], &body[2_999_990..]);
