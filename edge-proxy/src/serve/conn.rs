@@ -25,7 +25,15 @@
 //!   from there pingora's HTTP/2 idle timeout (`keepalive_secs`) applies.
 //!
 //! A connection past its deadline gets a read error, which pingora and our
-//! app treat as the end of the connection. Nothing here looks at, stores or
+//! app treat as the end of the connection.
+//!
+//! [`TrackedStream`] also coalesces writes on HTTP/1 connections: pingora
+//! writes a response's head and its body separately (and its socket buffer
+//! holds 1,460 bytes), which would cost two `write`s and two TCP segments per
+//! response, the first carrying only the head. Small writes are held (up to
+//! [`HOLD_MAX`] bytes) until the next larger write, which goes out together
+//! with them in one vectored write, or until a flush. pingora flushes at the
+//! end of every response, so nothing is held across a wait for the client. Nothing here looks at, stores or
 //! logs the client's address: the cap is a plain count.
 
 use std::fmt;
@@ -50,6 +58,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::metrics::Metrics;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Writes are held while what is held stays within this many bytes (a
+/// response head, or a whole small response).
+pub const HOLD_MAX: usize = 4096;
 
 /// The limits [`Guarded`] and [`TrackedStream`] enforce.
 #[derive(Debug, Clone)]
@@ -117,11 +129,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             Shutdown::shutdown(&mut *stream).await;
             return None;
         }
-        let tracked = TrackedStream::new(stream, &self.limits, self.metrics.clone());
+        let mut tracked = TrackedStream::new(stream, &self.limits, self.metrics.clone());
         if matches!(tracked.selected_alpn_proto(), Some(ALPN::H2)) {
             // HTTP/2 over TLS: no preface peek happens; the HTTP/2 idle
             // timeout applies from the start.
             tracked.deadline.phase.store(PHASE_OFF, Ordering::Relaxed);
+            tracked.coalesce = false;
         }
         let tracked: Stream = Box::new(tracked);
         // HTTP apps hand back nothing: they loop over kept-alive requests themselves.
@@ -168,6 +181,11 @@ pub struct TrackedStream {
     /// Armed at the deadline while a read is pending.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     metrics: Arc<Metrics>,
+    /// Small writes not yet passed on (see the module docs).
+    held: Vec<u8>,
+    /// Whether small writes are held: HTTP/1 only (HTTP/2 frames are
+    /// already gathered by its codec).
+    coalesce: bool,
 }
 
 impl fmt::Debug for TrackedStream {
@@ -186,7 +204,7 @@ impl TrackedStream {
             header_timeout: limits.header_timeout,
             keepalive: limits.keepalive,
         });
-        TrackedStream { inner, deadline, timer: None, metrics }
+        TrackedStream { inner, deadline, timer: None, metrics, held: Vec::new(), coalesce: true }
     }
 
     /// The request head has been read: no read deadline while it is answered.
@@ -256,16 +274,52 @@ impl AsyncRead for TrackedStream {
     }
 }
 
+impl TrackedStream {
+    /// Pass everything held on to the connection.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.held.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for TrackedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.coalesce && this.held.len() + buf.len() <= HOLD_MAX {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        // A larger write: what is held goes out with it, in one write where
+        // the connection takes it all.
+        while !this.held.is_empty() {
+            let bufs = [std::io::IoSlice::new(&this.held), std::io::IoSlice::new(buf)];
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            if n > this.held.len() {
+                let from_buf = n - this.held.len();
+                this.held.clear();
+                return Poll::Ready(Ok(from_buf));
+            }
+            this.held.drain(..n);
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_release(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_release(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -274,7 +328,12 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        if self.held.is_empty() && !self.coalesce {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
+        // Rare (HTTP/1 writes whole slices): one slice at a time.
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        self.poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -285,6 +344,8 @@ impl AsyncWrite for TrackedStream {
 #[async_trait]
 impl Shutdown for TrackedStream {
     async fn shutdown(&mut self) {
+        // Whatever is still held goes out first.
+        let _ = std::future::poll_fn(|cx| self.poll_release(cx)).await;
         Shutdown::shutdown(&mut *self.inner).await
     }
 }
@@ -348,6 +409,7 @@ impl Peek for TrackedStream {
             Ok(Ok(true)) => {
                 if buf == H2_PREFACE {
                     self.deadline.phase.store(PHASE_OFF, Ordering::Relaxed);
+                    self.coalesce = false;
                 }
                 Ok(true)
             }
@@ -428,5 +490,62 @@ mod tests {
         let e = stream.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_small_write_is_held_until_the_next_larger_write_or_a_flush() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut s = TrackedStream::new(Box::new(server), &limits(1000, 1000), Arc::new(Metrics::new()));
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 64];
+        let early = tokio::time::timeout(Duration::from_millis(50), client.read(&mut buf)).await;
+        assert!(early.is_err(), "the head was sent on its own");
+        let body = vec![b'x'; 10_000];
+        s.write_all(&body).await.unwrap();
+        let mut got = vec![0u8; 19 + body.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..19], b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(&got[19..], &body[..]);
+        // A whole small response goes out at the flush.
+        s.write_all(b"HTTP/1.1 304 Not Modified\r\n\r\n").await.unwrap();
+        s.flush().await.unwrap();
+        let mut got = vec![0u8; 30];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 304 Not Modified\r\n\r\n");
+        // And at shutdown.
+        s.write_all(b"bye").await.unwrap();
+        Shutdown::shutdown(&mut s).await;
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"bye");
+    }
+
+    #[tokio::test]
+    async fn held_and_large_writes_arrive_whole_and_in_order_through_a_slow_reader() {
+        // A 100-byte pipe: every write is partial, held bytes included.
+        let (mut client, server) = tokio::io::duplex(100);
+        let mut s = TrackedStream::new(Box::new(server), &limits(1000, 1000), Arc::new(Metrics::new()));
+        let mut expected = Vec::new();
+        let mut writes = Vec::new();
+        for i in 0..200u32 {
+            let len = [7usize, 300, 5000, 1, 4096, 20_000][i as usize % 6];
+            let piece: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
+            expected.extend_from_slice(&piece);
+            writes.push(piece);
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        for (i, w) in writes.iter().enumerate() {
+            s.write_all(w).await.unwrap();
+            if i % 17 == 0 {
+                s.flush().await.unwrap();
+            }
+        }
+        Shutdown::shutdown(&mut s).await;
+        drop(s);
+        assert!(reader.await.unwrap() == expected, "bytes lost, repeated or reordered");
     }
 }
