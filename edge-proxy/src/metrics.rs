@@ -11,6 +11,7 @@ use prometheus::{
 /// Which tier answered a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
+    // Discriminants index `TIERS`.
     Memory,
     Disk,
     Origin,
@@ -40,9 +41,13 @@ impl Tier {
 
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
+    /// `imgcdn_edge_requests_total` per tier and status label (indexed like [`TIERS`] and
+    /// [`LABELLED_STATUSES`]), resolved once: counting a request is then one
+    /// atomic add instead of hashing two labels under a lock.
+    requests_by: [[IntCounter; LABELLED_STATUSES.len()]; TIERS.len()],
     pub bytes_served: IntCounter,
-    latency: HistogramVec,
+    /// The request latency histogram per tier, resolved once (like `requests_by`).
+    latency_by: [Histogram; TIERS.len()],
     pub origin_reads: IntCounter,
     pub origin_errors: IntCounterVec,
     pub evictions: IntCounterVec,
@@ -228,12 +233,10 @@ impl Metrics {
             .expect("process metrics register once");
         // Every labelled series exists from the start at 0, so rates and
         // alerts see the first increment instead of a series appearing.
-        for tier in TIERS {
-            for status in LABELLED_STATUSES {
-                requests.with_label_values(&[status_label(status), tier.label()]);
-            }
-            latency.with_label_values(&[tier.label()]);
-        }
+        let requests_by = TIERS.map(|tier| {
+            LABELLED_STATUSES.map(|status| requests.with_label_values(&[status_label(status), tier.label()]))
+        });
+        let latency_by = TIERS.map(|tier| latency.with_label_values(&[tier.label()]));
         for kind in ["not_found", "timeout", "unavailable", "mismatch"] {
             origin_errors.with_label_values(&[kind]);
         }
@@ -245,9 +248,9 @@ impl Metrics {
         Metrics {
             transforms,
             registry,
-            requests,
+            requests_by,
             bytes_served,
-            latency,
+            latency_by,
             origin_reads,
             origin_errors,
             evictions,
@@ -285,9 +288,10 @@ impl Metrics {
 
     /// Count one answered request.
     pub fn observe(&self, status: u16, tier: Tier, body_bytes: usize, seconds: f64) {
-        self.requests.with_label_values(&[status_label(status), tier.label()]).inc();
+        let status = LABELLED_STATUSES.iter().position(|s| *s == status).unwrap_or(LABELLED_STATUSES.len() - 1);
+        self.requests_by[tier as usize][status].inc();
         self.bytes_served.inc_by(body_bytes as u64);
-        self.latency.with_label_values(&[tier.label()]).observe(seconds);
+        self.latency_by[tier as usize].observe(seconds);
     }
 
     pub fn set_cache_usage(&self, tier: Tier, entries: u64, bytes: u64) {
@@ -312,5 +316,30 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_under_their_tier_and_status_labels() {
+        for (i, tier) in TIERS.into_iter().enumerate() {
+            assert_eq!(tier as usize, i, "TIERS is indexed by discriminant");
+        }
+        let m = Metrics::new();
+        m.observe(200, Tier::Disk, 10, 0.001);
+        m.observe(200, Tier::Disk, 5, 0.001);
+        m.observe(418, Tier::None, 0, 0.001);
+        let text = String::from_utf8(m.render()).unwrap();
+        let value = |series: &str| {
+            text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok()).unwrap_or(-1.0)
+        };
+        assert_eq!(value(r#"imgcdn_edge_requests_total{status="200",tier="disk"}"#), 2.0);
+        assert_eq!(value(r#"imgcdn_edge_requests_total{status="200",tier="memory"}"#), 0.0);
+        assert_eq!(value(r#"imgcdn_edge_requests_total{status="other",tier="none"}"#), 1.0);
+        assert_eq!(value(r#"imgcdn_edge_request_duration_seconds_count{tier="disk"}"#), 2.0);
+        assert_eq!(value("imgcdn_edge_response_body_bytes_total"), 15.0);
     }
 }
