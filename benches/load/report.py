@@ -130,16 +130,22 @@ def markdown(report: dict) -> str:
                 f"{col('p999_ms', '{:.2f}')} | {col('server_cpu_us_per_req', '{:.0f}')} | "
                 f"{col('errors', '{:d}')} |"
             )
-    lines += ["", "| scenario | what | peak RSS MiB edge / nginx / varnish (+ its nginx) |",
-              "|---|---|---|"]
+    lines += ["", "| scenario | what | peak RSS MiB edge / nginx / varnish (+ its nginx) | "
+              "edge bound MiB (memory tier + send buffer + 64) |",
+              "|---|---|---|---|"]
     for sc in report["scenarios"]:
         r = sc["peak_rss_kib"]
 
         def mib(k):
             return f"{r[k] / 1024:.0f}" if k in r else "–"
 
+        bound = ""
+        if "edge_budget_bytes" in sc and "edge" in r:
+            limit = (sc["edge_budget_bytes"] + 64 * 1024 * 1024) / 1024
+            verdict = "within" if r["edge"] <= limit else "OVER"
+            bound = f"{limit / 1024:.0f} ({verdict})"
         lines.append(f"| {sc['name']} | {sc['description']} | {mib('edge')} / {mib('nginx')} / "
-                     f"{mib('varnish')} (+{mib('nginx-backend(varnish)')}) |")
+                     f"{mib('varnish')} (+{mib('nginx-backend(varnish)')}) | {bound} |")
     shares = []
     for sc in report["scenarios"]:
         for entry in sc["results"]:

@@ -20,6 +20,9 @@ from servers import Server, start_edge, start_nginx, start_varnish
 
 WORK = REPO / "target" / "bench-load"
 
+# limits.send_buffer_bytes: the edge configs here leave it at its default.
+EDGE_SEND_BUFFER = 64 * MIB
+
 
 def prewarm(port: int, ds: Dataset, budget_s: float = 180) -> None:
     """Request every key once over one keep-alive connection."""
@@ -215,6 +218,9 @@ def run_scenario(sc: dict, args) -> dict:
                         "median_bytes": statistics.median(ds.sizes()),
                         "max_bytes": max(ds.sizes())},
             "edge_memory_bytes": sc["memory_bytes"],
+            # What the edge may hold by configuration: the memory tier plus
+            # the send buffer (limits.send_buffer_bytes, left at its default).
+            "edge_budget_bytes": sc["memory_bytes"] + EDGE_SEND_BUFFER,
             "edge_disk_bytes": sc["disk_bytes"],
             "varnish_malloc_bytes": max(sc["memory_bytes"], 16 * MIB),
             "peak_rss_kib": rss,
