@@ -98,7 +98,7 @@ pub struct Origin {
     op: Operator,
     /// The store's directory when it is a local one (`fs`): manifests and
     /// objects are then read with plain file reads, both on one blocking
-    /// thread (see [`Origin::read_local`]).
+    /// thread (see [`read_local`]).
     local: Option<PathBuf>,
     limit: Semaphore,
     timeout: Duration,
