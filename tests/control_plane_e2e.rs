@@ -76,16 +76,8 @@ struct Session {
 }
 
 async fn login(c: &reqwest::Client, base: &str, email: &str, password: &str) -> Session {
-    let r = c
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let body: Value = r.json().await.unwrap();
-    Session { cookie, csrf: body["csrf_token"].as_str().unwrap().to_string(), user: body["user"].clone() }
+    let (cookie, csrf, body) = common::log_in(c, base, email, password).await;
+    Session { cookie, csrf, user: body["user"].clone() }
 }
 
 async fn sign_up_and_verify(c: &reqwest::Client, cp: &ControlPlaneProcess, email: &str, password: &str) -> Session {

@@ -658,6 +658,22 @@ pub struct SignedIn {
     pub team: String,
 }
 
+/// Log in through the API (must succeed): the session cookie, the CSRF
+/// token and the login answer.
+pub async fn log_in(c: &reqwest::Client, base: &str, email: &str, password: &str) -> (String, String, Value) {
+    let r = c
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "login of {email}");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+    (cookie, csrf, body)
+}
+
 /// Sign up through the API, verify with the token mailed to `outbox`, and
 /// sign in.
 pub async fn sign_up_verified(c: &reqwest::Client, base: &str, outbox: &Path, email: &str, password: &str) -> SignedIn {
@@ -672,14 +688,7 @@ pub async fn sign_up_verified(c: &reqwest::Client, base: &str, outbox: &Path, em
     let token = mailed_token(outbox, email, "/verify-email");
     let r = c.post(format!("{base}/v1/auth/verify")).json(&json!({"token": token})).send().await.unwrap();
     assert!(r.status().is_success());
-    let r = c
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let (cookie, csrf, _) = log_in(c, base, email, password).await;
     let me: Value =
         c.get(format!("{base}/v1/me")).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
     let team = me["personal_team_id"].as_str().unwrap().to_string();
