@@ -660,7 +660,13 @@ pub struct SignedIn {
 
 /// Log in through the API (must succeed): the session cookie, the CSRF
 /// token and the login answer.
-pub async fn log_in(c: &reqwest::Client, base: &str, email: &str, password: &str) -> (String, String, Value) {
+pub async fn log_in(
+    c: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> (String, String, serde_json::Value) {
+    use serde_json::{json, Value};
     let r = c
         .post(format!("{base}/v1/auth/login"))
         .json(&json!({"email": email, "password": password}))
