@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use common::*;
 use imgcdn_shared::testing::png;
 use imgcdn_shared::Manifest;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const PW: &str = "tulip-Orbit-94";
 
@@ -334,8 +334,13 @@ on_both_databases!(patch_changes_fields_and_keeps_the_manifest_expiry_in_step, |
     // Public again: the manifest is back, with the new expiry the edge enforces.
     let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"public": true}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["caption"], "New", "a field left out is unchanged");
     let manifest = Manifest::from_json(&std::fs::read(&manifest_path).unwrap()).unwrap();
     assert_eq!(manifest.expires_at.unwrap().unix_timestamp(), T0 + 7 * 86_400);
+    // `null` clears the caption (as docs/api.md says).
+    let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"caption": null}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["caption"], Value::Null);
     let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).key(&key).json(json!({"ttl": "100d"}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 });

@@ -112,11 +112,19 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct PatchBody {
+    /// Absent: unchanged; `null`: cleared; a string: set.
+    #[serde(default, deserialize_with = "present")]
     caption: Option<Option<String>>,
     public: Option<bool>,
     labels: Option<Value>,
     metadata: Option<Value>,
     ttl: Option<Value>,
+}
+
+/// A field that is present (`Some`), even as `null` (`Some(None)`); serde
+/// alone reads `null` as absent, and `"caption": null` would change nothing.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `PATCH /v1/images/{id}`: caption, public, labels, metadata, ttl.
