@@ -1,10 +1,10 @@
-//! `/v1/me/deletion…`, `/v1/me/export…`, `/v1/me/email…` and
-//! `/subprocessors`: the rights the privacy policy promises, as routes.
+//! `/v1/me/deletion…`, `/v1/me/export…`, `/v1/me/email…`: the rights the
+//! privacy policy promises, as routes.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,7 +15,6 @@ use crate::dates::iso;
 use crate::error::ApiResult;
 use crate::json::ApiJson;
 use crate::privacy::{deletion, export, rectify};
-use crate::web::{html_escape, page};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -115,35 +114,4 @@ pub async fn confirm_email_change(
     let user_id = rectify::confirm_email_change(&state, &body.token).await?;
     let mut conn = state.db.pool.acquire().await?;
     Ok(Json(user_json(&mut conn, &user_id).await?))
-}
-
-/// `GET /subprocessors`: who processes personal data for this deployment;
-/// JSON for `Accept: application/json`, HTML otherwise.
-pub async fn subprocessors(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let list = &state.cfg.privacy.subprocessors;
-    let wants_json =
-        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"));
-    if wants_json {
-        return Json(json!({ "object": "list", "data": list })).into_response();
-    }
-    let rows: String = list
-        .iter()
-        .map(|s| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                html_escape(&s.name),
-                html_escape(&s.purpose),
-                html_escape(&s.location)
-            )
-        })
-        .collect();
-    let body = if list.is_empty() {
-        "<p>This service uses no subprocessors: nobody else processes personal data for it.</p>".to_string()
-    } else {
-        format!(
-            "<p>These companies process personal data for this service, each under a data processing agreement.</p>\
-             <table><thead><tr><th>Name</th><th>Purpose</th><th>Location</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
-    };
-    Html(page("Subprocessors", &body)).into_response()
 }

@@ -83,18 +83,21 @@ pub fn router(state: AppState) -> Router {
         .route("/{id}", get(viewer::viewer))
         .route("/verify-email", get(account_pages::verify_page).post(account_pages::verify_form))
         .route("/reset-password", get(account_pages::reset_page).post(account_pages::reset_form))
-        .route("/accept-invite", get(web::accept_invite_page))
+        .route("/accept-invite", get(web::dashboard::accept_invite_page))
         .route("/legal/takedowns", get(web::takedown_policy_page))
         .route("/confirm-email", get(account_pages::confirm_email_page).post(account_pages::confirm_email_form))
         .route("/cancel-deletion", get(account_pages::cancel_deletion_page).post(account_pages::cancel_deletion_form))
-        .route("/subprocessors", get(privacy::subprocessors))
-        .route("/privacy", get(web::privacy_page))
+        .route("/subprocessors", get(web::public::privacy::subprocessors))
+        .route("/privacy", get(web::public::privacy_page))
         .merge(internal::router())
+        // The website: pages, not API operations (not in the OpenAPI document).
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, deadline))
         // Outside the deadline, so the 503s and 408s it answers are counted.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), web::page_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .layer(
             // Method and path only: no query string (it can hold one-time
@@ -129,7 +132,8 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
 /// Routes whose body is an upload: they stream at the client's pace (an
 /// idle timeout between chunks bounds them), so no total deadline.
 fn is_upload(req: &Request) -> bool {
-    req.method() == axum::http::Method::POST && matches!(req.uri().path(), "/v1/images" | "/v1/upload" | "/v1/import")
+    req.method() == axum::http::Method::POST
+        && matches!(req.uri().path(), "/v1/images" | "/v1/upload" | "/v1/import" | "/upload")
 }
 
 /// Every other request must be answered within `request_timeout_secs`:

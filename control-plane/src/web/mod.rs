@@ -1,15 +1,111 @@
-//! The HTML pages the control plane serves: the viewer page of an image,
-//! the pages behind the links in our mail (verify, reset, invitation) and
-//! the takedown policy an edge's `451` links to.
+//! The website: server-rendered pages for everything the API allows
+//! (landing and anonymous upload, accounts, the dashboard, settings, the
+//! operator console), the viewer page of an image, and the pages behind
+//! the links in our mail.
 //!
-//! Pages are plain server-rendered HTML: no script, no third-party
-//! request, `no-referrer` (links carry one-time tokens).
+//! - Pages call the API's handlers and the domain directly, with the
+//!   caller the browser's session is: one set of rules for both.
+//! - Every form works without script; `static/app.js` only adds drag and
+//!   drop, paste, upload progress and copy buttons.
+//! - [`page_guard`] puts a strict Content-Security-Policy (no inline
+//!   script, nothing from another origin but the edge's images) and
+//!   `Referrer-Policy: no-referrer` on every HTML answer, and refuses a
+//!   page form posted from another origin. Page forms carry the session's
+//!   CSRF token ([`session::check_csrf`]).
 
+pub mod account;
 pub mod account_pages;
+pub mod assets;
+pub mod dashboard;
+pub mod layout;
+pub mod operator;
+pub mod public;
+pub mod session;
+pub mod settings;
 pub mod viewer;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use axum::Router;
+
+use crate::AppState;
+
+/// The website's routes (the pages that are not part of the API document).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(assets::routes())
+        .merge(public::routes())
+        .merge(account::routes())
+        .merge(dashboard::routes())
+        .merge(settings::routes())
+        .merge(operator::routes())
+}
+
+/// The origin (`scheme://host[:port]`) of a base URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// The Content-Security-Policy of every page: our own script and style
+/// only (no inline script), images from us and the edge, forms only to us.
+pub fn content_security_policy(state: &AppState) -> String {
+    let edge = origin_of(&state.cfg.edge_base_url);
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' {edge} blob: data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Security headers on every HTML answer; a page form (any non-API path)
+/// posted from another origin is refused before it runs.
+pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && !req.uri().path().starts_with("/v1/") {
+        // Browsers say where a request comes from in `Sec-Fetch-Site`. Older
+        // ones only send `Origin`, which is `null` on our own forms (our
+        // pages are `no-referrer`), so only another site's origin counts.
+        let ours = origin_of(&state.cfg.public_base_url);
+        let foreign = match req.headers().get("sec-fetch-site") {
+            Some(site) => !matches!(site.as_bytes(), b"same-origin" | b"none"),
+            None => req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .is_some_and(|o| o != ours && o != "null"),
+        };
+        if foreign {
+            let page = page("Refused", "<p>This form was sent from another site.</p>");
+            return (StatusCode::FORBIDDEN, Html(page)).into_response();
+        }
+    }
+    let mut response = next.run(req).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        let h = response.headers_mut();
+        if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&state)) {
+            h.insert(header::CONTENT_SECURITY_POLICY, csp);
+        }
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        h.insert(
+            "permissions-policy",
+            HeaderValue::from_static("interest-cohort=(), camera=(), microphone=(), geolocation=()"),
+        );
+    }
+    response
+}
 
 /// axum's `Form` for a page's form: a body that is not a form (wrong
 /// content type, unreadable fields) gets a page saying so with the right
@@ -45,58 +141,19 @@ pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-/// A whole page with `title` and `body` (already HTML).
+/// A whole page with `title` and `body` (already HTML), in the site's frame.
 pub fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{title} · imgcdn</title></head>\
-         <body><main><h1>{title}</h1>{body}</main></body></html>"
-    )
+    layout::page(title, layout::Chrome::default(), layout::raw(body)).into_string()
 }
 
 /// `GET /legal/takedowns`: where a `451` from an edge links
 /// (`Link: <…>; rel="blocked-by"`).
 pub async fn takedown_policy_page() -> impl IntoResponse {
-    Html(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Removed content · imgcdn</title></head>\
-         <body><main><h1>This image is not available</h1>\
-         <p>An image answers <code>451 Unavailable For Legal Reasons</code> when we removed it from public serving \
+    Html(page(
+        "This image is not available",
+        "<p>An image answers <code>451 Unavailable For Legal Reasons</code> when we removed it from public serving \
          after a legal request or for breaking our Acceptable Use Policy. We do not say which, or who asked.</p>\
          <p>If you uploaded it and think this is a mistake, contact us from the account that owns it: removed \
-         images are kept in our recovery store for a limited window, so a contested removal can be undone.</p>\
-         </main></body></html>",
-    )
-}
-
-/// `GET /accept-invite?token=…`: where an invitation mail links.
-pub async fn accept_invite_page() -> impl IntoResponse {
-    Html(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
-         <title>Team invitation · imgcdn</title></head><body><main><h1>Team invitation</h1>\
-         <p>Sign in with the address this invitation was sent to, then accept it from your dashboard \
-         (API: <code>POST /v1/invitations/accept</code> with the token from this link).</p></main></body></html>",
-    )
-}
-
-/// `GET /privacy`: what this service promises about personal data, in
-/// short, and where each right is exercised.
-pub async fn privacy_page(axum::extract::State(state): axum::extract::State<crate::AppState>) -> impl IntoResponse {
-    let grace = state.cfg.privacy.deletion_grace_days;
-    Html(page(
-        "Privacy",
-        &format!(
-            "<p>We do not track visitors of the images we serve: the CDN keeps no visitor IP address and no access log.</p>\
-             <p>What we keep about account holders, and for how long, is in our retention table; API request logs are \
-             kept 30 days, sessions (with the sign-in IP address and user agent) only while they live.</p>\
-             <h2>Your rights</h2><ul>\
-             <li>Access and portability: <code>POST /v1/me/export</code> builds a copy of all your data.</li>\
-             <li>Rectification: change your name or email address in Settings (<code>PATCH /v1/me</code>, \
-             <code>POST /v1/me/email</code>).</li>\
-             <li>Erasure: <code>POST /v1/me/deletion</code>; reversible for {grace} days with the link we email.</li>\
-             <li>Restriction and objection: <code>PATCH /v1/me</code> with <code>restrict_processing</code> or \
-             <code>object_to_processing</code>; withdraw marketing consent with <code>marketing_emails: false</code>.</li>\
-             </ul><p>You must be at least 16 to have an account. The companies that process data for us are listed on \
-             <a href=\"/subprocessors\">/subprocessors</a>.</p>"
-        ),
+         images are kept in our recovery store for a limited window, so a contested removal can be undone.</p>",
     ))
 }
