@@ -364,6 +364,21 @@ pub async fn get(state: &AppState, notice_id: &str) -> ApiResult<Value> {
     }))
 }
 
+/// An abuse report, for operators (the reporter's address only if they
+/// left one, for answering them).
+pub async fn get_report(state: &AppState, report_id: &str) -> ApiResult<Value> {
+    let r = sqlx::query("SELECT id, image_id, reason, details, contact_email, created_at FROM reports WHERE id = $1")
+        .bind(report_id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json!({
+        "id": r.get::<String, _>("id"), "object": "report", "image_id": r.get::<String, _>("image_id"),
+        "reason": r.get::<String, _>("reason"), "details": r.get::<Option<String>, _>("details"),
+        "contact_email": r.get::<Option<String>, _>("contact_email"), "created_at": iso(r.get("created_at")),
+    }))
+}
+
 /// Restore the images of counter-noticed notices whose waiting period
 /// ended (a sweep step); how many.
 pub async fn restore_due(state: &AppState) -> Result<u64, String> {

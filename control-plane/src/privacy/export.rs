@@ -91,6 +91,24 @@ pub async fn status(state: &AppState, user_id: &str, id: &str) -> ApiResult<Valu
     }))
 }
 
+/// `user_id`'s ten newest exports, newest first, each as [`status`] shows it
+/// (for the settings page).
+pub async fn list(state: &AppState, user_id: &str) -> ApiResult<Vec<Value>> {
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM exports WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 10")
+            .bind(user_id)
+            .fetch_all(&state.db.pool)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(status(state, user_id, &id).await?);
+    }
+    Ok(out)
+}
+
 fn download_url(state: &AppState, id: &str) -> String {
     format!("{}/v1/me/exports/{id}/download", state.cfg.public_base_url.trim_end_matches('/'))
 }
