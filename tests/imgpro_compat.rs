@@ -30,8 +30,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -39,44 +37,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A running `imgcdn dev`, killed on drop.
-struct Dev {
-    child: Child,
-    data: PathBuf,
-    /// The control plane (`http://…`).
-    api: String,
-    /// The edge (`http://…`).
-    edge: String,
-}
-
 impl Dev {
-    /// Start `imgcdn dev` under `dir` with `config` as its control-plane
-    /// config; returns once its edge is ready (it has the edge-sync
-    /// snapshot) and its control plane answers.
-    async fn start(dir: &Path, config: &str) -> Dev {
-        let data = dir.join("data");
-        let config_path = dir.join("control-plane.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let (public, admin, api) = (free_addr(), free_addr(), free_addr());
-        let child = Command::new(BIN)
-            .args(["dev", "--listen", &public.to_string(), "--admin-listen", &admin.to_string()])
-            .args(["--api-listen", &api.to_string(), "--api-admin-listen", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let dev = Dev { child, data, api: format!("http://{api}"), edge: format!("http://{public}") };
-        eventually(Duration::from_secs(30), "imgcdn dev ready", || async {
-            ureq_get(&format!("http://{admin}/readyz")).is_ok_and(|r| r.0 == 200)
-                && ureq_get(&format!("http://{api}/healthz")).is_ok_and(|r| r.0 == 200)
-        })
-        .await;
-        dev
-    }
-
     /// A verified account (an img.pro "App") with a read-write and a
     /// read-only key, the way a site owner sets the plugin up.
     async fn app(&self, c: &reqwest::Client, email: &str) -> App {
@@ -96,25 +57,6 @@ impl Dev {
             keys.push(r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string());
         }
         App { api: self.api.clone(), key: keys[0].clone(), read_key: keys[1].clone() }
-    }
-
-    /// An operator token, made the way an operator makes one.
-    fn operator(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["admin", "operator", "create", "ops"])
-            .env("IMGCDN_DATABASE_URL", format!("sqlite://{}", self.data.join("imgcdn.db").display()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines().find(|l| l.starts_with("img_op_")).expect("a token line").to_string()
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
