@@ -33,7 +33,7 @@ const CONFIG: &str = "";
 
 fn write_png(dir: &Path, name: &str, w: u32, h: u32, seed: u8) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, imgcdn_shared::testing::png(w, h, seed)).unwrap();
+    std::fs::write(&path, imgcdn_shared::testing::picture(w, h, seed)).unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -79,8 +79,13 @@ async fn a_person_uses_the_whole_site_from_sign_up_to_account_deletion() {
     // The verification mail's link, followed and confirmed.
     let token = mailed_token(&outbox, email, "/verify-email");
     b.goto(&format!("{}/verify-email?token={token}", dev.api)).await;
+    b.look_at("verify-email").await;
     b.press("Confirm").await;
     b.wait_text("confirmed").await;
+
+    // The way back in without the password.
+    b.goto(&format!("{}/forgot-password", dev.api)).await;
+    b.look_at("forgot-password").await;
 
     // Log in: the dashboard.
     b.goto(&format!("{}/login", dev.api)).await;
@@ -93,10 +98,18 @@ async fn a_person_uses_the_whole_site_from_sign_up_to_account_deletion() {
     // Two images at once, each with a progress bar, then the grid.
     let a = write_png(dir.path(), "harbour.png", 640, 480, 1);
     let c = write_png(dir.path(), "lighthouse.png", 480, 640, 2);
+    // The page reloads when both are stored: count the progress bars the
+    // script shows (and how full they got) where the reload keeps them.
+    b.js("new MutationObserver(() => { const bars = document.querySelectorAll('.uploads progress'); \
+          sessionStorage.setItem('bars', JSON.stringify(Array.from(bars).map(p => p.value))); }) \
+          .observe(document.body, {subtree: true, childList: true, attributes: true}); return 1")
+        .await;
     b.find("input[type=file]").await.send_keys(&format!("{a}\n{c}")).await.unwrap();
     b.press("Upload").await;
-    wait_for_path(&b, "/dashboard").await;
     b.wait_text("2 images uploaded").await;
+    assert_eq!(b.path().await, "/dashboard");
+    let bars = b.js("return JSON.parse(sessionStorage.getItem('bars') || '[]')").await;
+    assert_eq!(bars.as_array().map(Vec::len), Some(2), "one progress bar per file: {bars}");
     let mut grid = Vec::new();
     for _ in 0..100 {
         grid = loaded_grid_images(&b).await;
@@ -144,6 +157,11 @@ async fn a_person_uses_the_whole_site_from_sign_up_to_account_deletion() {
     b.wait_text("grace@example.com").await;
     mailed_token(&outbox, "grace@example.com", "/accept-invite");
     b.look_at("team").await;
+
+    // The request log shows the curl call made with the key.
+    b.goto(&format!("{}/dashboard/requests", dev.api)).await;
+    b.wait_text("/v1/images").await;
+    b.look_at("requests").await;
 
     // Marketing consent given in settings, kept.
     b.goto(&format!("{}/settings", dev.api)).await;
@@ -243,7 +261,14 @@ async fn a_visitor_uploads_without_an_account_and_shares_the_viewer_page() {
     b.look_at("viewer").await;
 
     // The public pages around it.
-    for (path, name) in [("/privacy", "privacy"), ("/subprocessors", "subprocessors"), ("/report", "report")] {
+    let pages = [
+        ("/privacy", "privacy"),
+        ("/subprocessors", "subprocessors"),
+        ("/report", "report"),
+        ("/legal/takedowns", "takedowns-policy"),
+        ("/no-such-image", "not-found"),
+    ];
+    for (path, name) in pages {
         b.goto(&format!("{}{path}", dev.api)).await;
         b.look_at(name).await;
     }

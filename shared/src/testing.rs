@@ -21,6 +21,39 @@ pub fn png_manifest(body: &[u8], expires_at: Option<time::OffsetDateTime>) -> cr
 
 /// A valid PNG of `w`×`h` with noisy pixels (so it does not compress away).
 pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    // Odd and distinct for every seed (xorshift needs a non-zero state).
+    let mut x = (u32::from(seed) << 1) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    };
+    png_of(w, h, |_, _| [next(), next(), next()])
+}
+
+/// A PNG that looks like a picture (a sky, a sun, hills; colours by
+/// `seed`), for pages whose screenshots people look at.
+pub fn picture(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let hue = u32::from(seed).wrapping_mul(53) % 256;
+    let (sun_x, sun_y, sun_r) = (w as f32 * 0.7, h as f32 * 0.3, h.min(w) as f32 * 0.12);
+    png_of(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let hill = 0.65 + 0.08 * (fx * 7.0 + hue as f32).sin() + 0.05 * (fx * 17.0).cos();
+        if fy > hill {
+            let shade = (1.0 - fy) * 120.0;
+            [(30.0 + shade * 0.3) as u8, (90.0 + shade) as u8, (40.0 + shade * 0.2) as u8]
+        } else if ((x as f32 - sun_x).powi(2) + (y as f32 - sun_y).powi(2)).sqrt() < sun_r {
+            [255, 214, 102]
+        } else {
+            let t = fy / hill;
+            [(40.0 + t * 180.0 + hue as f32 * 0.1) as u8, (110.0 + t * 100.0) as u8, (200.0 + t * 40.0) as u8]
+        }
+    })
+}
+
+/// A valid PNG of `w`×`h` whose pixel at (x, y) is `rgb(x, y)`.
+pub fn png_of(w: u32, h: u32, mut rgb: impl FnMut(u32, u32) -> [u8; 3]) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
         out.extend_from_slice(&(data.len() as u32).to_be_bytes());
         let start = out.len();
@@ -38,17 +71,12 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
         (b << 16) | a
     }
     let mut raw = Vec::new();
-    // Odd and distinct for every seed (xorshift needs a non-zero state).
-    let mut x = (u32::from(seed) << 1) | 1;
-    for _ in 0..h {
+    for y in 0..h {
         // Filter byte 0 (none), then the row's RGB samples.
-        let row = (0..w * 3).map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        });
-        raw.extend(std::iter::once(0).chain(row));
+        raw.push(0);
+        for x in 0..w {
+            raw.extend_from_slice(&rgb(x, y));
+        }
     }
     // zlib stream of stored (uncompressed) deflate blocks.
     let mut z = vec![0x78, 0x01];

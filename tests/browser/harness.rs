@@ -194,9 +194,30 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // The driver and every browser process it started.
-        let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.driver.id())).status();
+        kill_group(self.driver.id());
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// SIGKILL to every process of group `pgid`, named one by one: Debian 12's
+/// `kill` (procps 4.0.2) turns `kill -KILL -PGID` into `kill(-1)`, which
+/// kills every process the user may signal.
+fn kill_group(pgid: u32) {
+    let members: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) state ppid pgrp …": the command may hold spaces.
+            let pgrp: u32 = stat[stat.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()?;
+            (pgrp == pgid && pid > 1).then(|| pid.to_string())
+        })
+        .collect();
+    if !members.is_empty() {
+        let _ = Command::new("kill").arg("-KILL").args(&members).status();
     }
 }
 
