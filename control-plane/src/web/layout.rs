@@ -119,24 +119,38 @@ pub fn error(e: ApiError, chrome: Chrome<'_>) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         return super::session::to_login(None);
     }
-    let (title, message) = match &e {
-        ApiError::NotFound => {
-            ("Not found".to_string(), "There is nothing here, or it is not yours to see.".to_string())
-        }
-        ApiError::Internal(_) | ApiError::UploadFailed(_) => {
-            ("Something went wrong".to_string(), "We could not do that. Please try again in a moment.".to_string())
-        }
-        ApiError::Validation { .. } => ("Please check the form".to_string(), e.to_string()),
-        ApiError::RateLimited { retry_after_secs } => {
-            ("Too many attempts".to_string(), format!("Please wait {retry_after_secs} seconds and try again."))
-        }
-        _ => ("That did not work".to_string(), e.to_string()),
+    let title = match &e {
+        ApiError::NotFound => "Not found",
+        ApiError::Internal(_) | ApiError::UploadFailed(_) => "Something went wrong",
+        ApiError::Validation { .. } => "Please check the form",
+        ApiError::RateLimited { .. } => "Too many attempts",
+        _ => "That did not work",
     };
-    let mut response = respond(status, &title, chrome, html! { p.error role="alert" { (message) } });
-    if let ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } = e {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string()) {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    let body = html! { p.error role="alert" { (message_of(&e)) } };
+    with_retry_after(respond(status, title, chrome, body), &e)
+}
+
+/// What to tell a person about a failure: the domain's message, or a
+/// generic one for a failure of ours, whose cause is logged here and never
+/// shown.
+pub fn message_of(e: &ApiError) -> String {
+    match e {
+        ApiError::Internal(cause) | ApiError::UploadFailed(cause) => {
+            tracing::error!(%cause, "a page failed");
+            "We could not do that. Please try again in a moment.".to_string()
         }
+        ApiError::NotFound => "There is nothing here, or it is not yours to see.".to_string(),
+        ApiError::RateLimited { retry_after_secs } => {
+            format!("Too many attempts. Please wait {retry_after_secs} seconds and try again.")
+        }
+        e => e.to_string(),
+    }
+}
+
+/// `Retry-After` on a page answering a rate limit or an overload.
+pub fn with_retry_after(mut response: Response, e: &ApiError) -> Response {
+    if let ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } = e {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
     }
     response
 }

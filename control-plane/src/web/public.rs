@@ -98,7 +98,7 @@ pub(crate) async fn landing_response(
                 label.drop {
                     "Drop images here, paste them, or choose files"
                     span.hint.block { "JPEG, PNG, GIF, WebP, AVIF, SVG… up to " (max_size) " each." }
-                    input type="file" name="file" accept="image/*" multiple required;
+                    input type="file" name="file" accept="image/*" required;
                 }
                 label {
                     "Caption "
@@ -218,26 +218,7 @@ pub(crate) fn long_date(t: i64) -> String {
     }
 }
 
-/// What to tell a visitor about a refused form: the domain's message, or a
-/// generic one for failures of ours (their cause is never shown).
-pub(crate) fn message_of(e: &ApiError) -> String {
-    match e {
-        ApiError::Internal(_) => "We could not do that. Please try again in a moment.".to_string(),
-        ApiError::NotFound => "There is nothing here, or it is not yours to see.".to_string(),
-        ApiError::RateLimited { retry_after_secs } => {
-            format!("Too many attempts. Please wait {retry_after_secs} seconds and try again.")
-        }
-        e => e.to_string(),
-    }
-}
-
-/// `Retry-After` on a page answering a rate limit or an overload.
-pub(crate) fn with_retry_after(mut response: Response, e: &ApiError) -> Response {
-    if let ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } = e {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
-    }
-    response
-}
+pub(crate) use super::layout::{message_of, with_retry_after};
 
 #[cfg(test)]
 mod tests {

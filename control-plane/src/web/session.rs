@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::layout::{self, Chrome};
 use crate::accounts::sessions::{self, Session, SESSION_COOKIE};
 use crate::auth::cookie;
+use crate::error::ApiError;
 use crate::secrets::same;
 use crate::AppState;
 
@@ -22,11 +23,21 @@ impl FromRequestParts<AppState> for Visitor {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let session = match cookie(parts, SESSION_COOKIE) {
-            Some(token) => sessions::lookup(state, token).await.ok().flatten(),
-            None => None,
-        };
+        // A page anyone may see is shown even when the session cannot be
+        // read (as to someone signed out); the cause is logged.
+        let session = current(parts, state).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the session of a page failed");
+            None
+        });
         Ok(Visitor(session))
+    }
+}
+
+/// The session the cookie names, if it is live.
+async fn current(parts: &Parts, state: &AppState) -> Result<Option<Session>, ApiError> {
+    match cookie(parts, SESSION_COOKIE) {
+        Some(token) => sessions::lookup(state, token).await,
+        None => Ok(None),
     }
 }
 
@@ -37,7 +48,9 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Visitor(session) = Visitor::from_request_parts(parts, state).await.unwrap_or(Visitor(None));
+        // Unlike a public page, a failure to read the session is not "signed
+        // out": that would send a signed-in person to log in again.
+        let session = current(parts, state).await.map_err(|e| layout::error(e, Chrome::default()))?;
         match session {
             Some(s) => Ok(SignedIn(s)),
             None => {
