@@ -155,6 +155,28 @@ on_both_databases!(the_edit_form_changes_caption_labels_and_visibility_with_its_
     assert_eq!((api.json["public"].clone(), api.json["labels"].clone()), (json!(true), json!({})));
 });
 
+on_both_databases!(saving_a_caption_leaves_labels_the_text_form_cannot_hold_exactly, |t: TestApp| async move {
+    let u = t.user("labels@example.com", PW).await;
+    let image = upload(&t, &u, "cat.png", 4).await;
+    let id = image["id"].as_str().unwrap();
+    let labels = json!({"note": "  spaced  ", "a=b": "c"});
+    let r = t.call(Req::new("PATCH", &format!("/v1/images/{id}")).signed_in(&u).json(json!({"labels": labels}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The page shows the labels as text; sent back untouched with a new caption…
+    let path = format!("/dashboard/images/{id}");
+    let page = t.call(Req::get(&path).cookie_only(&u)).await.text;
+    let text = page.split("name=\"labels\"").nth(1).unwrap();
+    let text = &text[text.find('>').unwrap() + 1..text.find("</textarea>").unwrap()];
+    let text = text.replace("&amp;", "&").replace('\n', "\r\n");
+    let fields =
+        [("csrf", u.csrf.as_str()), ("caption", "Only this"), ("labels", text.as_str()), ("visibility", "public")];
+    assert_eq!(t.call(form(&u, &path, &fields)).await.status, StatusCode::SEE_OTHER);
+    // …only the caption changes.
+    let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
+    assert_eq!(api.json["caption"], "Only this");
+    assert_eq!(api.json["labels"], labels, "labels kept exactly");
+});
+
 on_both_databases!(batch_delete_deletes_exactly_the_checked_images, |t: TestApp| async move {
     let u = t.user("batch@example.com", PW).await;
     let ids: Vec<String> = {

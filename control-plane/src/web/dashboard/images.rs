@@ -67,9 +67,10 @@ async fn dashboard_body(state: &AppState, s: &Session, q: &HashMap<String, Strin
             data-upload="reload" data-paste {
             label.drop {
                 "Drop images here, paste them, or choose files"
-                input type="file" name="file" accept="image/*" multiple required;
+                input type="file" name="file" accept="image/*" required;
             }
             button type="submit" { "Upload" }
+            noscript { p.hint { "Without JavaScript, one image is uploaded at a time." } }
         }
         h2 #images-h { "Images" }
         @if tiles.is_empty() {
@@ -213,13 +214,9 @@ fn image_body(s: &Session, image: &Value, restricted: bool, draft: Option<Draft>
         srcset.clear();
     }
     let public = image["public"] != false;
-    let labels_text: String = image["labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}\n", v.as_str().unwrap_or_default())).collect())
-        .unwrap_or_default();
     let (caption, labels, public_checked, error) = match draft {
         Some(d) => (d.caption, d.labels, d.public, Some(d.error)),
-        None => (image["caption"].as_str().unwrap_or_default().to_string(), labels_text, public, None),
+        None => (image["caption"].as_str().unwrap_or_default().to_string(), labels_text(image), public, None),
     };
     let name = title(image);
     html! {
@@ -311,16 +308,41 @@ pub struct EditForm {
     visibility: String,
 }
 
-/// The form as the body of `PATCH /v1/images/{id}`: an empty caption
-/// clears it (`null`).
-fn patch_body(f: &EditForm) -> ApiResult<crate::json::ApiJson<manage::PatchBody>> {
+/// An image's labels as the form's text: `key=value` a line.
+fn labels_text(image: &Value) -> String {
+    image["labels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}\n", v.as_str().unwrap_or_default())).collect())
+        .unwrap_or_default()
+}
+
+/// The form as the body of `PATCH /v1/images/{id}` for the image as it is
+/// now (`current`): an empty caption clears it (`null`); labels and
+/// visibility are sent only when the form changed them, so saving a
+/// caption neither rewrites labels the text form cannot hold exactly (a
+/// key with `=`, a value with spaces around it) nor logs a visibility change.
+fn patch_body(f: &EditForm, current: &Value) -> ApiResult<crate::json::ApiJson<manage::PatchBody>> {
     let public = match f.visibility.as_str() {
         "public" => true,
         "private" => false,
         _ => return Err(ApiError::validation("public", "Choose who can see the image.")),
     };
+    let caption = Some(f.caption.trim()).filter(|c| !c.is_empty());
+    let mut body = json!({ "caption": caption });
+    if current["public"].as_bool() != Some(public) {
+        body["public"] = json!(public);
+    }
+    let same_labels = |a: &str, b: &str| a.lines().map(str::trim).eq(b.lines().map(str::trim));
+    if !same_labels(&f.labels.replace("\r\n", "\n"), &labels_text(current)) {
+        body["labels"] = Value::Object(parse_labels(&f.labels)?);
+    }
+    api_body(body)
+}
+
+/// `key=value` lines as the API's labels object.
+fn parse_labels(text: &str) -> ApiResult<serde_json::Map<String, Value>> {
     let mut labels = serde_json::Map::new();
-    for line in f.labels.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let Some((k, v)) = line.split_once('=') else {
             return Err(ApiError::validation(
                 "labels",
@@ -329,8 +351,7 @@ fn patch_body(f: &EditForm) -> ApiResult<crate::json::ApiJson<manage::PatchBody>
         };
         labels.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
     }
-    let caption = Some(f.caption.trim()).filter(|c| !c.is_empty());
-    api_body(json!({ "public": public, "labels": labels, "caption": caption }))
+    Ok(labels)
 }
 
 /// `POST /dashboard/images/{id}` (the edit form) → `PATCH /v1/images/{id}`.
@@ -356,7 +377,8 @@ pub async fn save(
 
 /// The edit as the API's PATCH.
 async fn edit(state: &AppState, s: &Session, id: &str, f: &EditForm) -> ApiResult<()> {
-    let body = patch_body(f)?;
+    let Json(current) = manage::get(State(state.clone()), me(s), Path(id.to_string())).await?;
+    let body = patch_body(f, &current)?;
     let Json(_saved) = manage::patch(State(state.clone()), me(s), Path(id.to_string()), body).await?;
     Ok(())
 }
