@@ -161,6 +161,39 @@ on_both_databases!(logging_in_sets_the_cookie_and_goes_only_to_our_own_pages, |t
     }
 });
 
+on_both_databases!(a_page_form_sent_from_another_site_is_refused_before_it_runs, |t: TestApp| async move {
+    t.user("xs@example.com", PW).await;
+    let login = || form("/login", &[("email", "xs@example.com"), ("password", PW)]);
+    let us = "http://127.0.0.1:8090";
+    // What browsers say about a form another site submitted: refused, no session.
+    for (header, value) in
+        [("sec-fetch-site", "cross-site"), ("sec-fetch-site", "same-site"), ("origin", "https://evil.example")]
+    {
+        let r = t.call(login().header(header, value)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{header}: {value}");
+        assert!(r.set_cookie().is_none(), "{header}: {value}");
+        assert!(r.text.contains("sent from another site"), "{}", r.text);
+    }
+    // Our own pages' forms: same-origin, typed in the address bar (`none`),
+    // our origin, or `null` (what a no-referrer page sends as its origin).
+    for (header, value) in
+        [("sec-fetch-site", "same-origin"), ("sec-fetch-site", "none"), ("origin", us), ("origin", "null")]
+    {
+        let r = t.call(login().header(header, value)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{header}: {value}: {}", r.text);
+        assert!(r.session_cookie().is_some());
+    }
+    // The API is not a page: its callers are programs (and the session's
+    // CSRF header guards its cookie calls).
+    let r = t
+        .call(
+            Req::post("/v1/auth/login", serde_json::json!({"email": "xs@example.com", "password": PW}))
+                .header("sec-fetch-site", "cross-site"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+});
+
 on_both_databases!(logging_out_needs_the_token_and_ends_the_session, |t: TestApp| async move {
     let u = t.user("out@example.com", PW).await;
     let r = t.call(form("/logout", &[]).cookie_only(&u)).await;

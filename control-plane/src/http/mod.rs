@@ -92,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(internal::router())
         // The website: pages, not API operations (not in the OpenAPI document).
         .merge(web::routes())
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::key_abilities))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(timeout, deadline))
@@ -112,6 +112,15 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .with_state(state)
+}
+
+/// Nothing here: the API's JSON error under `/v1/`, a page elsewhere.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        ApiError::NotFound.into_response()
+    } else {
+        web::not_found_page()
+    }
 }
 
 /// Count every answer in the metrics, by route template (never the path:

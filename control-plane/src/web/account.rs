@@ -276,8 +276,10 @@ pub async fn login_page(Visitor(session): Visitor, Query(q): Query<NextQuery>) -
 
 /// `POST /login`: a session cookie and `303` to `next` (a path of ours;
 /// `/dashboard` otherwise); a wrong email or password is one `401` answer.
+/// A session this browser already had ends (its cookie is replaced).
 pub async fn login_form(
     State(state): State<AppState>,
+    Visitor(before): Visitor,
     client: ClientMeta,
     PageForm(f): PageForm<LoginForm>,
 ) -> Response {
@@ -288,6 +290,9 @@ pub async fn login_form(
         Err(e) => return refused(e, "Log in", None, again),
     };
     let created = async {
+        if let Some(old) = &before {
+            sessions::end(&state.db, &old.session_id).await?;
+        }
         let mut tx = state.db.begin_write().await?;
         let (token, _csrf) = sessions::create(&mut tx, &state, &user_id, &client).await?;
         tx.commit().await?;

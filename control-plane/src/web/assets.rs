@@ -33,15 +33,20 @@ pub fn js_url() -> &'static str {
     URL.get_or_init(|| format!("/static/app.js?v={}", version(JS)))
 }
 
+/// The `v` of an asset's current URL.
+fn current_version(url: &'static str) -> &'static str {
+    url.rsplit_once("?v=").map_or("", |(_, v)| v)
+}
+
 #[derive(serde::Deserialize)]
 struct Versioned {
     v: Option<String>,
 }
 
-fn asset(text: &'static str, content_type: &'static str, q: Versioned) -> Response {
+fn asset(text: &'static str, url: &'static str, content_type: &'static str, q: Versioned) -> Response {
     // Cached for a year only under the current version's URL.
-    let cache =
-        if q.v.as_deref() == Some(version(text).as_str()) { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let current = q.v.as_deref() == Some(current_version(url));
+    let cache = if current { "public, max-age=31536000, immutable" } else { "no-cache" };
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, cache)], text).into_response()
 }
 
@@ -49,10 +54,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/static/app.css",
-            get(|Query(q): Query<Versioned>| async move { asset(CSS, "text/css; charset=utf-8", q) }),
+            get(|Query(q): Query<Versioned>| async move { asset(CSS, css_url(), "text/css; charset=utf-8", q) }),
         )
         .route(
             "/static/app.js",
-            get(|Query(q): Query<Versioned>| async move { asset(JS, "text/javascript; charset=utf-8", q) }),
+            get(|Query(q): Query<Versioned>| async move { asset(JS, js_url(), "text/javascript; charset=utf-8", q) }),
         )
 }

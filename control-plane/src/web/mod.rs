@@ -99,10 +99,7 @@ pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next)
         h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-        h.insert(
-            "permissions-policy",
-            HeaderValue::from_static("interest-cohort=(), camera=(), microphone=(), geolocation=()"),
-        );
+        h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
     }
     response
 }
@@ -144,6 +141,16 @@ pub fn html_escape(s: &str) -> String {
 /// A whole page with `title` and `body` (already HTML), in the site's frame.
 pub fn page(title: &str, body: &str) -> String {
     layout::page(title, layout::Chrome::default(), layout::raw(body)).into_string()
+}
+
+/// The page for a path with nothing behind it.
+pub fn not_found_page() -> Response {
+    layout::respond(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        layout::Chrome::default(),
+        maud::html! { p { "There is no page here. " a href="/" { "Go to the home page" } "." } },
+    )
 }
 
 /// `GET /legal/takedowns`: where a `451` from an edge links

@@ -51,7 +51,11 @@ async fn requests_body(state: &AppState, s: &Session, q: &HashMap<String, String
     let next = log["pagination"]["next_cursor"].as_str();
     Ok(html! {
         (choice.switcher("/dashboard/requests"))
-        p.hint { "Calls made with this team's API keys, newest first. They are kept 30 days; calls from the website are not logged." }
+        p.hint {
+            "Calls made with this team's API keys, newest first. They are kept "
+            (crate::web::public::days_text(state.cfg.retention.request_log_days))
+            "; calls from the website are not logged."
+        }
         @if rows.is_empty() {
             p.muted { @if cursor.is_some() { "No older requests." } @else { "No requests yet." } }
         } @else {

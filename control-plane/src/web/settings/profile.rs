@@ -113,8 +113,7 @@ pub(super) fn sections(
                 input #new-password type="password" name="new_password" autocomplete="new-password"
                     minlength=(min) aria-describedby="password-rules" required;
                 p.hint #password-rules {
-                    "At least " (min) " characters, not your email address or a common password. "
-                    "Changing it signs out every other session."
+                    (crate::web::account::password_rules(state)) " Changing it signs out every other session."
                 }
                 label for="confirm-password" { "New password again" }
                 input #confirm-password type="password" name="confirm_password" autocomplete="new-password" required;

@@ -121,6 +121,8 @@ function showResult(status, image) {
 function setupUpload() {
   document.querySelectorAll("form[data-upload]").forEach((form) => {
     const input = form.querySelector('input[type="file"]');
+    // Several files at once only with the script: the form alone sends one.
+    input.multiple = true;
     const drop = form.querySelector("label.drop") || form;
     let list = form.parentElement.querySelector("ul.uploads");
     if (!list) {
