@@ -481,15 +481,9 @@ impl ControlPlaneProcess {
     /// `imgcdn admin operator create NAME` against this control plane's
     /// database; returns the printed token.
     pub fn create_operator(&self, name: &str) -> String {
-        let out = Command::new(BIN)
-            .args(["admin", "--config"])
-            .arg(&self.config_path)
-            .args(["operator", "create", name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines().find(|l| l.starts_with("img_op_")).expect("a token line").to_string()
+        let mut cmd = Command::new(BIN);
+        cmd.args(["admin", "--config"]).arg(&self.config_path).args(["operator", "create", name]);
+        created_operator_token(cmd)
     }
 }
 
@@ -741,14 +735,10 @@ impl Dev {
 
     /// An operator token, made the way an operator makes one.
     pub fn operator(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["admin", "operator", "create", "ops"])
-            .env("IMGCDN_DATABASE_URL", format!("sqlite://{}", self.data.join("imgcdn.db").display()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
-        text.lines().find(|l| l.starts_with("img_op_")).expect("a token line").to_string()
+        let mut cmd = Command::new(BIN);
+        cmd.args(["admin", "operator", "create", "ops"])
+            .env("IMGCDN_DATABASE_URL", format!("sqlite://{}", self.data.join("imgcdn.db").display()));
+        created_operator_token(cmd)
     }
 }
 
@@ -757,4 +747,12 @@ impl Drop for Dev {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Run an `imgcdn admin … operator create …` command: the token it prints once.
+fn created_operator_token(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().find(|l| l.starts_with("img_op_")).expect("a token line").to_string()
 }
