@@ -11,16 +11,6 @@ use serde_json::json;
 
 const PW: &str = "tulip-Orbit-94";
 
-/// A page form posted with `u`'s cookie (fields as the browser sends them).
-fn form(u: &User, path: &str, fields: &[(&str, &str)]) -> Req {
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-    Req::new("POST", path).cookie_only(u).raw("application/x-www-form-urlencoded", body.into_bytes())
-}
-
-fn location(r: &Resp) -> String {
-    r.headers.get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
-}
-
 /// Upload a PNG from the browser (the session and its CSRF header, as the
 /// dashboard's script does); the Image object.
 async fn upload(t: &TestApp, u: &User, name: &str, seed: u8) -> serde_json::Value {
@@ -31,7 +21,8 @@ async fn upload(t: &TestApp, u: &User, name: &str, seed: u8) -> serde_json::Valu
 }
 
 async fn team_named(t: &TestApp, owner: &User, name: &str) -> String {
-    let r = t.call(form(owner, "/dashboard/team/create", &[("csrf", &owner.csrf), ("name", name)])).await;
+    let r =
+        t.call(page_form("/dashboard/team/create", &[("csrf", &owner.csrf), ("name", name)]).cookie_only(owner)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let to = location(&r);
     let team = to.split("team=").nth(1).unwrap().split('&').next().unwrap().to_string();
@@ -52,11 +43,13 @@ async fn invitation_page(t: &TestApp, link: &str, u: Option<&User>) -> (StatusCo
 /// Invite `email` to `team` from the team page; the token of the mail.
 async fn invite(t: &TestApp, by: &User, team: &str, email: &str, role: &str) -> String {
     let r = t
-        .call(form(
-            by,
-            "/dashboard/team/invite",
-            &[("csrf", &by.csrf), ("team", team), ("email", email), ("role", role)],
-        ))
+        .call(
+            page_form(
+                "/dashboard/team/invite",
+                &[("csrf", &by.csrf), ("team", team), ("email", email), ("role", role)],
+            )
+            .cookie_only(by),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), format!("/dashboard/team?team={team}&done=invited"));
@@ -76,7 +69,10 @@ on_both_databases!(uploaded_images_are_in_the_grid_with_their_thumbnails_on_the_
     let r = t.call(Req::get("/dashboard").cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text.contains("No images yet"), "{}", r.text);
-    assert!(r.text.contains(&format!("action=\"/upload?csrf={}\"", u.csrf)), "the upload form carries the token");
+    // The no-script upload form carries the session's upload token (not its CSRF token).
+    let token = imgcdn_control_plane::secrets::hash_token(&format!("imgcdn-upload:{}", u.csrf));
+    assert!(r.text.contains(&format!("action=\"/upload?t={token}\"")), "{}", r.text);
+    assert!(!r.text.contains(&format!("?csrf={}", u.csrf)));
 
     let cat = upload(&t, &u, "cat.png", 1).await;
     t.clock.advance(60);
@@ -105,6 +101,13 @@ on_both_databases!(uploaded_images_are_in_the_grid_with_their_thumbnails_on_the_
     assert!(!r.text.contains(cat["id"].as_str().unwrap()));
     let r = t.call(Req::get(&format!("/dashboard/images/{}", cat["id"].as_str().unwrap())).cookie_only(&other)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The no-script form uploads to the user's own images.
+    let form = Req::new("POST", &format!("/upload?t={token}")).cookie_only(&u);
+    let r = t.call(form.multipart(&[("file", Some("sea.png"), &png(32, 24, 9))])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = t.call(Req::get("/v1/images").cookie_only(&u)).await;
+    assert_eq!(r.json["data"].as_array().unwrap().len(), 3, "{}", r.text);
 });
 
 on_both_databases!(the_edit_form_changes_caption_labels_and_visibility_with_its_token_only, |t: TestApp| async move {
@@ -119,14 +122,14 @@ on_both_databases!(the_edit_form_changes_caption_labels_and_visibility_with_its_
     assert!(r.text.contains("kept until you delete it"));
 
     let fields = [("caption", "A sleepy cat"), ("labels", "album=pets\r\nyear=2026"), ("visibility", "private")];
-    let r = t.call(form(&u, &path, &fields)).await;
+    let r = t.call(page_form(&path, &fields).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: refused");
-    let r = t.call(form(&u, &path, &[&[("csrf", "wrong")][..], &fields].concat())).await;
+    let r = t.call(page_form(&path, &[&[("csrf", "wrong")][..], &fields].concat()).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "a wrong token: refused");
     let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
     assert_eq!((api.json["caption"].clone(), api.json["public"].clone()), (json!(null), json!(true)), "unchanged");
 
-    let r = t.call(form(&u, &path, &[&[("csrf", u.csrf.as_str())][..], &fields].concat())).await;
+    let r = t.call(page_form(&path, &[&[("csrf", u.csrf.as_str())][..], &fields].concat()).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), format!("{path}?done=saved"));
     let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
@@ -140,7 +143,7 @@ on_both_databases!(the_edit_form_changes_caption_labels_and_visibility_with_its_
     // A label the API refuses: the form again with its message, nothing changed.
     let long = format!("k={}", "v".repeat(300));
     let bad = [("csrf", u.csrf.as_str()), ("caption", "Changed"), ("labels", long.as_str()), ("visibility", "public")];
-    let r = t.call(form(&u, &path, &bad)).await;
+    let r = t.call(page_form(&path, &bad).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("role=\"alert\"") && r.text.contains("Label keys are"), "{}", r.text);
     assert!(r.text.contains(">Changed</textarea>"), "what was typed is kept");
@@ -149,7 +152,7 @@ on_both_databases!(the_edit_form_changes_caption_labels_and_visibility_with_its_
 
     // An emptied caption is cleared.
     let clear = [("csrf", u.csrf.as_str()), ("caption", ""), ("labels", ""), ("visibility", "public")];
-    assert_eq!(t.call(form(&u, &path, &clear)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(t.call(page_form(&path, &clear).cookie_only(&u)).await.status, StatusCode::SEE_OTHER);
     let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
     assert_eq!(api.json["caption"], json!(null), "{}", api.json);
     assert_eq!((api.json["public"].clone(), api.json["labels"].clone()), (json!(true), json!({})));
@@ -170,7 +173,7 @@ on_both_databases!(saving_a_caption_leaves_labels_the_text_form_cannot_hold_exac
     let text = text.replace("&amp;", "&").replace('\n', "\r\n");
     let fields =
         [("csrf", u.csrf.as_str()), ("caption", "Only this"), ("labels", text.as_str()), ("visibility", "public")];
-    assert_eq!(t.call(form(&u, &path, &fields)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(t.call(page_form(&path, &fields).cookie_only(&u)).await.status, StatusCode::SEE_OTHER);
     // …only the caption changes.
     let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
     assert_eq!(api.json["caption"], "Only this");
@@ -187,11 +190,16 @@ on_both_databases!(batch_delete_deletes_exactly_the_checked_images, |t: TestApp|
         v
     };
     let checked = [("ids", ids[0].as_str()), ("ids", ids[2].as_str())];
-    let r = t.call(form(&u, "/dashboard/images/delete", &checked)).await;
+    let r = t.call(page_form("/dashboard/images/delete", &checked).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: refused");
     assert_eq!(t.call(Req::get(&format!("/v1/images/{}", ids[0])).cookie_only(&u)).await.status, StatusCode::OK);
 
-    let r = t.call(form(&u, "/dashboard/images/delete", &[&[("csrf", u.csrf.as_str())][..], &checked].concat())).await;
+    let r = t
+        .call(
+            page_form("/dashboard/images/delete", &[&[("csrf", u.csrf.as_str())][..], &checked].concat())
+                .cookie_only(&u),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/dashboard?deleted=2");
     let list = t.call(Req::get("/v1/images").cookie_only(&u)).await;
@@ -201,7 +209,8 @@ on_both_databases!(batch_delete_deletes_exactly_the_checked_images, |t: TestApp|
     assert!(r.text.contains("2 images deleted."));
 
     // One image's own delete button.
-    let r = t.call(form(&u, &format!("/dashboard/images/{}/delete", ids[1]), &[("csrf", &u.csrf)])).await;
+    let r =
+        t.call(page_form(&format!("/dashboard/images/{}/delete", ids[1]), &[("csrf", &u.csrf)]).cookie_only(&u)).await;
     assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/dashboard?done=deleted".to_string()));
     assert_eq!(t.call(Req::get(&format!("/v1/images/{}", ids[1])).cookie_only(&u)).await.status, StatusCode::NOT_FOUND);
 });
@@ -209,11 +218,13 @@ on_both_databases!(batch_delete_deletes_exactly_the_checked_images, |t: TestApp|
 on_both_databases!(a_key_created_on_the_page_is_shown_once_and_works_until_revoked, |t: TestApp| async move {
     let u = t.user("keys@example.com", PW).await;
     let fields = [("team", u.team.as_str()), ("name", "Blog uploads"), ("abilities", "read")];
-    let r = t.call(form(&u, "/dashboard/keys", &fields)).await;
+    let r = t.call(page_form("/dashboard/keys", &fields).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: refused");
     assert_eq!(t.count("SELECT COUNT(*) FROM api_keys").await, 0);
 
-    let r = t.call(form(&u, "/dashboard/keys", &[&[("csrf", u.csrf.as_str())][..], &fields].concat())).await;
+    let r = t
+        .call(page_form("/dashboard/keys", &[&[("csrf", u.csrf.as_str())][..], &fields].concat()).cookie_only(&u))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert!(r.text.contains("you will not see it again"));
     let at = r.text.find("value=\"img_live_").expect("the key on the page") + "value=\"".len();
@@ -233,12 +244,12 @@ on_both_databases!(a_key_created_on_the_page_is_shown_once_and_works_until_revok
 
     // Nothing checked: the API's message on the page.
     let none = [("csrf", u.csrf.as_str()), ("team", u.team.as_str()), ("name", "Nothing")];
-    let r = t.call(form(&u, "/dashboard/keys", &none)).await;
+    let r = t.call(page_form("/dashboard/keys", &none).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("Abilities are a non-empty list"), "{}", r.text);
 
     let revoke = format!("/dashboard/keys/{key_id}/revoke");
-    let r = t.call(form(&u, &revoke, &[("csrf", &u.csrf), ("team", &u.team)])).await;
+    let r = t.call(page_form(&revoke, &[("csrf", &u.csrf), ("team", &u.team)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), format!("/dashboard/keys?team={}&done=key-revoked", u.team));
     assert_eq!(t.call(Req::get("/v1/whoami").key(&key)).await.status, StatusCode::UNAUTHORIZED);
@@ -259,7 +270,7 @@ on_both_databases!(an_invitation_sent_from_the_team_page_is_accepted_on_the_invi
     let link = format!("/accept-invite?token={token}");
     let (status, page) = invitation_page(&t, &link, None).await;
     assert_eq!(status, StatusCode::OK);
-    let next = url::form_urlencoded::byte_serialize(link.as_bytes()).collect::<String>();
+    let next = enc(&link);
     assert!(page.contains(&format!("href=\"/login?next={next}\"")), "{page}");
     assert!(page.contains("href=\"/signup\""));
 
@@ -267,9 +278,11 @@ on_both_databases!(an_invitation_sent_from_the_team_page_is_accepted_on_the_invi
     let (_, page) = invitation_page(&t, &link, Some(&mate)).await;
     assert!(page.contains("action=\"/dashboard/invitations/accept\""), "{page}");
     assert!(page.contains(&format!("value=\"{token}\"")));
-    let r = t.call(form(&mate, "/dashboard/invitations/accept", &[("token", &token)])).await;
+    let r = t.call(page_form("/dashboard/invitations/accept", &[("token", &token)]).cookie_only(&mate)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: refused");
-    let r = t.call(form(&mate, "/dashboard/invitations/accept", &[("csrf", &mate.csrf), ("token", &token)])).await;
+    let r = t
+        .call(page_form("/dashboard/invitations/accept", &[("csrf", &mate.csrf), ("token", &token)]).cookie_only(&mate))
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), format!("/dashboard/team?team={team}&done=joined"));
 
@@ -289,7 +302,12 @@ on_both_databases!(a_member_who_is_not_an_admin_cannot_invite, |t: TestApp| asyn
     let team = team_named(&t, &owner, "Crew").await;
     let token = invite(&t, &owner, &team, "member@example.com", "member").await;
     let member = t.user("member@example.com", PW).await;
-    let r = t.call(form(&member, "/dashboard/invitations/accept", &[("csrf", &member.csrf), ("token", &token)])).await;
+    let r = t
+        .call(
+            page_form("/dashboard/invitations/accept", &[("csrf", &member.csrf), ("token", &token)])
+                .cookie_only(&member),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
 
     let r = t.call(Req::get(&format!("/dashboard/team?team={team}")).cookie_only(&member)).await;
@@ -297,7 +315,7 @@ on_both_databases!(a_member_who_is_not_an_admin_cannot_invite, |t: TestApp| asyn
     let before = t.count("SELECT COUNT(*) FROM invitations").await;
     let fields =
         [("csrf", member.csrf.as_str()), ("team", team.as_str()), ("email", "friend@example.com"), ("role", "member")];
-    let r = t.call(form(&member, "/dashboard/team/invite", &fields)).await;
+    let r = t.call(page_form("/dashboard/team/invite", &fields).cookie_only(&member)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text.contains("This needs the admin role in this team."), "{}", r.text);
     assert_eq!(t.count("SELECT COUNT(*) FROM invitations").await, before);
@@ -323,4 +341,43 @@ on_both_databases!(the_request_log_lists_a_call_made_with_a_key, |t: TestApp| as
         "{row}"
     );
     assert!(row.contains("<td>test <code"), "the key's name: {row}");
+});
+
+on_both_databases!(signed_in_and_console_pages_need_no_inline_script_or_style, |t: TestApp| async move {
+    let u = t.user("csp@example.com", PW).await;
+    let image = upload(&t, &u, "cat.png", 20).await;
+    let team = team_named(&t, &u, "Press").await;
+    invite(&t, &u, &team, "guest@example.com", "member").await;
+    t.key_for(&u).await;
+
+    let signed_in = [
+        "/dashboard".to_string(),
+        format!("/dashboard/images/{}", image["id"].as_str().unwrap()),
+        "/dashboard/keys".to_string(),
+        format!("/dashboard/team?team={team}"),
+        "/dashboard/requests".to_string(),
+        "/settings".to_string(),
+        "/logout".to_string(),
+    ];
+    for path in &signed_in {
+        let r = t.call(Req::get(path).cookie_only(&u)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_no_inline_code(path, &r);
+    }
+    // A page answering a form: a new key's secret and its command.
+    let fields = [("csrf", u.csrf.as_str()), ("team", u.team.as_str()), ("name", "CI"), ("abilities", "write")];
+    let r = t.call(page_form("/dashboard/keys", &fields).cookie_only(&u)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_no_inline_code("a new key", &r);
+
+    // The operator console, with a reported image in its queue.
+    let op = t.operator("csp").await;
+    let r = t.call(Req::post("/v1/reports", json!({"image": image["id"], "reason": "spam"}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    for path in ["/ops", "/ops/takedowns", "/ops/edges", "/ops/reports"] {
+        let r = t.call(Req::get(path).header("cookie", &format!("imgcdn_operator={op}"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_no_inline_code(path, &r);
+    }
+    assert_no_inline_code("/ops/login", &t.call(Req::get("/ops/login")).await);
 });

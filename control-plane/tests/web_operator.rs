@@ -11,17 +11,13 @@ use serde_json::json;
 
 const PW: &str = "tulip-Orbit-94";
 
-fn location(r: &Resp) -> &str {
-    r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
 /// A console request with the operator cookie.
 fn ops(method: &'static str, path: &str, op: &str) -> Req {
-    Req::new(method, path).header("cookie", &format!("imgcdn_operator={op}"))
+    as_operator(Req::new(method, path), op)
 }
 
-fn form(req: Req, body: &str) -> Req {
-    req.raw("application/x-www-form-urlencoded", body.as_bytes().to_vec())
+fn as_operator(req: Req, op: &str) -> Req {
+    req.header("cookie", &format!("imgcdn_operator={op}"))
 }
 
 /// The console's CSRF field, as a page shows it.
@@ -68,11 +64,11 @@ on_both_databases!(an_operator_signs_in_with_the_token_into_a_strict_cookie, |t:
     let u = t.user("user@example.com", PW).await;
     let key = t.key_for(&u).await;
     for wrong in ["img_op_wrong".to_string(), key, String::new()] {
-        let r = t.call(form(Req::new("POST", "/ops/login"), &format!("token={wrong}"))).await;
+        let r = t.call(page_form("/ops/login", &[("token", &wrong)])).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{wrong}");
         assert!(r.set_cookie().is_none());
     }
-    let r = t.call(form(Req::new("POST", "/ops/login"), &format!("token={op}"))).await;
+    let r = t.call(page_form("/ops/login", &[("token", &op)])).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/ops");
     let cookie = r.set_cookie().unwrap();
@@ -101,14 +97,19 @@ on_both_databases!(a_reported_image_is_decided_from_the_review_page, |t: TestApp
 
     // Without the console's CSRF field: refused, nothing decided.
     let decide = format!("/ops/review/{item}/takedown");
-    for body in ["reason=terms_violation".to_string(), "reason=terms_violation&csrf=forged".to_string()] {
-        let r = t.call(form(ops("POST", &decide, &op), &body)).await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}");
+    for fields in [vec![("reason", "terms_violation")], vec![("reason", "terms_violation"), ("csrf", "forged")]] {
+        let r = t.call(as_operator(page_form(&decide, &fields), &op)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{fields:?}");
     }
     let state = t.call(Req::get(&format!("/v1/admin/review/{item}")).key(&op)).await;
     assert!(state.json["resolved_at"].is_null(), "{}", state.text);
 
-    let r = t.call(form(ops("POST", &decide, &op), &format!("csrf={csrf}&reason=terms_violation&note=checked"))).await;
+    let r = t
+        .call(as_operator(
+            page_form(&decide, &[("csrf", &csrf), ("reason", "terms_violation"), ("note", "checked")]),
+            &op,
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/ops?done=takedown");
     let state = t.call(Req::get(&format!("/v1/admin/review/{item}")).key(&op)).await;

@@ -13,18 +13,11 @@ use imgcdn_shared::testing::png;
 
 const PW: &str = "tulip-Orbit-94";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// A page form post, URL-encoded, with no cookie.
-fn form(path: &str, fields: &[(&str, &str)]) -> Req {
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
-    Req::new("POST", path).raw("application/x-www-form-urlencoded", body.join("&").into_bytes())
-}
-
-fn location(r: &Resp) -> &str {
-    r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
+/// The action of the upload form on `page`: `/upload` signed out,
+/// `/upload?t=…` with the session's upload token.
+fn upload_action(page: &str) -> String {
+    let at = page.find("action=\"/upload").expect("an upload form") + "action=\"".len();
+    page[at..].split('"').next().unwrap().replace("&amp;", "&")
 }
 
 /// The no-script upload form with one PNG.
@@ -50,7 +43,10 @@ on_both_databases!(the_landing_page_says_how_long_uploads_are_kept_before_upload
     let u = t.user("lena@example.com", PW).await;
     let page = t.call(Req::get("/").cookie_only(&u)).await;
     assert!(page.text.contains("kept until you delete them"), "{}", page.text);
-    assert!(page.text.contains(&format!("action=\"/upload?csrf={}\"", enc(&u.csrf))), "{}", page.text);
+    // The form's URL holds a token for this form only, never the session's CSRF token.
+    let token = imgcdn_control_plane::secrets::hash_token(&format!("imgcdn-upload:{}", u.csrf));
+    assert_eq!(upload_action(&page.text), format!("/upload?t={token}"));
+    assert!(!upload_action(&page.text).contains(&u.csrf));
     assert!(page.text.contains("name=\"csrf-token\""));
 });
 
@@ -92,15 +88,33 @@ on_both_databases!(an_anonymous_upload_shows_its_link_and_the_day_it_is_deleted,
     assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 2);
 });
 
-on_both_databases!(a_signed_in_upload_needs_the_session_token, |t: TestApp| async move {
+on_both_databases!(a_signed_in_upload_needs_the_upload_token_of_its_session, |t: TestApp| async move {
     let u = t.user("sam@example.com", PW).await;
-    let r = t.call(upload("/upload", 2).cookie_only(&u)).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    let r = t.call(upload("/upload?csrf=not-the-token", 2).cookie_only(&u)).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let other = t.user("kim@example.com", PW).await;
+    let other_action = upload_action(&t.call(Req::get("/").cookie_only(&other)).await.text);
+    // No token, a wrong one, another session's, and the session's CSRF
+    // token itself (in either parameter): all refused, nothing stored.
+    for action in [
+        "/upload".to_string(),
+        "/upload?t=not-the-token".to_string(),
+        other_action,
+        format!("/upload?t={}", enc(&u.csrf)),
+        format!("/upload?csrf={}", enc(&u.csrf)),
+    ] {
+        let r = t.call(upload(&action, 2).cookie_only(&u)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{action}: {}", r.text);
+        assert!(r.text.contains("Form expired"), "{action}: {}", r.text);
+    }
     assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 0, "nothing stored");
 
-    let r = t.call(upload(&format!("/upload?csrf={}", enc(&u.csrf)), 2).cookie_only(&u)).await;
+    // A signed-in page's form sent after the session ended: log in again,
+    // not an anonymous upload.
+    let action = upload_action(&t.call(Req::get("/").cookie_only(&u)).await.text);
+    let r = t.call(upload(&action, 2)).await;
+    assert_eq!((r.status, location(&r)), (StatusCode::SEE_OTHER, "/login?next=%2F".to_string()));
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 0, "nothing stored");
+
+    let r = t.call(upload(&action, 2).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let row = only_image(&t).await;
     assert_eq!(row.team_id.as_deref(), Some(u.team.as_str()), "in the user's own team");
@@ -115,32 +129,35 @@ on_both_databases!(signing_up_creates_the_account_and_mails_the_link, |t: TestAp
 
     // The two passwords differ: the form again, with what was typed but the passwords.
     let fields = [("name", "Nora Quinn"), ("email", "nora@example.com"), ("password", PW), ("age_confirmed", "yes")];
-    let r = t.call(form("/signup", &[fields.as_slice(), &[("password_confirm", "tulip-Orbit-95")]].concat())).await;
+    let r =
+        t.call(page_form("/signup", &[fields.as_slice(), &[("password_confirm", "tulip-Orbit-95")]].concat())).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("value=\"Nora Quinn\"") && r.text.contains("value=\"nora@example.com\""));
     assert!(!r.text.contains(PW) && !r.text.contains("tulip-Orbit-95"), "passwords are never sent back");
     assert_eq!(t.count("SELECT COUNT(*) FROM users").await, 0);
 
     // Without the age confirmation: refused by the domain, nothing created.
-    let r = t.call(form("/signup", &[&fields[..3], &[("password_confirm", PW)]].concat())).await;
+    let r = t.call(page_form("/signup", &[&fields[..3], &[("password_confirm", PW)]].concat())).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("at least 16"), "{}", r.text);
     assert_eq!(t.count("SELECT COUNT(*) FROM users").await, 0);
 
-    let r = t.call(form("/signup", &[fields.as_slice(), &[("password_confirm", PW)]].concat())).await;
+    let r = t.call(page_form("/signup", &[fields.as_slice(), &[("password_confirm", PW)]].concat())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(r.text.contains("Check your email") && r.text.contains("nora@example.com"));
     assert_eq!(t.count("SELECT COUNT(*) FROM users WHERE email = 'nora@example.com'").await, 1);
     assert_eq!(t.count("SELECT COUNT(*) FROM consents WHERE marketing = 0").await, 1, "no marketing unless ticked");
     let token = t.newest_link("nora@example.com", "Confirm your email address", "/verify-email").await;
-    let r = t.call(form("/verify-email", &[("token", &token)])).await;
+    let r = t.call(page_form("/verify-email", &[("token", &token)])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(t.count("SELECT COUNT(*) FROM users WHERE email_verified_at IS NOT NULL").await, 1);
 });
 
 on_both_databases!(logging_in_sets_the_cookie_and_goes_only_to_our_own_pages, |t: TestApp| async move {
     t.user("li@example.com", PW).await;
-    let r = t.call(form("/login", &[("email", "li@example.com"), ("password", PW), ("next", "/dashboard/keys")])).await;
+    let r = t
+        .call(page_form("/login", &[("email", "li@example.com"), ("password", PW), ("next", "/dashboard/keys")]))
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/dashboard/keys");
     let cookie = r.session_cookie().expect("a session cookie");
@@ -148,12 +165,14 @@ on_both_databases!(logging_in_sets_the_cookie_and_goes_only_to_our_own_pages, |t
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.json["email"], "li@example.com");
 
-    let r = t.call(form("/login", &[("email", "li@example.com"), ("password", PW), ("next", "//evil.example/")])).await;
+    let r = t
+        .call(page_form("/login", &[("email", "li@example.com"), ("password", PW), ("next", "//evil.example/")]))
+        .await;
     assert_eq!(location(&r), "/dashboard");
 
     // A wrong password and an unknown address: the same 401, no cookie.
     for (email, password) in [("li@example.com", "wrong-Password-1"), ("nobody@example.com", PW)] {
-        let r = t.call(form("/login", &[("email", email), ("password", password), ("next", "/settings")])).await;
+        let r = t.call(page_form("/login", &[("email", email), ("password", password), ("next", "/settings")])).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
         assert!(r.set_cookie().is_none());
         assert!(r.text.contains("Wrong email or password."), "{}", r.text);
@@ -163,7 +182,7 @@ on_both_databases!(logging_in_sets_the_cookie_and_goes_only_to_our_own_pages, |t
 
 on_both_databases!(a_page_form_sent_from_another_site_is_refused_before_it_runs, |t: TestApp| async move {
     t.user("xs@example.com", PW).await;
-    let login = || form("/login", &[("email", "xs@example.com"), ("password", PW)]);
+    let login = || page_form("/login", &[("email", "xs@example.com"), ("password", PW)]);
     let us = "http://127.0.0.1:8090";
     // What browsers say about a form another site submitted: refused, no session.
     for (header, value) in
@@ -173,6 +192,7 @@ on_both_databases!(a_page_form_sent_from_another_site_is_refused_before_it_runs,
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{header}: {value}");
         assert!(r.set_cookie().is_none(), "{header}: {value}");
         assert!(r.text.contains("sent from another site"), "{}", r.text);
+        assert_no_inline_code("the refusal", &r);
     }
     // Our own pages' forms: same-origin, typed in the address bar (`none`),
     // our origin, or `null` (what a no-referrer page sends as its origin).
@@ -196,11 +216,11 @@ on_both_databases!(a_page_form_sent_from_another_site_is_refused_before_it_runs,
 
 on_both_databases!(logging_out_needs_the_token_and_ends_the_session, |t: TestApp| async move {
     let u = t.user("out@example.com", PW).await;
-    let r = t.call(form("/logout", &[]).cookie_only(&u)).await;
+    let r = t.call(page_form("/logout", &[]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.status, StatusCode::OK, "still signed in");
 
-    let r = t.call(form("/logout", &[("csrf", &u.csrf)]).cookie_only(&u)).await;
+    let r = t.call(page_form("/logout", &[("csrf", &u.csrf)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/");
     assert!(r.set_cookie().unwrap().contains("Max-Age=0"), "the cookie is cleared");
@@ -209,8 +229,8 @@ on_both_databases!(logging_out_needs_the_token_and_ends_the_session, |t: TestApp
 
 on_both_databases!(password_pages_answer_the_same_and_check_the_confirmation, |t: TestApp| async move {
     t.user("pw@example.com", PW).await;
-    let known = t.call(form("/forgot-password", &[("email", "pw@example.com")])).await;
-    let unknown = t.call(form("/forgot-password", &[("email", "ghost@example.com")])).await;
+    let known = t.call(page_form("/forgot-password", &[("email", "pw@example.com")])).await;
+    let unknown = t.call(page_form("/forgot-password", &[("email", "ghost@example.com")])).await;
     assert_eq!(known.status, StatusCode::OK);
     assert_eq!(known.text.replace("pw@example.com", "@"), unknown.text.replace("ghost@example.com", "@"));
     assert!(t.mail_to("ghost@example.com").await.is_empty());
@@ -219,12 +239,12 @@ on_both_databases!(password_pages_answer_the_same_and_check_the_confirmation, |t
     let page = t.call(Req::get(&format!("/reset-password?token={token}"))).await;
     assert!(page.text.contains("name=\"password_confirm\"") && page.text.contains("At least"), "{}", page.text);
     let fields = [("token", token.as_str()), ("password", "brand-New-88"), ("password_confirm", "brand-New-89")];
-    let r = t.call(form("/reset-password", &fields)).await;
+    let r = t.call(page_form("/reset-password", &fields)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains(&format!("value=\"{token}\"")), "the form again, with its token");
     t.login("pw@example.com", PW).await;
     // API clients send no confirmation.
-    let r = t.call(form("/reset-password", &[("token", &token), ("password", "brand-New-88")])).await;
+    let r = t.call(page_form("/reset-password", &[("token", &token), ("password", "brand-New-88")])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     t.login("pw@example.com", "brand-New-88").await;
 });
@@ -246,13 +266,13 @@ on_both_databases!(a_report_from_the_form_enters_the_review_queue, |t: TestApp| 
     let page = t.call(Req::get(&format!("/report?image={id}"))).await;
     assert!(page.text.contains(&format!("value=\"{id}\"")), "{}", page.text);
 
-    let r = t.call(form("/report", &[("image", &id), ("reason", "not-a-reason"), ("details", "?")])).await;
+    let r = t.call(page_form("/report", &[("image", &id), ("reason", "not-a-reason"), ("details", "?")])).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(t.count("SELECT COUNT(*) FROM reports").await, 0);
 
     let link = format!("https://img.test/{id}");
     let r = t
-        .call(form("/report", &[("image", &link), ("reason", "spam"), ("details", "Ads"), ("contact_email", "")]))
+        .call(page_form("/report", &[("image", &link), ("reason", "spam"), ("details", "Ads"), ("contact_email", "")]))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(t.count(&format!("SELECT COUNT(*) FROM reports WHERE image_id = '{id}' AND reason = 'spam'")).await, 1);
@@ -261,7 +281,7 @@ on_both_databases!(a_report_from_the_form_enters_the_review_queue, |t: TestApp| 
 on_both_databases!(every_page_forbids_inline_script_and_style, |t: TestApp| async move {
     t.call(upload("/upload", 4)).await;
     let id = only_image(&t).await.id;
-    let bad_login = form("/login", &[("email", "x@example.com"), ("password", "nope")]);
+    let bad_login = page_form("/login", &[("email", "x@example.com"), ("password", "nope")]);
     let reqs = vec![
         Req::get("/"),
         Req::get("/signup"),
@@ -277,9 +297,6 @@ on_both_databases!(every_page_forbids_inline_script_and_style, |t: TestApp| asyn
     ];
     for req in reqs {
         let path = req.path.clone();
-        let r = t.call(req).await;
-        let csp = r.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp:?}");
-        assert!(!r.text.contains(" style=\"") && !r.text.contains("<script>"), "{path}: inline style or script");
+        assert_no_inline_code(&path, &t.call(req).await);
     }
 });

@@ -12,21 +12,6 @@ use sqlx::Row;
 
 const PW: &str = "tulip-Orbit-94";
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// A page form post: `fields` URL-encoded, with `u`'s cookie (and no CSRF
-/// header: pages send the token as a field).
-fn form(u: &User, path: &str, fields: &[(&str, &str)]) -> Req {
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
-    Req::new("POST", path).raw("application/x-www-form-urlencoded", body.join("&").into_bytes()).cookie_only(u)
-}
-
-fn location(r: &Resp) -> &str {
-    r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
 async fn settings(t: &TestApp, u: &User) -> Resp {
     let r = t.call(Req::get("/settings").cookie_only(u)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -46,7 +31,8 @@ on_both_databases!(settings_need_a_session, |t: TestApp| async move {
 
 on_both_databases!(a_new_name_is_saved_and_shown, |t: TestApp| async move {
     let u = t.user("ada@example.com", PW).await;
-    let r = t.call(form(&u, "/settings/profile", &[("csrf", &u.csrf), ("name", "Ada Lovelace")])).await;
+    let r =
+        t.call(page_form("/settings/profile", &[("csrf", &u.csrf), ("name", "Ada Lovelace")]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(location(&r), "/settings?done=name#profile");
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["name"], "Ada Lovelace");
@@ -54,7 +40,7 @@ on_both_databases!(a_new_name_is_saved_and_shown, |t: TestApp| async move {
     assert!(page.text.contains("Your name is saved."), "{}", page.text);
     assert!(page.text.contains("value=\"Ada Lovelace\""));
     // A name the domain refuses: the page again, with its message, 422.
-    let r = t.call(form(&u, "/settings/profile", &[("csrf", &u.csrf), ("name", "  ")])).await;
+    let r = t.call(page_form("/settings/profile", &[("csrf", &u.csrf), ("name", "  ")]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("Enter a name of 1 to 100 characters."), "{}", r.text);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["name"], "Ada Lovelace");
@@ -63,17 +49,18 @@ on_both_databases!(a_new_name_is_saved_and_shown, |t: TestApp| async move {
 on_both_databases!(a_form_without_the_csrf_field_is_refused_and_changes_nothing, |t: TestApp| async move {
     let u = t.user("csrf@example.com", PW).await;
     for fields in [vec![("name", "Mallory")], vec![("csrf", "not-the-token"), ("name", "Mallory")]] {
-        let r = t.call(form(&u, "/settings/profile", &fields)).await;
+        let r = t.call(page_form("/settings/profile", &fields).cookie_only(&u)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     }
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["name"], "csrf");
-    let r = t.call(form(&u, "/settings/delete", &[("password", PW)])).await;
+    let r = t.call(page_form("/settings/delete", &[("password", PW)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.status, StatusCode::OK, "not deleted");
     // A form posted from another site never runs, token or not.
     let r = t
         .call(
-            form(&u, "/settings/profile", &[("csrf", &u.csrf), ("name", "Mallory")])
+            page_form("/settings/profile", &[("csrf", &u.csrf), ("name", "Mallory")])
+                .cookie_only(&u)
                 .header("origin", "https://evil.example"),
         )
         .await;
@@ -99,12 +86,13 @@ on_both_databases!(marketing_consent_is_recorded_and_gpc_is_honoured, |t: TestAp
         }
     };
     assert_eq!(consents(&t, u.id.clone()).await, vec![("signup".to_string(), 0, 0)]);
-    let r = t.call(form(&u, "/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")])).await;
+    let r =
+        t.call(page_form("/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["marketing_emails"], true);
     assert_eq!(consents(&t, u.id.clone()).await[0], ("settings".to_string(), 1, 0));
     // Saving the form unchanged appends nothing.
-    t.call(form(&u, "/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")])).await;
+    t.call(page_form("/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")]).cookie_only(&u)).await;
     assert_eq!(consents(&t, u.id.clone()).await.len(), 2);
 
     // Under Global Privacy Control the page says so, and a save withdraws consent.
@@ -114,14 +102,18 @@ on_both_databases!(marketing_consent_is_recorded_and_gpc_is_honoured, |t: TestAp
         .text
         .contains("Your browser sends Global Privacy Control: we treat it as an opt-out of marketing email"));
     let r = t
-        .call(form(&u, "/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")]).header("sec-gpc", "1"))
+        .call(
+            page_form("/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")])
+                .cookie_only(&u)
+                .header("sec-gpc", "1"),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["marketing_emails"], false);
     assert_eq!(consents(&t, u.id.clone()).await[0], ("settings".to_string(), 0, 1));
 
     // Restriction is a choice of its own, recorded too.
-    t.call(form(&u, "/settings/privacy", &[("csrf", &u.csrf), ("restrict_processing", "on")])).await;
+    t.call(page_form("/settings/privacy", &[("csrf", &u.csrf), ("restrict_processing", "on")]).cookie_only(&u)).await;
     assert!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["processing_restricted_at"].is_string());
     assert_eq!(consents(&t, u.id.clone()).await[0].0, "restriction");
 });
@@ -129,8 +121,7 @@ on_both_databases!(marketing_consent_is_recorded_and_gpc_is_honoured, |t: TestAp
 on_both_databases!(a_password_change_needs_a_matching_confirmation, |t: TestApp| async move {
     let u = t.user("pat@example.com", PW).await;
     let change = |confirm: &str| {
-        form(
-            &u,
+        page_form(
             "/settings/password",
             &[
                 ("csrf", &u.csrf),
@@ -139,6 +130,7 @@ on_both_databases!(a_password_change_needs_a_matching_confirmation, |t: TestApp|
                 ("confirm_password", confirm),
             ],
         )
+        .cookie_only(&u)
     };
     let r = t.call(change("brand-New-89")).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -161,13 +153,13 @@ on_both_databases!(sessions_are_listed_and_another_one_can_be_signed_out, |t: Te
     let forms: Vec<&str> = page.text.match_indices("/settings/sessions/ses_").map(|(i, _)| &page.text[i..]).collect();
     assert_eq!(forms.len(), 1);
     let path = forms[0].split('"').next().unwrap().to_string();
-    let r = t.call(form(&u, &path, &[("csrf", &u.csrf)])).await;
+    let r = t.call(page_form(&path, &[("csrf", &u.csrf)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&other)).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.status, StatusCode::OK);
     // Sign out everywhere else.
     let third = t.login("sam@example.com", PW).await;
-    let r = t.call(form(&u, "/settings/sessions/revoke-others", &[("csrf", &u.csrf)])).await;
+    let r = t.call(page_form("/settings/sessions/revoke-others", &[("csrf", &u.csrf)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&third)).await.status, StatusCode::UNAUTHORIZED);
     assert!(settings(&t, &u).await.text.contains("1 live session"));
@@ -175,7 +167,7 @@ on_both_databases!(sessions_are_listed_and_another_one_can_be_signed_out, |t: Te
 
 on_both_databases!(an_export_is_requested_built_and_downloaded_from_settings, |t: TestApp| async move {
     let u = t.user("exa@example.com", PW).await;
-    let r = t.call(form(&u, "/settings/export", &[("csrf", &u.csrf)])).await;
+    let r = t.call(page_form("/settings/export", &[("csrf", &u.csrf)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let page = settings(&t, &u).await;
     assert!(page.text.contains("Being prepared"), "{}", page.text);
@@ -194,12 +186,14 @@ on_both_databases!(an_export_is_requested_built_and_downloaded_from_settings, |t
 on_both_databases!(deleting_the_account_ends_the_session_and_the_mailed_link_cancels_it, |t: TestApp| async move {
     let u = t.user("del@example.com", PW).await;
     t.clock.advance(3600);
-    let r = t.call(form(&u, "/settings/delete", &[("csrf", &u.csrf), ("password", "wrong-password")])).await;
+    let r = t
+        .call(page_form("/settings/delete", &[("csrf", &u.csrf), ("password", "wrong-password")]).cookie_only(&u))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("danger-zone"));
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.status, StatusCode::OK);
 
-    let r = t.call(form(&u, "/settings/delete", &[("csrf", &u.csrf), ("password", PW)])).await;
+    let r = t.call(page_form("/settings/delete", &[("csrf", &u.csrf), ("password", PW)]).cookie_only(&u)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     // T0 + 1 h + 7 days.
     assert!(r.text.contains("2026-01-08"), "{}", r.text);

@@ -15,8 +15,10 @@ use axum::Router;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, Chrome};
-use super::public::{account_window_text, days_text, message_of, window_days, with_retry_after};
+use super::format::days_text;
+use super::forms::{csrf_field, CsrfForm};
+use super::layout::{self, message_of, with_retry_after, Chrome};
+use super::public::{account_window_text, window_days};
 use super::session::{self, Visitor};
 use super::PageForm;
 use crate::accounts::{self, sessions, Signup};
@@ -311,18 +313,12 @@ pub async fn login_form(
 
 // ---- Log out ----------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `GET /logout`: a button (signing out is a POST with the CSRF token).
 pub async fn logout_page(Visitor(session): Visitor) -> Response {
     let Some(s) = session else { return session::see_other("/") };
     let body = html! {
         form method="post" action="/logout" {
-            input type="hidden" name="csrf" value=(s.csrf_token);
+            (csrf_field(&s))
             button type="submit" { "Log out of " (s.email) }
         }
     };

@@ -15,18 +15,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::account::password_rules;
+use super::forms::TokenQuery;
 use super::layout::{self, Chrome};
 use super::PageForm;
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::AppState;
 use crate::{accounts, privacy};
-
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
 
 /// A failed form: the validation message on a page (422), any other
 /// error as its page (a rate limit with `Retry-After`).

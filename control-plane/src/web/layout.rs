@@ -1,13 +1,13 @@
 //! The frame every page shares: head (stylesheet, script, CSRF token for
 //! the script), the header with the site's navigation, a notice, the
-//! footer. Templates are `maud` markup: checked at compile time, text
-//! escaped unless marked `PreEscaped`.
+//! footer. Templates are `maud` markup: checked at compile time, every
+//! value escaped (nothing in the website is marked `PreEscaped`).
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
-use super::assets;
+use super::{assets, forms};
 use crate::accounts::sessions::Session;
 use crate::error::ApiError;
 
@@ -75,7 +75,7 @@ pub fn page(title: &str, chrome: Chrome<'_>, body: Markup) -> Markup {
                             a href="/dashboard/team" { "Team" }
                             a href="/settings" { "Settings" }
                             form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(user.csrf_token);
+                                (forms::csrf_field(user))
                                 button.link type="submit" { "Log out" }
                             }
                         } @else {
@@ -153,9 +153,4 @@ pub fn with_retry_after(mut response: Response, e: &ApiError) -> Response {
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
     }
     response
-}
-
-/// Text that is already HTML (the older string-built pages).
-pub fn raw(html: &str) -> Markup {
-    PreEscaped(html.to_string())
 }

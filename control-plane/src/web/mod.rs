@@ -17,6 +17,8 @@ pub mod account;
 pub mod account_pages;
 pub mod assets;
 pub mod dashboard;
+pub mod format;
+pub mod forms;
 pub mod layout;
 pub mod operator;
 pub mod public;
@@ -27,8 +29,9 @@ pub mod viewer;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
+use maud::html;
 
 use crate::AppState;
 
@@ -62,8 +65,9 @@ pub fn content_security_policy(state: &AppState) -> String {
     )
 }
 
-/// Security headers on every HTML answer; a page form (any non-API path)
-/// posted from another origin is refused before it runs.
+/// Security headers on every HTML answer (this guard's own refusal too); a
+/// page form (any non-API path) posted from another origin is refused
+/// before it runs.
 pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && !req.uri().path().starts_with("/v1/") {
@@ -80,11 +84,16 @@ pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next)
                 .is_some_and(|o| o != ours && o != "null"),
         };
         if foreign {
-            let page = page("Refused", "<p>This form was sent from another site.</p>");
-            return (StatusCode::FORBIDDEN, Html(page)).into_response();
+            let body = html! { p { "This form was sent from another site." } };
+            let refused = layout::respond(StatusCode::FORBIDDEN, "Refused", layout::Chrome::default(), body);
+            return with_page_headers(&state, refused);
         }
     }
-    let mut response = next.run(req).await;
+    with_page_headers(&state, next.run(req).await)
+}
+
+/// The security headers of an HTML answer (anything else as it is).
+fn with_page_headers(state: &AppState, mut response: Response) -> Response {
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -92,7 +101,7 @@ pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next)
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
         let h = response.headers_mut();
-        if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&state)) {
+        if let Ok(csp) = HeaderValue::from_str(&content_security_policy(state)) {
             h.insert(header::CONTENT_SECURITY_POLICY, csp);
         }
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -126,21 +135,11 @@ where
                 } else {
                     rejection.body_text()
                 };
-                let body = page("The form could not be read", &format!("<p>{}</p>", html_escape(&message)));
-                Err((status, Html(body)).into_response())
+                let body = html! { p { (message) } };
+                Err(layout::respond(status, "The form could not be read", layout::Chrome::default(), body))
             }
         }
     }
-}
-
-/// Escape text for HTML element content and quoted attribute values.
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// A whole page with `title` and `body` (already HTML), in the site's frame.
-pub fn page(title: &str, body: &str) -> String {
-    layout::page(title, layout::Chrome::default(), layout::raw(body)).into_string()
 }
 
 /// The page for a path with nothing behind it.
@@ -155,12 +154,19 @@ pub fn not_found_page() -> Response {
 
 /// `GET /legal/takedowns`: where a `451` from an edge links
 /// (`Link: <…>; rel="blocked-by"`).
-pub async fn takedown_policy_page() -> impl IntoResponse {
-    Html(page(
+pub async fn takedown_policy_page() -> Response {
+    layout::ok(
         "This image is not available",
-        "<p>An image answers <code>451 Unavailable For Legal Reasons</code> when we removed it from public serving \
-         after a legal request or for breaking our Acceptable Use Policy. We do not say which, or who asked.</p>\
-         <p>If you uploaded it and think this is a mistake, contact us from the account that owns it: removed \
-         images are kept in our recovery store for a limited window, so a contested removal can be undone.</p>",
-    ))
+        layout::Chrome::default(),
+        html! {
+            p {
+                "An image answers " code { "451 Unavailable For Legal Reasons" } " when we removed it from public serving "
+                "after a legal request or for breaking our Acceptable Use Policy. We do not say which, or who asked."
+            }
+            p {
+                "If you uploaded it and think this is a mistake, contact us from the account that owns it: removed "
+                "images are kept in our recovery store for a limited window, so a contested removal can be undone."
+            }
+        },
+    )
 }

@@ -23,6 +23,8 @@ use axum::Router;
 use maud::{html, Markup};
 use tower::{Layer, ServiceExt};
 
+use super::format::{bytes, days_text};
+use super::forms::upload_token;
 use super::layout::{self, Chrome};
 use super::session::Visitor;
 use crate::accounts::sessions::Session;
@@ -76,13 +78,10 @@ pub(crate) async fn landing_response(
         Err(e) => return layout::error(e, chrome),
     };
     let action = match session {
-        Some(s) => format!(
-            "/upload?csrf={}",
-            url::form_urlencoded::byte_serialize(s.csrf_token.as_bytes()).collect::<String>()
-        ),
+        Some(s) => format!("/upload?t={}", upload_token(s)),
         None => "/upload".to_string(),
     };
-    let max_size = size_text(uploader.plan(state).max_file_bytes);
+    let max_size = bytes(uploader.plan(state).max_file_bytes);
     let body = html! {
         p.lead {
             "imgcdn hosts your images and serves them from a fast CDN."
@@ -191,41 +190,4 @@ pub(crate) fn account_window_text(state: &AppState) -> String {
 pub(crate) fn window_days(state: &AppState, kind: Kind, plan: policy::PlanTerms, class: Class) -> Option<i64> {
     let subject = Subject { uploader: kind, plan, surface: Surface::Api, class, created_at: 0, requested: None };
     policy::expires_at(&state.cfg.retention, &subject).map(|t| t / DAY)
-}
-
-pub(crate) fn days_text(d: i64) -> String {
-    if d == 1 {
-        "1 day".into()
-    } else {
-        format!("{d} days")
-    }
-}
-
-/// `20 MB`, `500 KB`.
-fn size_text(bytes: u64) -> String {
-    if bytes >= 1_000_000 {
-        format!("{} MB", bytes / 1_000_000)
-    } else {
-        format!("{} KB", bytes.div_ceil(1000))
-    }
-}
-
-/// A moment as people read it: `31 January 2026 at 14:05 UTC`.
-pub(crate) fn long_date(t: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(d) => format!("{} {} {} at {:02}:{:02} UTC", d.day(), d.month(), d.year(), d.hour(), d.minute()),
-        Err(_) => String::new(),
-    }
-}
-
-pub(crate) use super::layout::{message_of, with_retry_after};
-
-#[cfg(test)]
-mod tests {
-    use super::long_date;
-
-    #[test]
-    fn dates_read_as_people_write_them() {
-        assert_eq!(long_date(1_767_225_600 + 30 * 86_400 + 3_900), "31 January 2026 at 01:05 UTC");
-    }
 }

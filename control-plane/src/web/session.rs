@@ -68,7 +68,7 @@ impl FromRequestParts<AppState> for SignedIn {
 /// `303` to the login page, coming back to `next` (a path of ours) after.
 pub fn to_login(next: Option<&str>) -> Response {
     let location = match next.and_then(local_path) {
-        Some(n) => format!("/login?next={}", url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()),
+        Some(n) => format!("/login?next={}", super::forms::enc(n)),
         None => "/login".to_string(),
     };
     see_other(&location)
@@ -96,15 +96,20 @@ pub fn check_csrf(session: &Session, sent: &str) -> Result<(), Response> {
     if same(sent, &session.csrf_token) {
         Ok(())
     } else {
-        Err(layout::respond(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            Chrome::signed_in(session),
-            maud::html! {
-                p.error role="alert" { "This form was not sent from our page, or it is too old. Reload the page and try again." }
-            },
-        ))
+        Err(form_expired(session))
     }
+}
+
+/// The `403` page for a form whose token is missing or wrong.
+pub fn form_expired(session: &Session) -> Response {
+    layout::respond(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        Chrome::signed_in(session),
+        maud::html! {
+            p.error role="alert" { "This form was not sent from our page, or it is too old. Reload the page and try again." }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use axum::response::Response;
 use imgcdn_shared::ImageId;
 use maud::{html, Markup};
 
+use super::forms::copy_row;
 use super::layout::{self, Chrome};
 use super::session::Visitor;
 use crate::accounts::sessions::Session;
@@ -98,11 +99,7 @@ pub async fn viewer(State(state): State<AppState>, Path(id): Path<String>, Visit
         } @else {
             (figure)
         }
-        label for="link" { "Image link" }
-        div.copy-row {
-            input #link type="text" readonly value=(url);
-            button.small type="button" data-copy="#link" hidden { "Copy" }
-        }
+        (copy_row("link", "Image link", &url))
         p.row {
             span.muted { (row.width) " × " (row.height) " · " (row.format().extension().to_ascii_uppercase()) }
             a href=(format!("/report?image={}", row.id)) { "Report this image" }

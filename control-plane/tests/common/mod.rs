@@ -550,3 +550,59 @@ impl Mail {
         Some(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect())
     }
 }
+
+// ---- Pages, as a browser without script uses them ----------------------
+
+/// Percent-encoding for a query value.
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A page form's POST: `fields` URL-encoded, as a browser sends them (no
+/// cookie: add `.cookie_only(&u)`; pages send the CSRF token as a field).
+pub fn page_form(path: &str, fields: &[(&str, &str)]) -> Req {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    Req::new("POST", path).raw("application/x-www-form-urlencoded", body.into_bytes())
+}
+
+/// Where a redirect sends the browser (empty without a `Location`).
+pub fn location(r: &Resp) -> String {
+    r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// An HTML answer under the site's Content-Security-Policy (script and
+/// style from our origin only), whose markup needs nothing it blocks: no
+/// inline `<script>`, no `style=` and no `on…=` handler attribute.
+pub fn assert_no_inline_code(what: &str, r: &Resp) {
+    let csp = r.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("style-src 'self'") && !csp.contains("unsafe-inline"),
+        "{what}: {csp:?}"
+    );
+    // Markup escapes `<` and `>` in text and attribute values, so each `<…>` is a tag.
+    for tag in r.text.split('<').skip(1).filter_map(|t| t.split_once('>').map(|(tag, _)| tag)) {
+        let (name, mut rest) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+        let mut attributes = Vec::new();
+        loop {
+            rest = rest.trim_start();
+            if rest.is_empty() {
+                break;
+            }
+            let end = rest.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(rest.len());
+            attributes.push(rest[..end].to_ascii_lowercase());
+            rest = &rest[end..];
+            if let Some(value) = rest.strip_prefix('=') {
+                rest = match value.strip_prefix('"') {
+                    Some(quoted) => quoted.split_once('"').map_or("", |(_, after)| after),
+                    None => value.trim_start_matches(|c: char| !c.is_whitespace()),
+                };
+            }
+        }
+        if name.eq_ignore_ascii_case("script") {
+            assert!(attributes.iter().any(|a| a == "src"), "{what}: inline script <{tag}>");
+        }
+        for a in &attributes {
+            assert!(a != "style" && !(a.starts_with("on") && a.len() > 2), "{what}: <{tag}> has {a}");
+        }
+    }
+}

@@ -14,13 +14,15 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{api_body, copy_row, csrf_field, enc, field, fields, human_bytes, notice, when};
+use super::{field, fields, notice};
 use crate::accounts::sessions::Session;
 use crate::api::images::manage;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::images::queries;
 use crate::retention::policy::Class;
+use crate::web::format::{bytes, when};
+use crate::web::forms::{api_body, copy_row, csrf_field, enc, upload_token, CsrfForm};
 use crate::web::layout::{self, Chrome};
 use crate::web::session::{check_csrf, see_other, SignedIn};
 use crate::web::PageForm;
@@ -63,7 +65,7 @@ async fn dashboard_body(state: &AppState, s: &Session, q: &HashMap<String, Strin
     Ok(html! {
         (usage_panel(&usage))
         h2 { "Upload" }
-        form method="post" action=(format!("/upload?csrf={}", enc(&s.csrf_token))) enctype="multipart/form-data"
+        form method="post" action=(format!("/upload?t={}", upload_token(s))) enctype="multipart/form-data"
             data-upload="reload" data-paste {
             label.drop {
                 "Drop images here, paste them, or choose files"
@@ -115,7 +117,7 @@ fn usage_panel(usage: &Value) -> Markup {
             } @else {
                 p { "Images: " (used) " (your plan has no image limit)" }
             }
-            p { "Storage used: " (human_bytes(limits["storage"]["used_bytes"].as_i64().unwrap_or(0))) }
+            p { "Storage used: " (bytes(limits["storage"]["used_bytes"].as_u64().unwrap_or(0))) }
             p.hint {
                 @match limits["retention_days"].as_i64() {
                     Some(days) => { "New uploads are kept " (days) " days, then deleted automatically." }
@@ -251,7 +253,7 @@ fn image_body(s: &Session, image: &Value, restricted: bool, draft: Option<Draft>
         dl {
             dt { "Format" } dd { (image["format"].as_str().unwrap_or_default().to_ascii_uppercase()) }
             dt { "Dimensions" } dd { (image["width"]) " × " (image["height"]) " pixels" }
-            dt { "Size" } dd { (human_bytes(image["bytes"].as_i64().unwrap_or(0))) }
+            dt { "Size" } dd { (bytes(image["bytes"].as_u64().unwrap_or(0))) }
             @if let Some(f) = image["filename"].as_str() { dt { "File name" } dd { (f) } }
             dt { "Uploaded" } dd { (when(image["created_at"].as_str().unwrap_or_default())) }
             dt { "Expires" }
@@ -381,12 +383,6 @@ async fn edit(state: &AppState, s: &Session, id: &str, f: &EditForm) -> ApiResul
     let body = patch_body(f, &current)?;
     let Json(_saved) = manage::patch(State(state.clone()), me(s), Path(id.to_string()), body).await?;
     Ok(())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /dashboard/images/{id}/delete` → `DELETE /v1/images/{id}`.

@@ -13,11 +13,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{api_body, copy_row, csrf_field, enc, field, fields, fixable, json_of, notice, TeamChoice};
+use super::{field, fields, fixable, notice, TeamChoice};
 use crate::accounts::sessions::Session;
 use crate::api;
 use crate::error::{ApiError, ApiResult};
 use crate::teams::Role;
+use crate::web::format::when;
+use crate::web::forms::{api_body, copy_row, csrf_field, enc, json_of};
 use crate::web::layout::{self, Chrome};
 use crate::web::session::{check_csrf, see_other, SignedIn};
 use crate::web::PageForm;
@@ -103,8 +105,13 @@ fn key_row(s: &Session, choice: &TeamChoice, key: &Value) -> Markup {
             td { (name) }
             td { code { (key["prefix"].as_str().unwrap_or_default()) "…" } }
             td { (abilities.join(", ")) }
-            td { (key["created"].as_str().unwrap_or_default()) }
-            td { (key["last_used"].as_str().unwrap_or("never")) }
+            td { (when(key["created"].as_str().unwrap_or_default())) }
+            td {
+                @match key["last_used"].as_str() {
+                    Some(day) => (when(day)),
+                    None => "never",
+                }
+            }
             td {
                 @if key["revoked"] == true {
                     "Revoked"

@@ -16,12 +16,13 @@ pub mod team;
 
 use std::collections::HashMap;
 
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 use serde_json::Value;
 
+use super::format::plural;
+use super::forms::enc;
 use crate::accounts::sessions::Session;
 use crate::error::{ApiError, ApiResult};
 use crate::teams::Role;
@@ -118,27 +119,6 @@ fn team_label(t: &Value) -> String {
     }
 }
 
-/// The hidden CSRF field of every form that changes something.
-pub fn csrf_field(session: &Session) -> Markup {
-    html! { input type="hidden" name="csrf" value=(session.csrf_token); }
-}
-
-/// A read-only field with a copy button (the script shows the button).
-pub fn copy_row(id: &str, label: &str, value: &str) -> Markup {
-    html! {
-        label for=(id) { (label) }
-        div.copy-row {
-            input type="text" id=(id) readonly value=(value);
-            button.small type="button" data-copy=(format!("#{id}")) hidden { "Copy" }
-        }
-    }
-}
-
-/// Percent-encoding for a query value.
-pub fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 /// The first value of `name` in a form sent as pairs (forms with repeated
 /// fields, such as checkboxes, are read as pairs).
 pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
@@ -155,10 +135,10 @@ pub fn fields<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 pub fn notice(q: &HashMap<String, String>) -> Option<String> {
     let count = |k: &str| q.get(k).and_then(|n| n.parse::<u32>().ok());
     if let Some(n) = count("uploaded") {
-        return Some(format!("{} uploaded.", plural(n, "image")));
+        return Some(format!("{} uploaded.", plural(n.into(), "image")));
     }
     if let Some(n) = count("deleted") {
-        return Some(format!("{} deleted.", plural(n, "image")));
+        return Some(format!("{} deleted.", plural(n.into(), "image")));
     }
     let text = match q.get("done")?.as_str() {
         "saved" => "Saved.",
@@ -177,60 +157,6 @@ pub fn notice(q: &HashMap<String, String>) -> Option<String> {
     Some(text.to_string())
 }
 
-/// `1 image`, `3 images`.
-pub fn plural(n: u32, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
-/// Bytes for people: `812 bytes`, `1.4 MB`.
-pub fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} bytes");
-    }
-    let mut v = n as f64;
-    let mut unit = "";
-    for u in UNITS {
-        v /= 1000.0;
-        unit = u;
-        if v < 1000.0 {
-            break;
-        }
-    }
-    format!("{v:.1} {unit}")
-}
-
-/// An RFC 3339 time of the API as a `<time>` a person reads
-/// (`2026-01-01 09:30 UTC`).
-pub fn when(iso: &str) -> Markup {
-    let shown = match iso.split_once('T') {
-        Some((day, rest)) => format!("{day} {} UTC", rest.get(..5).unwrap_or(rest)),
-        None => iso.to_string(),
-    };
-    html! { time datetime=(iso) { (shown) } }
-}
-
-/// The JSON body of an API handler's answer (the handlers that answer
-/// `201` return a whole `Response`).
-pub async fn json_of(response: Response) -> ApiResult<Value> {
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading an answer: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("reading an answer: {e}")))
-}
-
-/// A page form's fields as the body an API handler takes (its fields are
-/// the API's, checked by it).
-pub fn api_body<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<crate::json::ApiJson<T>> {
-    serde_json::from_value(v)
-        .map(crate::json::ApiJson)
-        .map_err(|e| ApiError::Internal(format!("building an API body: {e}")))
-}
-
 /// Whether a failed form is shown again with the message (the person can
 /// fix it) rather than as an error page.
 pub fn fixable(e: &ApiError) -> bool {
@@ -240,19 +166,6 @@ pub fn fixable(e: &ApiError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_times_read_well() {
-        assert_eq!(human_bytes(812), "812 bytes");
-        assert_eq!(human_bytes(1_400_000), "1.4 MB");
-        assert_eq!(human_bytes(2_000_000_000), "2.0 GB");
-        assert_eq!(
-            when("2026-01-01T09:30:00Z").into_string(),
-            "<time datetime=\"2026-01-01T09:30:00Z\">2026-01-01 09:30 UTC</time>"
-        );
-        assert_eq!(plural(1, "image"), "1 image");
-        assert_eq!(plural(3, "image"), "3 images");
-    }
 
     #[test]
     fn notices_are_only_our_own_texts() {

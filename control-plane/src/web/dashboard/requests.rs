@@ -10,10 +10,12 @@ use axum::Json;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::{enc, when, TeamChoice};
+use super::TeamChoice;
 use crate::accounts::sessions::Session;
 use crate::api;
 use crate::error::ApiResult;
+use crate::web::format::{days_text, when};
+use crate::web::forms::enc;
 use crate::web::layout::{self, Chrome};
 use crate::web::session::SignedIn;
 use crate::AppState;
@@ -53,7 +55,7 @@ async fn requests_body(state: &AppState, s: &Session, q: &HashMap<String, String
         (choice.switcher("/dashboard/requests"))
         p.hint {
             "Calls made with this team's API keys, newest first. They are kept "
-            (crate::web::public::days_text(state.cfg.retention.request_log_days))
+            (days_text(state.cfg.retention.request_log_days))
             "; calls from the website are not logged."
         }
         @if rows.is_empty() {

@@ -15,11 +15,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{api_body, csrf_field, enc, fixable, json_of, notice, when, TeamChoice};
+use super::{fixable, notice, TeamChoice};
 use crate::accounts::sessions::Session;
 use crate::api;
 use crate::error::{ApiError, ApiResult};
 use crate::teams::Role;
+use crate::web::format::when;
+use crate::web::forms::{api_body, csrf_field, enc, json_of, TokenQuery};
 use crate::web::layout::{self, Chrome};
 use crate::web::session::{check_csrf, local_path, see_other, SignedIn, Visitor};
 use crate::web::PageForm;
@@ -331,12 +333,6 @@ pub async fn leave(State(state): State<AppState>, SignedIn(s): SignedIn, PageFor
         Ok(Some(personal))
     })
     .await
-}
-
-#[derive(Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
 }
 
 /// `GET /accept-invite?token=…`, where an invitation mail links. Signed

@@ -7,8 +7,9 @@ use axum::Json;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::{chrome, failed, when, OperatorPage};
+use super::{chrome, failed, OperatorPage};
 use crate::api::admin;
+use crate::web::format::{plural, when};
 use crate::web::layout;
 use crate::AppState;
 
@@ -110,7 +111,7 @@ pub(super) async fn edges(State(state): State<AppState>, page: OperatorPage) -> 
                 td {
                     @match e["lag"].as_i64() {
                         Some(0) => "up to date",
-                        Some(n) => { span.badge.warn { (n) (if n == 1 { " change" } else { " changes" }) } },
+                        Some(n) => { span.badge.warn { (plural(n, "change")) } },
                         None => "—",
                     }
                 }

@@ -83,7 +83,7 @@ pub struct OperatorPage {
 impl OperatorPage {
     /// The hidden field every console form carries.
     fn csrf_field(&self) -> Markup {
-        html! { input type="hidden" name="csrf" value=(self.csrf); }
+        super::forms::csrf_input(&self.csrf)
     }
 
     /// A console form's `csrf` field must match the operator's token. (The
@@ -200,15 +200,6 @@ async fn logout(State(state): State<AppState>) -> Response {
     let mut r = see_other("/ops/login");
     r.headers_mut().insert(header::SET_COOKIE, operator_cookie(&state, None));
     r
-}
-
-/// An RFC 3339 time from the API as `2026-01-01 09:30 UTC`.
-fn when(iso: &str) -> Markup {
-    let shown = match (iso.get(..10), iso.get(11..16)) {
-        (Some(day), Some(time)) => format!("{day} {time} UTC"),
-        _ => iso.to_string(),
-    };
-    html! { time datetime=(iso) { (shown) } }
 }
 
 #[cfg(test)]

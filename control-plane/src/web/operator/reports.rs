@@ -9,10 +9,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{chrome, failed, when, OperatorPage};
+use super::{chrome, failed, OperatorPage};
 use crate::api::admin;
 use crate::error::ApiError;
 use crate::moderation::review::QueueFilter;
+use crate::web::format::when;
+use crate::web::forms::CsrfForm;
 use crate::web::layout;
 use crate::web::session::see_other;
 use crate::web::PageForm;
@@ -148,19 +150,13 @@ pub(super) async fn open(State(state): State<AppState>, page: OperatorPage, Quer
     layout::ok("Reports", chrome().notice(notice), body)
 }
 
-#[derive(Deserialize)]
-pub(super) struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /ops/dmca/{id}/takedown` and `POST /ops/dmca/{id}/court-action`:
 /// as the operator API's routes of the same names.
 pub(super) async fn dmca_action(
     State(state): State<AppState>,
     page: OperatorPage,
     Path((id, action)): Path<(String, String)>,
-    PageForm(f): PageForm<ActionForm>,
+    PageForm(f): PageForm<CsrfForm>,
 ) -> Response {
     if let Err(r) = page.check_csrf(&f.csrf) {
         return r;

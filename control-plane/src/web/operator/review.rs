@@ -10,11 +10,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{chrome, failed, when, OperatorPage};
+use super::{chrome, failed, OperatorPage};
 use crate::api::admin;
 use crate::error::ApiError;
-use crate::json::ApiJson;
 use crate::moderation::review::QueueFilter;
+use crate::web::format::when;
+use crate::web::forms::{api_body, optional};
 use crate::web::layout;
 use crate::web::session::see_other;
 use crate::web::PageForm;
@@ -53,8 +54,7 @@ pub(super) struct QueueQuery {
 
 /// `GET /ops?source=&category=`: the review queue.
 pub(super) async fn queue(State(state): State<AppState>, page: OperatorPage, Query(q): Query<QueueQuery>) -> Response {
-    let nonempty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let (source, category) = (nonempty(q.source), nonempty(q.category));
+    let (source, category) = (q.source.as_deref().and_then(optional), q.category.as_deref().and_then(optional));
     let filter = QueueFilter { category: category.clone(), source: source.clone(), limit: Some(PAGE) };
     let list = match admin::review_queue(State(state.clone()), page.op.clone(), Query(filter)).await {
         Ok(Json(v)) => v,
@@ -209,13 +209,15 @@ pub(super) async fn decide(
     if let Err(r) = page.check_csrf(&f.csrf) {
         return r;
     }
-    let nonempty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let body = json!({ "reason": nonempty(f.reason), "note": nonempty(f.note) });
-    let body = match serde_json::from_value(body) {
+    let body = json!({
+        "reason": f.reason.as_deref().and_then(optional),
+        "note": f.note.as_deref().and_then(optional),
+    });
+    let body = match api_body(body) {
         Ok(b) => b,
-        Err(e) => return failed(ApiError::BadRequest(e.to_string())),
+        Err(e) => return failed(e),
     };
-    match admin::review_decide(State(state), page.op, Path((item_id, decision.clone())), ApiJson(body)).await {
+    match admin::review_decide(State(state), page.op, Path((item_id, decision.clone())), body).await {
         Ok(_) => see_other(&format!("/ops?done={}", if done_notice(&decision).is_some() { &decision } else { "" })),
         Err(e) => failed(e),
     }

@@ -7,11 +7,11 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{message_of, with_retry_after};
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::moderation::reports::{self, Report, MAX_TEXT, REPORT_REASONS};
-use crate::web::layout::{self, Chrome};
+use crate::web::forms::{csrf_field, optional};
+use crate::web::layout::{self, message_of, with_retry_after, Chrome};
 use crate::web::session::{self, Visitor};
 use crate::web::PageForm;
 use crate::AppState;
@@ -55,7 +55,7 @@ fn report_form(session: Option<&crate::accounts::sessions::Session>, f: &ReportF
         p { "Tell us about an image that breaks the law or our rules. We review every report." }
         @if let Some(e) = error { p.error role="alert" { (e) } }
         form method="post" action="/report" {
-            @if let Some(s) = session { input type="hidden" name="csrf" value=(s.csrf_token); }
+            @if let Some(s) = session { (csrf_field(s)) }
             label {
                 "Image "
                 span.hint.block { "Its id, the link of its page, or the image link." }
@@ -108,7 +108,6 @@ pub async fn submit(
             return refused;
         }
     }
-    let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
     let report = Report {
         image: f.image.clone(),
         reason: f.reason.clone(),

@@ -2,29 +2,33 @@
 //! `POST /v1/images` (its handler is called), then a page with the link,
 //! the image's page and when the image will be deleted.
 //!
-//! A signed-in visitor's form carries the session's CSRF token in its
-//! action (`/upload?csrf=…`: a multipart body is read by the upload
-//! itself, after the check), and uploads to their personal team.
+//! A signed-in visitor's form carries a token in its action
+//! (`/upload?t=…`: a multipart body is read by the upload itself, after
+//! the check), and uploads to their personal team. That token is
+//! [`forms::upload_token`], good for this form only: the URL of the page
+//! this answers with stays in history and proxy logs, so it never holds
+//! the session's CSRF token.
 
 use axum::extract::{Request, State};
 use axum::response::Response;
 use maud::html;
-use serde_json::Value;
 
-use super::{landing_response, long_date, message_of, uploader_of, with_retry_after};
+use super::{landing_response, uploader_of};
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::images::queries;
 use crate::images::row::{ImageRow, ImageStatus};
 use crate::images::upload::Uploader;
-use crate::web::layout::{self, Chrome};
+use crate::web::format::long_date;
+use crate::web::forms::{self, copy_row, json_of};
+use crate::web::layout::{self, message_of, with_retry_after, Chrome};
 use crate::web::session::{self, Visitor};
 use crate::AppState;
 
-/// The `csrf` parameter of the form's action, if sent.
-fn csrf_param(req: &Request) -> Option<String> {
+/// The parameter `name` of the form's action, if sent.
+fn param(req: &Request, name: &str) -> Option<String> {
     let query = req.uri().query()?;
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// `POST /upload` (multipart: `file`, `caption`): the image's link and
@@ -35,17 +39,18 @@ pub async fn upload(
     client: ClientMeta,
     req: Request,
 ) -> Response {
-    let sent = csrf_param(&req);
-    match (&session, &sent) {
-        (Some(s), sent) => {
-            if let Err(refused) = session::check_csrf(s, sent.as_deref().unwrap_or("")) {
+    let sent = param(&req, "t");
+    match &session {
+        Some(s) => {
+            if let Err(refused) = forms::check_upload_token(s, sent.as_deref().unwrap_or("")) {
                 return refused;
             }
         }
-        // The page was a signed-in one, but the session has ended since:
-        // not an anonymous upload the visitor did not mean.
-        (None, Some(_)) => return session::to_login(Some("/")),
-        (None, None) => {}
+        // The page was a signed-in one (its form has a token; a page from
+        // before the token had the CSRF one), but the session has ended
+        // since: not an anonymous upload the visitor did not mean.
+        None if sent.is_some() || param(&req, "csrf").is_some() => return session::to_login(Some("/")),
+        None => {}
     }
     let uploader = match uploader_of(&state, session.as_ref()).await {
         Ok(u) => u,
@@ -65,10 +70,7 @@ pub async fn upload(
 
 /// The row of the image the API's answer describes.
 async fn created_row(state: &AppState, response: Response) -> Result<ImageRow, ApiError> {
-    let bytes = axum::body::to_bytes(response.into_body(), 1024 * 1024)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the upload's answer: {e}")))?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("upload answer: {e}")))?;
+    let body = json_of(response).await?;
     let id = body["id"].as_str().ok_or_else(|| ApiError::Internal("upload answer without id".into()))?;
     queries::fetch(&state.db, id).await?.ok_or(ApiError::NotFound)
 }
@@ -110,11 +112,7 @@ fn result_page(
             ImageStatus::Ready => p { "Your image is online." },
             _ => p { "Your image is being checked. It appears at this link once the check is done." },
         }
-        label for="link" { "Image link" }
-        div.copy-row {
-            input #link type="text" readonly value=(url);
-            button.small type="button" data-copy="#link" hidden { "Copy" }
-        }
+        (copy_row("link", "Image link", &url))
         p { a href=(page) { "Open the image's page" } }
         p.notice #retention {
             @match row.expires_at {

@@ -8,11 +8,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::sessions::CsrfForm;
-use super::{csrf_field, problem_in, refused, when, Done, Problem, Section};
+use super::{problem_in, refused, Done, Problem, Section};
 use crate::accounts::sessions::{self, Session};
 use crate::auth::ClientMeta;
-use crate::dates::{date, iso};
+use crate::web::format::{bytes, when, when_unix};
+use crate::web::forms::{csrf_field, CsrfForm};
 use crate::web::layout::{self, Chrome};
 use crate::web::session::{check_csrf, SignedIn};
 use crate::web::PageForm;
@@ -25,15 +25,6 @@ fn state_label(state: &str) -> &str {
         "failed" => "Failed",
         "expired" => "Expired",
         other => other,
-    }
-}
-
-fn size(bytes: Option<i64>) -> String {
-    match bytes {
-        Some(b) if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
-        Some(b) if b >= 1 << 10 => format!("{:.1} KB", b as f64 / f64::from(1 << 10)),
-        Some(b) => format!("{b} bytes"),
-        None => "—".to_string(),
     }
 }
 
@@ -72,7 +63,7 @@ pub(super) fn sections(state: &AppState, session: &Session, exports: &[Value], p
                                 tr {
                                     td { (when(e["created_at"].as_str().unwrap_or(""))) }
                                     td { (state_label(e["state"].as_str().unwrap_or(""))) }
-                                    td { (size(e["bytes"].as_i64())) }
+                                    td { @if let Some(n) = e["bytes"].as_u64() { (bytes(n)) } @else { "—" } }
                                     td {
                                         @if let Some(at) = e["expires_at"].as_str() { (when(at)) } @else { "—" }
                                     }
@@ -164,7 +155,7 @@ pub(super) async fn delete_account(
     let body = html! {
         p {
             "Your account is scheduled for deletion on "
-            strong { time datetime=(iso(due)) { (date(due)) } } " (" (iso(due).replace('T', " ").replace('Z', " UTC")) ")."
+            strong { (when_unix(due)) } "."
         }
         p { "Every session was signed out, and your API keys no longer work." }
         h2 { "Changed your mind?" }

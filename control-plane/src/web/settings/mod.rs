@@ -222,17 +222,3 @@ fn problem_in(problem: Option<&Problem>, section: Section) -> Markup {
         }
     }
 }
-
-/// The hidden CSRF field every form here carries.
-fn csrf_field(session: &Session) -> Markup {
-    html! { input type="hidden" name="csrf" value=(session.csrf_token); }
-}
-
-/// An RFC 3339 time from the API as `2026-01-01 09:30 UTC`.
-fn when(iso: &str) -> Markup {
-    let shown = match (iso.get(..10), iso.get(11..16)) {
-        (Some(day), Some(time)) => format!("{day} {time} UTC"),
-        _ => iso.to_string(),
-    };
-    html! { time datetime=(iso) { (shown) } }
-}

@@ -5,15 +5,15 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::{html, Markup};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{csrf_field, problem_in, refused, Done, Problem, Section};
+use super::{problem_in, refused, Done, Problem, Section};
 use crate::accounts::sessions::Session;
 use crate::auth::ClientMeta;
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::web::format::when;
+use crate::web::forms::{api_body, csrf_field};
 use crate::web::session::{check_csrf, SignedIn};
 use crate::web::PageForm;
 use crate::AppState;
@@ -87,7 +87,7 @@ pub(super) fn sections(
                         span {
                             "Restrict processing of my data while a question about it is resolved: nothing optional "
                             "is done with it (no marketing email)."
-                            @if let Some(at) = restricted { " Set since " (super::when(at)) "." }
+                            @if let Some(at) = restricted { " Set since " (when(at)) "." }
                         }
                     }
                     label.check {
@@ -95,7 +95,7 @@ pub(super) fn sections(
                         span {
                             "I object to processing based on legitimate interests (no marketing email). We do no "
                             "analytics or profiling of accounts."
-                            @if let Some(at) = objected { " Set since " (super::when(at)) "." }
+                            @if let Some(at) = objected { " Set since " (when(at)) "." }
                         }
                     }
                 }
@@ -121,12 +121,6 @@ pub(super) fn sections(
             }
         }
     }
-}
-
-/// A request body for an API handler, from the page form's values (so the
-/// page goes through the handler's own checks).
-fn api_body<T: DeserializeOwned>(v: Value) -> Result<ApiJson<T>, ApiError> {
-    serde_json::from_value(v).map(ApiJson).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{csrf_field, problem_in, when, Done, Problem, Section};
+use super::{problem_in, Done, Problem, Section};
 use crate::accounts::sessions::{self, Session};
+use crate::web::format::{plural, when};
+use crate::web::forms::{csrf_field, CsrfForm};
 use crate::web::layout::{self, Chrome};
 use crate::web::session::{check_csrf, see_other, SignedIn};
 use crate::web::PageForm;
@@ -25,7 +26,7 @@ pub(super) fn section(session: &Session, list: &[Value], problem: Option<&Proble
             (problem_in(problem, Section::Sessions))
             div.table-wrap {
                 table {
-                    caption.muted { (list.len()) " live " (if list.len() == 1 { "session" } else { "sessions" }) }
+                    caption.muted { (plural(list.len() as i64, "live session")) }
                     thead { tr {
                         th scope="col" { "Device" }
                         th scope="col" { "Signed in" }
@@ -68,12 +69,6 @@ pub(super) fn section(session: &Session, list: &[Value], problem: Option<&Proble
             }
         }
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    pub(super) csrf: String,
 }
 
 /// `POST /settings/sessions/{id}/revoke`: as `DELETE /v1/sessions/{id}`.
