@@ -180,6 +180,29 @@ on_both_databases!(saving_a_caption_leaves_labels_the_text_form_cannot_hold_exac
     assert_eq!(api.json["labels"], labels, "labels kept exactly");
 });
 
+on_both_databases!(a_taken_down_image_says_so_on_its_page_and_can_still_be_deleted, |t: TestApp| async move {
+    let u = t.user("removed@example.com", PW).await;
+    let image = upload(&t, &u, "cat.png", 6).await;
+    let id = image["id"].as_str().unwrap();
+    let op = t.operator("ops").await;
+    let r = t
+        .call(
+            Req::post(&format!("/v1/admin/images/{id}/takedown"), json!({"reason": "terms_violation"}))
+                .header("authorization", &format!("Bearer {op}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let path = format!("/dashboard/images/{id}");
+    let r = t.call(Req::get(&path).cookie_only(&u)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text.contains("removed from public serving"), "{}", r.text);
+    assert!(!r.text.contains(image["url"].as_str().unwrap()), "no link to the removed image");
+    let r = t.call(page_form(&format!("{path}/delete"), &[("csrf", &u.csrf)]).cookie_only(&u)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let api = t.call(Req::get(&format!("/v1/images/{id}")).cookie_only(&u)).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND, "deleted: {}", api.text);
+});
+
 on_both_databases!(batch_delete_deletes_exactly_the_checked_images, |t: TestApp| async move {
     let u = t.user("batch@example.com", PW).await;
     let ids: Vec<String> = {

@@ -186,6 +186,16 @@ pub async fn image_page(
 async fn show_image(state: &AppState, s: &Session, id: &str, draft: Option<Draft>, notice: Option<&str>) -> Response {
     let image = match manage::get(State(state.clone()), me(s), Path(id.to_string())).await {
         Ok(Json(image)) => image,
+        // Processing failed, or it was removed from serving: it is still
+        // the owner's to delete (the API answers its id with the reason).
+        Err(e @ (ApiError::MediaFailed | ApiError::MediaBlocked(_))) => {
+            let body = html! {
+                p.error role="alert" { (layout::message_of(&e)) }
+                p { a href="/dashboard" { "← All images" } }
+                (delete_panel(s, id))
+            };
+            return layout::respond(e.status(), "Image unavailable", Chrome::signed_in(s), body);
+        }
         Err(e) => return layout::error(e, Chrome::signed_in(s)),
     };
     let restricted = restricted(state, &image).await;
@@ -287,10 +297,17 @@ fn image_body(s: &Session, image: &Value, restricted: bool, draft: Option<Draft>
             }
             button type="submit" { "Save" }
         }
+        (delete_panel(s, id))
+    }
+}
+
+/// The panel that deletes image `id`.
+fn delete_panel(s: &Session, id: &str) -> Markup {
+    html! {
         section.panel.danger-zone aria-labelledby="delete-h" {
             h2 #delete-h { "Delete" }
             p { "Its links stop working at once, and it leaves the CDN's caches." }
-            form method="post" action=(format!("/dashboard/images/{id}/delete")) {
+            form method="post" action=(format!("/dashboard/images/{}/delete", enc(id))) {
                 (csrf_field(s))
                 button.danger type="submit" data-confirm="Delete this image?" { "Delete this image" }
             }

@@ -168,10 +168,14 @@ struct LoginForm {
 /// `POST /ops/login`: a valid token is kept in the operator cookie (`303`
 /// to the console); a wrong one gets `401` and the form again.
 async fn login(State(state): State<AppState>, client: ClientMeta, PageForm(f): PageForm<LoginForm>) -> Response {
-    if let Some(ip) = &client.ip {
-        if let Err(secs) = state.limiter.hit_client("ops-login", ip, 20, 600) {
-            return failed(ApiError::RateLimited { retry_after_secs: secs });
-        }
+    // Per client address; without one (no proxy header where one is
+    // configured), all such attempts share one budget.
+    let limited = match &client.ip {
+        Some(ip) => state.limiter.hit_client("ops-login", ip, 20, 600),
+        None => state.limiter.hit("ops-login", "unknown-client", 20, 600),
+    };
+    if let Err(secs) = limited {
+        return failed(ApiError::RateLimited { retry_after_secs: secs });
     }
     let token = f.token.trim();
     let cookie_safe = token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -203,6 +203,20 @@ pub async fn subprocessors(State(state): State<AppState>, Visitor(session): Visi
 mod tests {
     use super::*;
 
+    /// The policy states numbers; the defaults must keep them (a deployment
+    /// that changes them changes its policy text too).
+    #[test]
+    fn the_defaults_keep_the_numbers_the_policy_states() {
+        let cfg = crate::config::Config::default();
+        let grace = format!("reversible for {} days", cfg.privacy.deletion_grace_days);
+        assert!(POLICY.contains(&grace), "the policy says erasure is {grace}");
+        let log = format!("retained ~{} days", cfg.retention.request_log_days);
+        assert!(POLICY.contains(&log), "the policy says API request logs are {log}");
+        assert!(POLICY.contains("sliding expiry of approximately three months"));
+        assert_eq!((cfg.sessions.sliding_days, cfg.sessions.max_days), (90, 180), "three and six months");
+        assert!(POLICY.contains("not intended for children under 16"));
+    }
+
     #[test]
     fn short_lines_are_headings_dashes_lists_and_an_address_stays_together() {
         let text = "Data Controller\nThe controller is:\nMoshi Inc.\n4023 Kennett Pike\nUnited States\n\
