@@ -7,13 +7,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::session;
 use crate::accounts::sessions::Session;
 use crate::error::{ApiError, ApiResult};
-use crate::secrets::{hash_token, same};
+use crate::secrets::hash_token;
 
 /// The hidden CSRF field of every form of a signed-in user that changes
-/// something (checked by [`session::check_csrf`]).
+/// something (checked by [`crate::web::session::check_csrf`]).
 pub fn csrf_field(session: &Session) -> Markup {
     csrf_input(&session.csrf_token)
 }
@@ -45,18 +44,6 @@ pub struct TokenQuery {
 /// stays secret (it does not reveal it, and is good for no other form).
 pub fn upload_token(session: &Session) -> String {
     hash_token(&format!("imgcdn-upload:{}", session.csrf_token))
-}
-
-/// The upload form's `t` must be the session's [`upload_token`]; the
-/// refusal is the same page as a form with a wrong CSRF token.
-// The refusal is the page itself: handlers return it with `?`.
-#[allow(clippy::result_large_err)]
-pub fn check_upload_token(session: &Session, sent: &str) -> Result<(), Response> {
-    if same(sent, &upload_token(session)) {
-        Ok(())
-    } else {
-        Err(session::form_expired(session))
-    }
 }
 
 /// Percent-encoding for a query value.
@@ -138,6 +125,7 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert!(!token.contains("csrf-abc"));
         assert_ne!(token, upload_token(&session("csrf-abd")));
+        use crate::web::session::check_upload_token;
         assert!(check_upload_token(&s, &token).is_ok());
         for wrong in ["", "csrf-abc", &hash_token("csrf-abc")] {
             assert_eq!(check_upload_token(&s, wrong).unwrap_err().status(), axum::http::StatusCode::FORBIDDEN);

@@ -117,7 +117,7 @@ pub fn ok(title: &str, chrome: Chrome<'_>, body: Markup) -> Response {
 pub fn error(e: ApiError, chrome: Chrome<'_>) -> Response {
     let status = e.status();
     if status == StatusCode::UNAUTHORIZED {
-        return super::session::to_login(None);
+        return super::nav::to_login(None);
     }
     let title = match &e {
         ApiError::NotFound => "Not found",

@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod format;
 pub mod forms;
 pub mod layout;
+pub mod nav;
 pub mod operator;
 pub mod public;
 pub mod session;

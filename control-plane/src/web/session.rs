@@ -6,10 +6,12 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
+use super::forms;
 use super::layout::{self, Chrome};
+pub use super::nav::{local_path, see_other, to_login};
 use crate::accounts::sessions::{self, Session, SESSION_COOKIE};
 use crate::auth::cookie;
 use crate::error::ApiError;
@@ -65,35 +67,23 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// `303` to the login page, coming back to `next` (a path of ours) after.
-pub fn to_login(next: Option<&str>) -> Response {
-    let location = match next.and_then(local_path) {
-        Some(n) => format!("/login?next={}", super::forms::enc(n)),
-        None => "/login".to_string(),
-    };
-    see_other(&location)
-}
-
-/// `303 See Other` to `location` (after a form: the browser GETs it).
-pub fn see_other(location: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_string())]).into_response()
-}
-
-/// `next` if it is a path on this site (`/…`, not `//host` or `/\host`),
-/// so a login link cannot send anyone elsewhere.
-pub fn local_path(next: &str) -> Option<&str> {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.chars().any(|c| c.is_control() || c == '\\');
-    ok.then_some(next)
-}
-
 /// A page form's `csrf` field must be the session's token.
 // The refusal is the page itself: handlers return it with `?`.
 #[allow(clippy::result_large_err)]
 pub fn check_csrf(session: &Session, sent: &str) -> Result<(), Response> {
     if same(sent, &session.csrf_token) {
+        Ok(())
+    } else {
+        Err(form_expired(session))
+    }
+}
+
+/// The no-script upload form's `t` must be the session's
+/// [`forms::upload_token`]; the refusal is the same page as a form with a
+/// wrong CSRF token.
+#[allow(clippy::result_large_err)]
+pub fn check_upload_token(session: &Session, sent: &str) -> Result<(), Response> {
+    if same(sent, &forms::upload_token(session)) {
         Ok(())
     } else {
         Err(form_expired(session))
@@ -110,19 +100,4 @@ pub fn form_expired(session: &Session) -> Response {
             p.error role="alert" { "This form was not sent from our page, or it is too old. Reload the page and try again." }
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::local_path;
-
-    #[test]
-    fn only_our_own_paths_are_followed_after_login() {
-        assert_eq!(local_path("/dashboard?x=1"), Some("/dashboard?x=1"));
-        for hostile in
-            ["//evil.example/", "/\\evil.example", "https://evil.example/", "evil", "/a\r\nSet-Cookie: x", ""]
-        {
-            assert_eq!(local_path(hostile), None, "{hostile:?}");
-        }
-    }
 }

@@ -5,7 +5,7 @@
 //! A signed-in visitor's form carries a token in its action
 //! (`/upload?t=…`: a multipart body is read by the upload itself, after
 //! the check), and uploads to their personal team. That token is
-//! [`forms::upload_token`], good for this form only: the URL of the page
+//! [`crate::web::forms::upload_token`], good for this form only: the URL of the page
 //! this answers with stays in history and proxy logs, so it never holds
 //! the session's CSRF token.
 
@@ -20,7 +20,7 @@ use crate::images::queries;
 use crate::images::row::{ImageRow, ImageStatus};
 use crate::images::upload::Uploader;
 use crate::web::format::long_date;
-use crate::web::forms::{self, copy_row, json_of};
+use crate::web::forms::{copy_row, json_of};
 use crate::web::layout::{self, message_of, with_retry_after, Chrome};
 use crate::web::session::{self, Visitor};
 use crate::AppState;
@@ -42,7 +42,7 @@ pub async fn upload(
     let sent = param(&req, "t");
     match &session {
         Some(s) => {
-            if let Err(refused) = forms::check_upload_token(s, sent.as_deref().unwrap_or("")) {
+            if let Err(refused) = session::check_upload_token(s, sent.as_deref().unwrap_or("")) {
                 return refused;
             }
         }
