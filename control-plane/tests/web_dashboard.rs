@@ -404,3 +404,49 @@ on_both_databases!(signed_in_and_console_pages_need_no_inline_script_or_style, |
     }
     assert_no_inline_code("/ops/login", &t.call(Req::get("/ops/login")).await);
 });
+
+/// The paths given a `post(` in a routes source file, `{param}`s filled in.
+fn post_routes(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter(|l| l.contains(".route(") && l.contains("post("))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(|p| p.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/"))
+        .collect()
+}
+
+/// Rows of the tables a signed-in form can change.
+async fn row_counts(t: &TestApp) -> Vec<i64> {
+    let mut c = Vec::new();
+    for table in ["images", "api_keys", "teams", "memberships", "invitations", "sessions", "exports", "consents"] {
+        c.push(t.count(&format!("SELECT COUNT(*) FROM {table}")).await);
+    }
+    c
+}
+
+on_both_databases!(every_signed_in_form_without_its_token_is_refused_and_changes_nothing, |t: TestApp| async move {
+    let u = t.user("tokens@example.com", PW).await;
+    upload(&t, &u, "cat.png", 7).await;
+    // Every form of the dashboard and of settings, from their route tables:
+    // a form added later is covered without this list changing.
+    let mut paths = post_routes(include_str!("../src/web/dashboard/mod.rs"));
+    paths.extend(post_routes(include_str!("../src/web/settings/mod.rs")));
+    assert!(paths.len() >= 20, "found only {paths:?}");
+    let before = row_counts(&t).await;
+    for path in &paths {
+        // Plausible fields for every form, but no token / another one.
+        let fields = [("name", "Changed"), ("email", "new@example.com"), ("role", "admin"), ("password", PW)];
+        for csrf in [None, Some("not-the-token")] {
+            let mut all = fields.to_vec();
+            if let Some(c) = csrf {
+                all.push(("csrf", c));
+            }
+            let r = t.call(page_form(path, &all).cookie_only(&u)).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "POST {path} with csrf {csrf:?}: {}", r.text);
+            assert!(r.text.contains("Form expired"), "POST {path}: {}", r.text);
+        }
+    }
+    assert_eq!(row_counts(&t).await, before, "no form changed anything");
+    let me = t.call(Req::get("/v1/me").cookie_only(&u)).await;
+    assert_eq!((me.status, me.json["name"].as_str() == Some("Changed")), (StatusCode::OK, false));
+});

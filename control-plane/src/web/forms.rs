@@ -29,6 +29,11 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
+/// A signed-in form with no field but its token (checked by
+/// [`crate::web::session::SignedForm`]): a button that does one thing.
+#[derive(Deserialize, Default)]
+pub struct NoFields {}
+
 /// `?token=…` of a page a mail links to, or the form on it that posts the
 /// token back.
 #[derive(Deserialize, Default)]

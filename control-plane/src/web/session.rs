@@ -4,7 +4,8 @@
 //! session's token in a hidden `csrf` field (the API takes it as the
 //! `X-CSRF-Token` header instead).
 
-use axum::extract::FromRequestParts;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -12,6 +13,7 @@ use axum::response::Response;
 use super::forms;
 use super::layout::{self, Chrome};
 pub use super::nav::{local_path, see_other, to_login};
+use super::PageForm;
 use crate::accounts::sessions::{self, Session, SESSION_COOKIE};
 use crate::auth::cookie;
 use crate::error::ApiError;
@@ -64,6 +66,33 @@ impl FromRequestParts<AppState> for SignedIn {
                 Err(to_login(next.as_deref()))
             }
         }
+    }
+}
+
+/// A signed-in user's page form (`T`) whose `csrf` field is the session's
+/// token: the token is checked before the handler runs, so no form of a
+/// signed-in user can skip it. Anyone not signed in is sent to log in; a
+/// wrong or missing token gets the "form expired" page (`403`).
+pub struct SignedForm<T>(pub Session, pub T);
+
+impl<T> FromRequest<AppState> for SignedForm<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let SignedIn(session) = SignedIn::from_request_parts(&mut parts, state).await?;
+        let request = Request::from_parts(parts.clone(), body);
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            let body = maud::html! { p { (rejection.body_text()) } };
+            layout::respond(rejection.status(), "The form could not be read", Chrome::signed_in(&session), body)
+        })?;
+        let sent = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+        check_csrf(&session, sent.as_deref().unwrap_or(""))?;
+        let PageForm(form) = PageForm::<T>::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
+        Ok(SignedForm(session, form))
     }
 }
 

@@ -14,7 +14,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{field, fields, notice};
+use super::{fields, notice};
 use crate::accounts::sessions::Session;
 use crate::api::images::manage;
 use crate::auth::Principal;
@@ -22,10 +22,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::images::queries;
 use crate::retention::policy::Class;
 use crate::web::format::{bytes, when};
-use crate::web::forms::{api_body, copy_row, csrf_field, enc, upload_token, CsrfForm};
+use crate::web::forms::{api_body, copy_row, csrf_field, enc, upload_token, NoFields};
 use crate::web::layout::{self, Chrome};
-use crate::web::session::{check_csrf, see_other, SignedIn};
-use crate::web::PageForm;
+use crate::web::session::{see_other, SignedForm, SignedIn};
 use crate::AppState;
 
 /// Images on one page of the grid.
@@ -318,8 +317,6 @@ fn delete_panel(s: &Session, id: &str) -> Markup {
 #[derive(Deserialize)]
 pub struct EditForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     caption: String,
     #[serde(default)]
     labels: String,
@@ -376,13 +373,9 @@ fn parse_labels(text: &str) -> ApiResult<serde_json::Map<String, Value>> {
 /// `POST /dashboard/images/{id}` (the edit form) → `PATCH /v1/images/{id}`.
 pub async fn save(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(id): Path<String>,
-    PageForm(f): PageForm<EditForm>,
+    SignedForm(s, f): SignedForm<EditForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&s, &f.csrf) {
-        return refused;
-    }
     match edit(&state, &s, &id, &f).await {
         Ok(()) => see_other(&format!("/dashboard/images/{}?done=saved", enc(&id))),
         Err(e @ ApiError::Validation { .. }) => {
@@ -405,13 +398,9 @@ async fn edit(state: &AppState, s: &Session, id: &str, f: &EditForm) -> ApiResul
 /// `POST /dashboard/images/{id}/delete` → `DELETE /v1/images/{id}`.
 pub async fn delete(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(id): Path<String>,
-    PageForm(f): PageForm<CsrfForm>,
+    SignedForm(s, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&s, &f.csrf) {
-        return refused;
-    }
     match manage::delete(State(state.clone()), me(&s), Path(id)).await {
         Ok(_) => see_other("/dashboard?done=deleted"),
         Err(e) => layout::error(e, Chrome::signed_in(&s)),
@@ -422,12 +411,8 @@ pub async fn delete(
 /// `DELETE /v1/images/batch`.
 pub async fn delete_selected(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
-    PageForm(pairs): PageForm<Vec<(String, String)>>,
+    SignedForm(s, pairs): SignedForm<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&s, field(&pairs, "csrf")) {
-        return refused;
-    }
     let ids = fields(&pairs, "ids");
     if ids.is_empty() {
         return see_other("/dashboard?done=none-selected");

@@ -21,8 +21,7 @@ use crate::teams::Role;
 use crate::web::format::when;
 use crate::web::forms::{api_body, copy_row, csrf_field, enc, json_of};
 use crate::web::layout::{self, Chrome};
-use crate::web::session::{check_csrf, see_other, SignedIn};
-use crate::web::PageForm;
+use crate::web::session::{see_other, SignedForm, SignedIn};
 use crate::AppState;
 
 /// What the page answers besides the list.
@@ -176,12 +175,8 @@ fn create_form(s: &Session, choice: &TeamChoice, name: &str) -> Markup {
 /// `POST /v1/teams/{team}/keys`; the answer shows the key once.
 pub async fn create(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
-    PageForm(pairs): PageForm<Vec<(String, String)>>,
+    SignedForm(s, pairs): SignedForm<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&s, field(&pairs, "csrf")) {
-        return refused;
-    }
     let choice = match TeamChoice::of(&state, &s, Some(&field(&pairs, "team").to_string())).await {
         Ok(c) => c,
         Err(e) => return layout::error(e, Chrome::signed_in(&s)),
@@ -203,8 +198,6 @@ async fn create_key(state: &AppState, s: &Session, team: &str, body: Value) -> A
 #[derive(Deserialize)]
 pub struct RevokeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     team: String,
 }
 
@@ -212,13 +205,9 @@ pub struct RevokeForm {
 /// `DELETE /v1/teams/{team}/keys/{key_id}`.
 pub async fn revoke(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(key_id): Path<String>,
-    PageForm(f): PageForm<RevokeForm>,
+    SignedForm(s, f): SignedForm<RevokeForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&s, &f.csrf) {
-        return refused;
-    }
     let choice = match TeamChoice::of(&state, &s, Some(&f.team)).await {
         Ok(c) => c,
         Err(e) => return layout::error(e, Chrome::signed_in(&s)),

@@ -23,8 +23,7 @@ use crate::teams::Role;
 use crate::web::format::when;
 use crate::web::forms::{api_body, csrf_field, enc, json_of, TokenQuery};
 use crate::web::layout::{self, Chrome};
-use crate::web::session::{check_csrf, local_path, see_other, SignedIn, Visitor};
-use crate::web::PageForm;
+use crate::web::session::{local_path, see_other, SignedForm, SignedIn, Visitor};
 use crate::AppState;
 
 const ROLES: [Role; 3] = [Role::Member, Role::Admin, Role::Owner];
@@ -218,8 +217,6 @@ fn invite_form(s: &Session, choice: &TeamChoice, email: &str) -> Markup {
 #[derive(Deserialize)]
 pub struct TeamForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     team: String,
     #[serde(default)]
     email: String,
@@ -239,9 +236,6 @@ where
     F: FnOnce(AppState, Session, String, TeamForm) -> Fut,
     Fut: std::future::Future<Output = ApiResult<Option<String>>>,
 {
-    if let Err(refused) = check_csrf(&s, &f.csrf) {
-        return refused;
-    }
     let choice = match TeamChoice::of(&state, &s, Some(&f.team)).await {
         Ok(c) => c,
         Err(e) => return layout::error(e, Chrome::signed_in(&s)),
@@ -259,7 +253,7 @@ where
 }
 
 /// `POST /dashboard/team/create` (`name`) → `POST /v1/teams`.
-pub async fn create(State(state): State<AppState>, SignedIn(s): SignedIn, PageForm(f): PageForm<TeamForm>) -> Response {
+pub async fn create(State(state): State<AppState>, SignedForm(s, f): SignedForm<TeamForm>) -> Response {
     act(state, s, f, "team-created", |state, s, _, f| async move {
         let answer = api::teams::create(State(state), s, api_body(json!({ "name": f.name }))?).await?;
         Ok(json_of(answer).await?["id"].as_str().map(str::to_string))
@@ -269,7 +263,7 @@ pub async fn create(State(state): State<AppState>, SignedIn(s): SignedIn, PageFo
 
 /// `POST /dashboard/team/invite` (`email`, `role`) →
 /// `POST /v1/teams/{team}/invitations` (mails the link).
-pub async fn invite(State(state): State<AppState>, SignedIn(s): SignedIn, PageForm(f): PageForm<TeamForm>) -> Response {
+pub async fn invite(State(state): State<AppState>, SignedForm(s, f): SignedForm<TeamForm>) -> Response {
     act(state, s, f, "invited", |state, s, team, f| async move {
         let body = api_body(json!({ "email": f.email, "role": f.role }))?;
         api::teams::invite(State(state), s, Path(team), body).await?;
@@ -282,9 +276,8 @@ pub async fn invite(State(state): State<AppState>, SignedIn(s): SignedIn, PageFo
 /// `DELETE /v1/teams/{team}/invitations/{invitation_id}`.
 pub async fn revoke_invitation(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(invitation_id): Path<String>,
-    PageForm(f): PageForm<TeamForm>,
+    SignedForm(s, f): SignedForm<TeamForm>,
 ) -> Response {
     act(state, s, f, "invitation-revoked", |state, s, team, _| async move {
         api::teams::revoke_invitation(State(state), s, Path((team, invitation_id))).await?;
@@ -297,9 +290,8 @@ pub async fn revoke_invitation(
 /// `PATCH /v1/teams/{team}/members/{user_id}`.
 pub async fn change_role(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(user_id): Path<String>,
-    PageForm(f): PageForm<TeamForm>,
+    SignedForm(s, f): SignedForm<TeamForm>,
 ) -> Response {
     act(state, s, f, "role-changed", |state, s, team, f| async move {
         let body = api_body(json!({ "role": f.role }))?;
@@ -313,9 +305,8 @@ pub async fn change_role(
 /// `DELETE /v1/teams/{team}/members/{user_id}`.
 pub async fn remove_member(
     State(state): State<AppState>,
-    SignedIn(s): SignedIn,
     Path(user_id): Path<String>,
-    PageForm(f): PageForm<TeamForm>,
+    SignedForm(s, f): SignedForm<TeamForm>,
 ) -> Response {
     act(state, s, f, "member-removed", |state, s, team, _| async move {
         api::teams::remove_member(State(state), s, Path((team, user_id))).await?;
@@ -326,7 +317,7 @@ pub async fn remove_member(
 
 /// `POST /dashboard/team/leave` → `POST /v1/teams/{team}/leave`; then the
 /// personal team's page.
-pub async fn leave(State(state): State<AppState>, SignedIn(s): SignedIn, PageForm(f): PageForm<TeamForm>) -> Response {
+pub async fn leave(State(state): State<AppState>, SignedForm(s, f): SignedForm<TeamForm>) -> Response {
     act(state, s, f, "left", |state, s, team, _| async move {
         let personal = crate::accounts::personal_team(&state.db, &s.user_id).await?;
         api::teams::leave(State(state), s, Path(team)).await?;
@@ -379,10 +370,7 @@ pub async fn accept_invite_page(Visitor(visitor): Visitor, Query(q): Query<Token
 
 /// `POST /dashboard/invitations/accept` (`token`) →
 /// `POST /v1/invitations/accept`; then the team's page.
-pub async fn accept(State(state): State<AppState>, SignedIn(s): SignedIn, PageForm(f): PageForm<TeamForm>) -> Response {
-    if let Err(refused) = check_csrf(&s, &f.csrf) {
-        return refused;
-    }
+pub async fn accept(State(state): State<AppState>, SignedForm(s, f): SignedForm<TeamForm>) -> Response {
     let result = match api_body(json!({ "token": f.token })) {
         Ok(body) => api::teams::accept(State(state.clone()), s.clone(), body).await,
         Err(e) => Err(e),

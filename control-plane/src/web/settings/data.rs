@@ -12,10 +12,9 @@ use super::{problem_in, refused, Done, Problem, Section};
 use crate::accounts::sessions::{self, Session};
 use crate::auth::ClientMeta;
 use crate::web::format::{bytes, when, when_unix};
-use crate::web::forms::{csrf_field, CsrfForm};
+use crate::web::forms::{csrf_field, NoFields};
 use crate::web::layout::{self, Chrome};
-use crate::web::session::{check_csrf, SignedIn};
-use crate::web::PageForm;
+use crate::web::session::SignedForm;
 use crate::AppState;
 
 fn state_label(state: &str) -> &str {
@@ -114,13 +113,9 @@ pub(super) fn sections(state: &AppState, session: &Session, exports: &[Value], p
 /// `POST /settings/export`: as `POST /v1/me/export` (one at a time).
 pub(super) async fn export(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     match crate::privacy::export::request(&state, &session.user_id).await {
         Ok(_) => Done::Export.back(),
         Err(e) => refused(&state, &session, &client, Section::Data, e).await,
@@ -130,8 +125,6 @@ pub(super) async fn export(
 #[derive(Deserialize)]
 pub(super) struct DeleteForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -140,13 +133,9 @@ pub(super) struct DeleteForm {
 /// when the account will be erased, and how to keep it.
 pub(super) async fn delete_account(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<DeleteForm>,
+    SignedForm(session, f): SignedForm<DeleteForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     let password = Some(f.password).filter(|p| !p.is_empty());
     let due = match crate::privacy::deletion::request(&state, &session, password).await {
         Ok(due) => due,

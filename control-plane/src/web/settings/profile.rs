@@ -14,8 +14,7 @@ use crate::auth::ClientMeta;
 use crate::error::ApiError;
 use crate::web::format::when;
 use crate::web::forms::{api_body, csrf_field};
-use crate::web::session::{check_csrf, SignedIn};
-use crate::web::PageForm;
+use crate::web::session::SignedForm;
 use crate::AppState;
 
 /// The profile, email, privacy and password sections.
@@ -126,21 +125,15 @@ pub(super) fn sections(
 #[derive(Deserialize)]
 pub(super) struct NameForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
 }
 
 /// `POST /settings/profile`: the name, as `PATCH /v1/me {name}`.
 pub(super) async fn save_name(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<NameForm>,
+    SignedForm(session, f): SignedForm<NameForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     let patch = api_body(json!({ "name": f.name }));
     let result = match patch {
         Ok(body) => crate::api::accounts::update_me(State(state.clone()), session.clone(), client.clone(), body).await,
@@ -155,8 +148,6 @@ pub(super) async fn save_name(
 #[derive(Deserialize)]
 pub(super) struct EmailForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     password: String,
@@ -165,13 +156,9 @@ pub(super) struct EmailForm {
 /// `POST /settings/email`: ask for a new address, as `POST /v1/me/email`.
 pub(super) async fn change_email(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<EmailForm>,
+    SignedForm(session, f): SignedForm<EmailForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     match crate::privacy::rectify::request_email_change(&state, &session, &f.email, f.password).await {
         Ok(()) => Done::Email.back(),
         Err(e) => refused(&state, &session, &client, Section::Email, e).await,
@@ -180,8 +167,6 @@ pub(super) async fn change_email(
 
 #[derive(Deserialize)]
 pub(super) struct ChoicesForm {
-    #[serde(default)]
-    csrf: String,
     /// Checkboxes: sent (`on`) when ticked, absent otherwise.
     marketing_emails: Option<String>,
     restrict_processing: Option<String>,
@@ -194,13 +179,9 @@ pub(super) struct ChoicesForm {
 /// sends GPC: the domain records that signal on every settings change).
 pub(super) async fn save_choices(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<ChoicesForm>,
+    SignedForm(session, f): SignedForm<ChoicesForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     let result = async {
         let axum::Json(me) = crate::api::accounts::me(State(state.clone()), session.clone()).await?;
         let marketing = f.marketing_emails.is_some();
@@ -223,8 +204,6 @@ pub(super) async fn save_choices(
 #[derive(Deserialize)]
 pub(super) struct PasswordForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     current_password: String,
     #[serde(default)]
     new_password: String,
@@ -236,13 +215,9 @@ pub(super) struct PasswordForm {
 /// end, an alert is mailed), after the confirmation matched.
 pub(super) async fn change_password(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     client: ClientMeta,
-    PageForm(f): PageForm<PasswordForm>,
+    SignedForm(session, f): SignedForm<PasswordForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     if f.new_password != f.confirm_password {
         let e = ApiError::validation("confirm_password", "The new password and its confirmation are not the same.");
         return refused(&state, &session, &client, Section::Password, e).await;

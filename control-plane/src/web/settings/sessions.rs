@@ -10,10 +10,9 @@ use serde_json::Value;
 use super::{problem_in, Done, Problem, Section};
 use crate::accounts::sessions::{self, Session};
 use crate::web::format::{plural, when};
-use crate::web::forms::{csrf_field, CsrfForm};
+use crate::web::forms::{csrf_field, NoFields};
 use crate::web::layout::{self, Chrome};
-use crate::web::session::{check_csrf, see_other, SignedIn};
-use crate::web::PageForm;
+use crate::web::session::{see_other, SignedForm};
 use crate::AppState;
 
 /// The sessions table and its forms.
@@ -75,13 +74,9 @@ pub(super) fn section(session: &Session, list: &[Value], problem: Option<&Proble
 /// Revoking this device's own session signs it out.
 pub(super) async fn revoke(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     Path(id): Path<String>,
-    PageForm(f): PageForm<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     match crate::api::sessions::revoke(State(state.clone()), session.clone(), Path(id.clone())).await {
         Ok(_) if id == session.session_id => {
             let mut r = see_other("/login");
@@ -96,12 +91,8 @@ pub(super) async fn revoke(
 /// `POST /settings/sessions/revoke-others`: every session but this one ends.
 pub(super) async fn revoke_others(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
-    PageForm(f): PageForm<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &f.csrf) {
-        return r;
-    }
     let ended = async {
         let mut conn = state.db.pool.acquire().await?;
         sessions::end_all(&mut conn, &session.user_id, Some(&session.session_id)).await
