@@ -450,3 +450,28 @@ on_both_databases!(every_signed_in_form_without_its_token_is_refused_and_changes
     let me = t.call(Req::get("/v1/me").cookie_only(&u)).await;
     assert_eq!((me.status, me.json["name"].as_str() == Some("Changed")), (StatusCode::OK, false));
 });
+
+on_both_databases!(a_restricted_image_is_marked_in_the_grid_and_on_its_page, |t: TestApp| async move {
+    let u = t.user("badge@example.com", PW).await;
+    let warned = upload(&t, &u, "warned.png", 8).await;
+    let plain = upload(&t, &u, "plain.png", 9).await;
+    let (warned, plain) = (warned["id"].as_str().unwrap(), plain["id"].as_str().unwrap());
+    let op = t.operator("ops").await;
+    let r = t
+        .call(
+            Req::post(&format!("/v1/admin/images/{warned}/warn"), json!({}))
+                .header("authorization", &format!("Bearer {op}")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let grid = t.call(Req::get("/dashboard").cookie_only(&u)).await.text;
+    // Each tile: from its checkbox to the end of its <li>.
+    let tile = |id: &str| {
+        let at = grid.find(&format!("value=\"{id}\"")).expect("a tile per image");
+        grid[at..at + grid[at..].find("</li>").unwrap()].to_string()
+    };
+    assert!(tile(warned).contains(">Restricted</span>"), "{}", tile(warned));
+    assert!(!tile(plain).contains("Restricted"), "{}", tile(plain));
+    let page = t.call(Req::get(&format!("/dashboard/images/{warned}")).cookie_only(&u)).await.text;
+    assert!(page.contains("Restricted"), "{page}");
+});

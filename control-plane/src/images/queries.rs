@@ -24,6 +24,20 @@ pub async fn fetch_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Image
         .map(|r| ImageRow::from_row(&r)))
 }
 
+/// Images by id (any state, those that exist), in one query.
+pub async fn fetch_many(db: &Db, ids: &[&str]) -> Result<Vec<ImageRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT {COLUMNS} FROM images WHERE id IN ({})", marks.join(", "));
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(&db.pool).await?.iter().map(ImageRow::from_row).collect())
+}
+
 /// One image by id inside a write transaction, locked until it ends (on
 /// PostgreSQL; a SQLite write transaction already holds the database).
 pub async fn fetch_for_update(

@@ -4,7 +4,7 @@
 //! form, delete). Lists, edits and deletes are the Images API's handlers
 //! called with the session, on the user's personal team as the API does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -56,10 +56,9 @@ async fn dashboard_body(state: &AppState, s: &Session, q: &HashMap<String, Strin
     let Json(list) = manage::list(State(state.clone()), me(s), Query(list_q)).await?;
     let empty = Vec::new();
     let images = list["data"].as_array().unwrap_or(&empty);
-    let mut tiles = Vec::with_capacity(images.len());
-    for image in images {
-        tiles.push(tile(image, restricted(state, image).await));
-    }
+    let restricted = restricted_among(state, images).await?;
+    let tiles: Vec<Markup> =
+        images.iter().map(|i| tile(i, i["id"].as_str().is_some_and(|id| restricted.contains(id)))).collect();
     let next = list["pagination"]["next_cursor"].as_str();
     Ok(html! {
         (usage_panel(&usage))
@@ -133,12 +132,17 @@ fn title(image: &Value) -> String {
     caption.or_else(|| image["filename"].as_str()).unwrap_or("Untitled image").to_string()
 }
 
-/// Whether the image is restricted (served behind a warning), as retention
-/// classes it: the Image object does not say, its row does.
-async fn restricted(state: &AppState, image: &Value) -> bool {
-    let Some(id) = image["id"].as_str() else { return false };
-    matches!(queries::fetch(&state.db, id).await,
-        Ok(Some(row)) if Class::of(row.classification.as_deref(), row.warned) == Class::Restricted)
+/// Which of `images` are restricted (served behind a warning), as
+/// retention classes them: the Image object does not say, the rows do (one
+/// query for the page).
+async fn restricted_among(state: &AppState, images: &[Value]) -> ApiResult<HashSet<String>> {
+    let ids: Vec<&str> = images.iter().filter_map(|i| i["id"].as_str()).collect();
+    let rows = queries::fetch_many(&state.db, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| Class::of(row.classification.as_deref(), row.warned) == Class::Restricted)
+        .map(|row| row.id)
+        .collect())
 }
 
 /// One image of the grid: its small size, name, badges, a checkbox.
@@ -197,7 +201,10 @@ async fn show_image(state: &AppState, s: &Session, id: &str, draft: Option<Draft
         }
         Err(e) => return layout::error(e, Chrome::signed_in(s)),
     };
-    let restricted = restricted(state, &image).await;
+    let restricted = match restricted_among(state, std::slice::from_ref(&image)).await {
+        Ok(set) => !set.is_empty(),
+        Err(e) => return layout::error(e, Chrome::signed_in(s)),
+    };
     let status = if draft.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let body = image_body(s, &image, restricted, draft);
     layout::respond(status, &title(&image), Chrome::signed_in(s).notice(notice), body)
