@@ -109,7 +109,7 @@ async fn a_person_uses_the_whole_site_from_sign_up_to_account_deletion() {
     b.wait_text("2 images uploaded").await;
     assert_eq!(b.path().await, "/dashboard");
     let bars = b.js("return JSON.parse(sessionStorage.getItem('bars') || '[]')").await;
-    assert_eq!(bars.as_array().map(Vec::len), Some(2), "one progress bar per file: {bars}");
+    assert_eq!(bars, serde_json::json!([100, 100]), "one progress bar per file, each filled: {bars}");
     let mut grid = Vec::new();
     for _ in 0..100 {
         grid = loaded_grid_images(&b).await;
@@ -130,6 +130,7 @@ async fn a_person_uses_the_whole_site_from_sign_up_to_account_deletion() {
     b.fill_label("Caption", "Harbour at dawn").await;
     b.press("Save").await;
     b.wait_text("Saved").await;
+    assert_eq!(b.heading().await, "Harbour at dawn", "the caption is stored: it is the page's title now");
     b.look_at("image").await;
 
     // An API key, shown once, that works from curl.
@@ -230,7 +231,10 @@ async fn a_visitor_uploads_without_an_account_and_shares_the_viewer_page() {
     b.goto(&format!("{}/", dev.api)).await;
     // The retention window is said before the upload.
     let before = b.text().await;
-    assert!(before.contains("days"), "the landing page says how long anonymous uploads are kept:\n{before}");
+    assert!(
+        before.contains("deleted after 30 days"),
+        "the landing page says how long anonymous uploads are kept (30 days by default):\n{before}"
+    );
     b.look_at("landing").await;
 
     // A photo wider than any phone.
@@ -239,6 +243,14 @@ async fn a_visitor_uploads_without_an_account_and_shares_the_viewer_page() {
     b.press("Upload").await;
     b.find(".uploads progress").await;
     b.wait_text("Deleted automatically on").await;
+    let bar = b.js("return document.querySelector('.uploads progress').value").await;
+    assert_eq!(bar, 100, "the progress bar is full once the upload is stored");
+    // The date said is 30 days from now (give or take the test's own run).
+    let said = b.js("const t = document.querySelector('.uploads .hint').textContent; \
+                     return (Date.parse(t.replace('Deleted automatically on ', '').replace(/\\.$/, '')) - Date.now()) / 86400000")
+        .await;
+    let days = said.as_f64().expect("a date the browser reads");
+    assert!((29.9..30.1).contains(&days), "deleted in {days} days, not 30");
     let link = b.find(".uploads input").await.prop("value").await.unwrap().unwrap();
     assert!(link.starts_with(&dev.edge), "the link to copy is the CDN URL: {link}");
     let r = client().get(&link).send().await.unwrap();
@@ -248,6 +260,12 @@ async fn a_visitor_uploads_without_an_account_and_shares_the_viewer_page() {
     // Its viewer page fits a 360 px screen.
     b.follow("View page").await;
     b.find("figure img").await;
+    for _ in 0..100 {
+        if b.js("return document.querySelector('figure img').complete").await == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.client.set_window_size(harness::PHONE.0, harness::PHONE.1).await.unwrap();
     b.assert_fits_width().await;
     let shown = b.js("const i = document.querySelector('figure img'); return [i.complete && i.naturalWidth, i.getBoundingClientRect().width, window.innerWidth]").await;
@@ -260,14 +278,15 @@ async fn a_visitor_uploads_without_an_account_and_shares_the_viewer_page() {
 
     // The public pages around it.
     let pages = [
-        ("/privacy", "privacy"),
-        ("/subprocessors", "subprocessors"),
-        ("/report", "report"),
-        ("/legal/takedowns", "takedowns-policy"),
-        ("/no-such-image", "not-found"),
+        ("/privacy", "privacy", "Privacy policy"),
+        ("/subprocessors", "subprocessors", "Subprocessors"),
+        ("/report", "report", "Report an image"),
+        ("/legal/takedowns", "takedowns-policy", "This image is not available"),
+        ("/no-such-image", "not-found", "Not found"),
     ];
-    for (path, name) in pages {
+    for (path, name, title) in pages {
         b.goto(&format!("{}{path}", dev.api)).await;
+        assert_eq!(b.heading().await, title, "{path}");
         b.look_at(name).await;
     }
     b.close().await;
@@ -286,15 +305,34 @@ async fn an_operator_signs_in_to_the_console() {
     b.fill_label("Operator token", &token).await;
     b.press("Sign in").await;
     wait_for_path(&b, "/ops").await;
+    assert_eq!(b.heading().await, "Review queue");
     b.look_at("ops-review").await;
-    for (path, name) in
-        [("/ops/takedowns", "ops-takedowns"), ("/ops/edges", "ops-edges"), ("/ops/reports", "ops-reports")]
-    {
+    let pages = [
+        ("/ops/takedowns", "ops-takedowns", "Takedowns"),
+        ("/ops/edges", "ops-edges", "Edges"),
+        ("/ops/reports", "ops-reports", "Reports"),
+    ];
+    for (path, name, title) in pages {
         b.goto(&format!("{}{path}", dev.api)).await;
+        assert_eq!(b.heading().await, title, "{path}");
         b.look_at(name).await;
     }
-    // The edge of `imgcdn dev` is listed with its sync state.
-    b.goto(&format!("{}/ops/edges", dev.api)).await;
-    b.wait_text("dev-edge").await;
+    // The edge of `imgcdn dev` has called in and applied the log.
+    let mut row = String::new();
+    for _ in 0..100 {
+        b.goto(&format!("{}/ops/edges", dev.api)).await;
+        row = b
+            .js("const r = Array.from(document.querySelectorAll('tr')).find(r => r.textContent.includes('dev-edge')); \
+                 return r ? r.textContent : ''")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if row.contains("up to date") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(row.contains("up to date"), "the dev edge is in sync: {row:?}");
     b.close().await;
 }

@@ -139,7 +139,7 @@ on_both_databases!(signing_up_creates_the_account_and_mails_the_link, |t: TestAp
     // Without the age confirmation: refused by the domain, nothing created.
     let r = t.call(page_form("/signup", &[&fields[..3], &[("password_confirm", PW)]].concat())).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text.contains("at least 16"), "{}", r.text);
+    assert!(r.text.contains("confirm it to sign up"), "the domain's refusal: {}", r.text);
     assert_eq!(t.count("SELECT COUNT(*) FROM users").await, 0);
 
     let r = t.call(page_form("/signup", &[fields.as_slice(), &[("password_confirm", PW)]].concat())).await;
@@ -275,28 +275,37 @@ on_both_databases!(a_report_from_the_form_enters_the_review_queue, |t: TestApp| 
         .call(page_form("/report", &[("image", &link), ("reason", "spam"), ("details", "Ads"), ("contact_email", "")]))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("We received your report"), "{}", r.text);
     assert_eq!(t.count(&format!("SELECT COUNT(*) FROM reports WHERE image_id = '{id}' AND reason = 'spam'")).await, 1);
+    let open = format!(
+        "SELECT COUNT(*) FROM review_items WHERE image_id = '{id}' AND source = 'report' AND resolved_at IS NULL"
+    );
+    assert_eq!(t.count(&open).await, 1, "the report waits in the review queue");
 });
 
 on_both_databases!(every_page_forbids_inline_script_and_style, |t: TestApp| async move {
     t.call(upload("/upload", 4)).await;
     let id = only_image(&t).await.id;
     let bad_login = page_form("/login", &[("email", "x@example.com"), ("password", "nope")]);
+    // Each with the answer it must get: an error page is checked only where
+    // an error is the answer.
     let reqs = vec![
-        Req::get("/"),
-        Req::get("/signup"),
-        Req::get("/login?next=/settings"),
-        Req::get("/forgot-password"),
-        Req::get("/privacy"),
-        Req::get("/report"),
-        Req::get(&format!("/{id}")),
-        Req::get("/not-an-image"),
-        Req::get("/reset-password?token=x"),
-        upload("/upload", 5),
-        bad_login,
+        (Req::get("/"), StatusCode::OK),
+        (Req::get("/signup"), StatusCode::OK),
+        (Req::get("/login?next=/settings"), StatusCode::OK),
+        (Req::get("/forgot-password"), StatusCode::OK),
+        (Req::get("/privacy"), StatusCode::OK),
+        (Req::get("/report"), StatusCode::OK),
+        (Req::get(&format!("/{id}")), StatusCode::OK),
+        (Req::get("/not-an-image"), StatusCode::NOT_FOUND),
+        (Req::get("/reset-password?token=x"), StatusCode::OK),
+        (upload("/upload", 5), StatusCode::OK),
+        (bad_login, StatusCode::UNAUTHORIZED),
     ];
-    for req in reqs {
+    for (req, status) in reqs {
         let path = req.path.clone();
-        assert_no_inline_code(&path, &t.call(req).await);
+        let r = t.call(req).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert_no_inline_code(&path, &r);
     }
 });

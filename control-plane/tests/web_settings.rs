@@ -92,7 +92,9 @@ on_both_databases!(marketing_consent_is_recorded_and_gpc_is_honoured, |t: TestAp
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.json["marketing_emails"], true);
     assert_eq!(consents(&t, u.id.clone()).await[0], ("settings".to_string(), 1, 0));
     // Saving the form unchanged appends nothing.
-    t.call(page_form("/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")]).cookie_only(&u)).await;
+    let r =
+        t.call(page_form("/settings/privacy", &[("csrf", &u.csrf), ("marketing_emails", "on")]).cookie_only(&u)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the save worked: {}", r.text);
     assert_eq!(consents(&t, u.id.clone()).await.len(), 2);
 
     // Under Global Privacy Control the page says so, and a save withdraws consent.
@@ -190,7 +192,8 @@ on_both_databases!(deleting_the_account_ends_the_session_and_the_mailed_link_can
         .call(page_form("/settings/delete", &[("csrf", &u.csrf), ("password", "wrong-password")]).cookie_only(&u))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text.contains("danger-zone"));
+    let delete_section = &r.text[r.text.find("id=\"delete\"").expect("the delete section")..];
+    assert!(delete_section.contains("role=\"alert\""), "the refusal is shown in the delete section");
     assert_eq!(t.call(Req::get("/v1/me").cookie_only(&u)).await.status, StatusCode::OK);
 
     let r = t.call(page_form("/settings/delete", &[("csrf", &u.csrf), ("password", PW)]).cookie_only(&u)).await;

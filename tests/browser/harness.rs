@@ -107,6 +107,15 @@ impl Browser {
         self.js("return document.body.innerText").await.as_str().unwrap_or_default().to_string()
     }
 
+    /// The page's heading (its title, under the site's navigation).
+    pub async fn heading(&self) -> String {
+        self.js("const h = document.querySelector('main h1'); return h ? h.textContent : ''")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Wait until the page's text contains `needle`.
     pub async fn wait_text(&self, needle: &str) {
         let until = Instant::now() + Duration::from_secs(20);
