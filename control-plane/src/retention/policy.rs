@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dates::DAY;
+use crate::dates::{days_text, DAY};
 
 /// The ceiling no configuration can lift: two years.
 pub const ANONYMOUS_CEILING_MAX_DAYS: i64 = 730;
@@ -332,14 +332,6 @@ pub fn table(cfg: &RetentionConfig, plans: &[(&str, PlanTerms)], sessions: (i64,
         days_text(cfg.request_log_days),
     ));
     out
-}
-
-fn days_text(d: i64) -> String {
-    if d == 1 {
-        "1 day".into()
-    } else {
-        format!("{d} days")
-    }
 }
 
 fn rule_text(rule: Rule) -> &'static str {

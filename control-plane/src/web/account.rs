@@ -15,7 +15,6 @@ use axum::Router;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::format::days_text;
 use super::forms::{csrf_field, CsrfForm};
 use super::layout::{self, message_of, with_retry_after, Chrome};
 use super::public::{account_window_text, window_days};
@@ -23,6 +22,7 @@ use super::session::{self, Visitor};
 use super::PageForm;
 use crate::accounts::{self, sessions, Signup};
 use crate::auth::ClientMeta;
+use crate::dates::days_text;
 use crate::error::ApiError;
 use crate::retention::policy::{Class, Uploader as Kind};
 use crate::AppState;

@@ -54,11 +54,6 @@ pub fn plural(n: i64, what: &str) -> String {
     }
 }
 
-/// A window in days: `1 day`, `30 days`.
-pub fn days_text(d: i64) -> String {
-    plural(d, "day")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +91,5 @@ mod tests {
         assert_eq!(plural(1, "image"), "1 image");
         assert_eq!(plural(3, "image"), "3 images");
         assert_eq!(plural(0, "live session"), "0 live sessions");
-        assert_eq!(days_text(1), "1 day");
-        assert_eq!(days_text(30), "30 days");
     }
 }

@@ -85,7 +85,9 @@ pub fn api_body<T: serde::de::DeserializeOwned>(v: Value) -> ApiResult<crate::js
 /// The JSON body of an API handler's answer (the handlers that answer
 /// `201` return a whole `Response`).
 pub async fn json_of(response: Response) -> ApiResult<Value> {
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+    // One object of ours (a key, a team, an image): far below this.
+    const ANSWER_MAX: usize = 1 << 20;
+    let bytes = axum::body::to_bytes(response.into_body(), ANSWER_MAX)
         .await
         .map_err(|e| ApiError::Internal(format!("reading an answer: {e}")))?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(format!("reading an answer: {e}")))

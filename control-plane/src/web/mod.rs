@@ -47,13 +47,10 @@ pub fn routes() -> Router<AppState> {
         .merge(operator::routes())
 }
 
-/// The origin (`scheme://host[:port]`) of a base URL.
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => &url[..after_scheme + i],
-        None => url,
-    }
+/// The origin of a base URL as browsers write it (`scheme://host[:port]`,
+/// a default port left out); the config checks these are http(s) URLs.
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.trim_end_matches('/').to_string(), |u| u.origin().ascii_serialization())
 }
 
 /// The Content-Security-Policy of every page: our own script and style
@@ -82,7 +79,7 @@ pub async fn page_guard(State(state): State<AppState>, req: Request, next: Next)
                 .headers()
                 .get(header::ORIGIN)
                 .and_then(|o| o.to_str().ok())
-                .is_some_and(|o| o != ours && o != "null"),
+                .is_some_and(|o| o != ours.as_str() && o != "null"),
         };
         if foreign {
             let body = html! { p { "This form was sent from another site." } };
@@ -170,4 +167,17 @@ pub async fn takedown_policy_page() -> Response {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_are_written_as_browsers_send_them() {
+        assert_eq!(origin_of("http://127.0.0.1:8090"), "http://127.0.0.1:8090");
+        assert_eq!(origin_of("https://img.example/"), "https://img.example");
+        assert_eq!(origin_of("https://img.example:443/base/path"), "https://img.example");
+        assert_eq!(origin_of("http://cdn.example:8080/x"), "http://cdn.example:8080");
+    }
 }

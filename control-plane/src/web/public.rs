@@ -23,11 +23,12 @@ use axum::Router;
 use maud::{html, Markup};
 use tower::{Layer, ServiceExt};
 
-use super::format::{bytes, days_text};
+use super::format::bytes;
 use super::forms::upload_token;
 use super::layout::{self, Chrome};
 use super::session::Visitor;
 use crate::accounts::sessions::Session;
+use crate::dates::days_text;
 use crate::dates::DAY;
 use crate::error::{ApiError, ApiResult};
 use crate::images::upload::Uploader;
