@@ -357,3 +357,142 @@ fn pipelined_requests_are_all_answered_in_order() {
         }
     }
 }
+
+/// HTTP/1 without TLS: a body whose disk-tier file is open goes from the
+/// file to the socket (sendfile). Bytes, headers and ranges are those of
+/// any other answer; HEAD, 304 and HTTP/2 answers are not sent from files;
+/// pipelined answers keep their order; a new process sends from a file only
+/// after reading it whole once (every chunk checked).
+#[tokio::test]
+async fn large_bodies_are_sent_from_open_disk_tier_files() {
+    use std::io::{BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(300, 300, 11);
+    assert!(image.len() > 200_000, "a body above disk.sendfile_min_bytes");
+    let small = png(16, 16, 12);
+    let path = store.publish(&image, None);
+    let small_path = store.publish(&small, None);
+    let opts = EdgeOpts::new(dir.path());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let c = client();
+    let url = edge.url(&path);
+    let from_files = |edge: &EdgeProcess| edge.metric("imgcdn_edge_file_responses_total");
+
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "MISS");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    let _ = c.get(edge.url(&small_path)).send().await.unwrap().bytes().await.unwrap();
+    // The disk write follows the response; then its file is open (the
+    // small image's is not: it is copied from memory anyway).
+    eventually(Duration::from_secs(5), "the entry's file is kept open", || async {
+        edge.metric("imgcdn_edge_disk_open_files") == 1.0
+    })
+    .await;
+    assert_eq!(from_files(&edge), 0.0);
+
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "x-cache"), "HIT-MEMORY");
+    assert_eq!(header(&r, "content-length"), image.len().to_string());
+    assert_eq!(header(&r, "content-type"), "image/png");
+    let etag = header(&r, "etag");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    assert_eq!(from_files(&edge), 1.0);
+
+    let r = c.get(&url).header("range", "bytes=100000-100099").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&r, "content-range"), format!("bytes 100000-100099/{}", image.len()));
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[100_000..100_100]);
+    let r = c.get(&url).header("range", "bytes=-7").send().await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[image.len() - 7..]);
+    assert_eq!(from_files(&edge), 3.0);
+
+    // No body, or HTTP/2: not from files.
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(header(&r, "content-length"), image.len().to_string());
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = c.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    let r = c.get(edge.url(&small_path)).send().await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], &small[..]);
+    assert_eq!(from_files(&edge), 3.0);
+
+    // Pipelined, files and memory mixed: every answer whole and in order.
+    let host = edge.base.strip_prefix("http://").unwrap().to_string();
+    let s = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || {
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut batch = String::new();
+            for p in [&path, &small_path, &path, &path, &small_path] {
+                batch.push_str(&format!("GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+            }
+            s.write_all(batch.as_bytes()).unwrap();
+            let mut r = BufReader::new(s);
+            (0..5).map(|_| read_raw_response(&mut r, false).expect("an answer").body).collect::<Vec<_>>()
+        }
+    });
+    let bodies = s.await.unwrap();
+    for (i, want) in [&image, &small, &image, &image, &small].into_iter().enumerate() {
+        assert!(&bodies[i] == want, "pipelined answer {i}: wrong body");
+    }
+    assert_eq!(from_files(&edge), 6.0);
+
+    // A slow reader of a large body: the socket fills up again and again,
+    // and the body still arrives whole.
+    let big = png(1000, 1000, 13);
+    let big_path = store.publish(&big, None);
+    assert_eq!(&c.get(edge.url(&big_path)).send().await.unwrap().bytes().await.unwrap()[..], &big[..]);
+    eventually(Duration::from_secs(5), "the large entry's file is kept open", || async {
+        edge.metric("imgcdn_edge_disk_open_files") == 2.0
+    })
+    .await;
+    let got = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(format!("GET {big_path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < 1_500_000 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(got[head_end..] == big[..], "the slow reader's body differs");
+    assert_eq!(from_files(&edge), 7.0);
+    assert!(edge.stop().success());
+
+    // A new process: the entry is read whole and checked once (a disk hit,
+    // copied), and only then sent from its file.
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    assert_eq!(edge.metric("imgcdn_edge_disk_open_files"), 0.0);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(header(&r, "x-cache"), "HIT-DISK");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    assert_eq!(from_files(&edge), 0.0);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], &image[..]);
+    assert_eq!(from_files(&edge), 1.0);
+    assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
+}

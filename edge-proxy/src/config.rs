@@ -208,6 +208,16 @@ pub struct DiskConfig {
     /// connections meanwhile. 0 sends every read to a blocking thread (for
     /// slow disks).
     pub inline_read_max_bytes: u64,
+    /// Up to this many entries keep their file open (least recently used
+    /// closed first), so that HTTP/1 responses without TLS are sent from
+    /// the file with `sendfile` rather than copied out of memory, as nginx
+    /// serves static files. Lowered at start to fit the open-files limit.
+    /// 0 turns sending from files off.
+    pub open_files: usize,
+    /// Bodies smaller than this are copied from memory even where they
+    /// could be sent from a file: for a small body one write costs less
+    /// than a write for the head plus a `sendfile`.
+    pub sendfile_min_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +316,8 @@ impl Default for DiskConfig {
             path: PathBuf::from("./data/edge-cache"),
             max_bytes: 10 * 1024 * MIB,
             inline_read_max_bytes: 256 * 1024,
+            open_files: 4096,
+            sendfile_min_bytes: 16 * 1024,
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct Metrics {
     pub send_budget_refused: IntCounter,
     pub send_budget_bytes: IntGauge,
     pub responses_cut: IntCounter,
+    /// Responses whose body was sent from a disk-tier file (`sendfile`).
+    pub file_responses: IntCounter,
+    /// Disk-tier files kept open to send from (set when scraped).
+    pub open_files: IntGauge,
     /// Variant requests by outcome (`made`, `busy`, `limited`, `failed`, `timed_out`).
     pub transforms: IntCounterVec,
 }
@@ -179,6 +183,12 @@ impl Metrics {
         );
         let send_budget_bytes =
             gauge("imgcdn_edge_send_budget_bytes", "Response body bytes held for sending (send budget in use)");
+        let file_responses = counter(
+            "imgcdn_edge_file_responses_total",
+            "Responses whose body was sent from a disk-tier file with sendfile (HTTP/1 without TLS)",
+        );
+        let open_files =
+            IntGauge::new("imgcdn_edge_disk_open_files", "Disk-tier files kept open to send bodies from").unwrap();
         let responses_cut = counter(
             "imgcdn_edge_responses_cut_total",
             "Responses ended mid-body (a disk chunk failed verification, or the client stalled past send_timeout)",
@@ -224,6 +234,8 @@ impl Metrics {
             Box::new(send_budget_refused.clone()),
             Box::new(send_budget_bytes.clone()),
             Box::new(responses_cut.clone()),
+            Box::new(file_responses.clone()),
+            Box::new(open_files.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -275,6 +287,8 @@ impl Metrics {
             send_budget_refused,
             send_budget_bytes,
             responses_cut,
+            file_responses,
+            open_files,
         }
     }
 

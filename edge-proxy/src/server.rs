@@ -81,6 +81,8 @@ impl Edge {
         let disk = DiskTier::open(&cfg.disk.path, cfg.disk.max_bytes, clock.clone(), events)
             .map_err(|source| StartError::Disk { path: cfg.disk.path.display().to_string(), source })?;
         let disk = Arc::new(disk);
+        let (max_connections, open_files) = fd_budget(cfg.limits.max_connections, cfg.disk.open_files);
+        disk.keep_open(open_files, cfg.disk.sendfile_min_bytes);
         // Objects the memory tier does not take are streamed from the store
         // into the disk tier rather than read into memory.
         let staging = Staging { disk: disk.clone(), above: cfg.memory.max_object_bytes };
@@ -106,6 +108,7 @@ impl Edge {
             budget,
             budget_wait: Duration::from_millis(cfg.limits.send_buffer_wait_ms),
             disk_inline_max: cfg.disk.inline_read_max_bytes,
+            file_min: if open_files == 0 { u64::MAX } else { cfg.disk.sendfile_min_bytes },
         });
 
         // pingora sleeps the whole grace period (in-flight responses have
@@ -137,7 +140,7 @@ impl Edge {
             },
         };
         let limits = ConnLimits {
-            max_connections: max_connections(cfg.limits.max_connections),
+            max_connections,
             header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
             keepalive: Duration::from_secs(cfg.keepalive_secs),
             retry_after_secs: cfg.limits.retry_after_secs,
@@ -186,25 +189,39 @@ impl Edge {
     }
 }
 
-/// File descriptors kept for everything but client connections (listeners,
-/// the store, disk-tier writes, logs, the sync client).
+/// File descriptors kept for everything but client connections and files
+/// kept open (listeners, the store, disk-tier writes, logs, the sync client).
 const RESERVED_FDS: u64 = 256;
 
-/// `configured`, lowered so that the connections (and one disk-tier file
-/// each, for a streamed response) fit the process's open-files limit: past
-/// it, accept() fails and every client waits, which the cap exists to
-/// prevent.
-fn max_connections(configured: usize) -> usize {
-    let Some(limit) = open_files_limit() else { return configured };
-    let fits = (limit.saturating_sub(RESERVED_FDS) / 2).max(1) as usize;
-    if fits < configured {
+/// (`limits.max_connections`, `disk.open_files`), lowered so that they fit
+/// the process's open-files limit: past it, accept() fails and every client
+/// waits, which the cap exists to prevent.
+fn fd_budget(connections: usize, open_files: usize) -> (usize, usize) {
+    let Some(limit) = open_files_limit() else { return (connections, open_files) };
+    fit_fds(limit, connections, open_files)
+}
+
+/// Files kept open get at most a quarter of what is left after
+/// [`RESERVED_FDS`]; each connection then needs two descriptors (its socket
+/// and the disk-tier file of a streamed response).
+fn fit_fds(limit: u64, connections: usize, open_files: usize) -> (usize, usize) {
+    let spare = limit.saturating_sub(RESERVED_FDS);
+    let files = open_files.min((spare / 4) as usize);
+    if files < open_files {
         log::warn!(
-            "limits.max_connections lowered from {configured} to {fits}: the open-files limit is {limit} \
+            "disk.open_files lowered from {open_files} to {files}: the open-files limit is {limit} \
              (raise it, e.g. LimitNOFILE, to allow more)"
         );
-        return fits;
     }
-    configured
+    let fits = ((spare - files as u64) / 2).max(1) as usize;
+    if fits < connections {
+        log::warn!(
+            "limits.max_connections lowered from {connections} to {fits}: the open-files limit is {limit} \
+             (raise it, e.g. LimitNOFILE, to allow more)"
+        );
+        return (fits, files);
+    }
+    (connections, files)
 }
 
 /// The soft limit on open files, from /proc/self/limits (Linux).
@@ -221,6 +238,19 @@ mod tests {
         if std::path::Path::new("/proc/self/limits").exists() {
             assert!(super::open_files_limit().is_some_and(|n| n > 0));
         }
-        assert!(super::max_connections(usize::MAX) < usize::MAX || super::open_files_limit().is_none());
+        assert!(super::fd_budget(usize::MAX, 0).0 < usize::MAX || super::open_files_limit().is_none());
+    }
+
+    #[test]
+    fn connections_and_open_files_fit_the_limit_together() {
+        use super::fit_fds;
+        // Plenty: nothing lowered.
+        assert_eq!(fit_fds(1_000_000, 10_000, 4096), (10_000, 4096));
+        // 1,024: 768 spare, a quarter for files, two per connection.
+        let (conns, files) = fit_fds(1024, 10_000, 4096);
+        assert_eq!((conns, files), (288, 192));
+        assert!(256 + files as u64 + 2 * conns as u64 <= 1024);
+        // Files off: all of it for connections.
+        assert_eq!(fit_fds(1024, 10_000, 0), (384, 0));
     }
 }

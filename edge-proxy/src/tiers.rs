@@ -42,6 +42,10 @@ pub struct Tiers {
     /// Disk entries up to this size are read on the serving thread
     /// (`disk.inline_read_max_bytes`).
     pub disk_inline_max: u64,
+    /// Bodies of at least this many bytes are sent from their open
+    /// disk-tier file where the connection can (`disk.sendfile_min_bytes`;
+    /// `u64::MAX`: never).
+    pub file_min: u64,
 }
 
 /// A body to send.
@@ -50,6 +54,9 @@ pub enum Body {
     Whole(Bytes),
     /// A large object in the disk tier, read (and verified) chunk by chunk.
     Stream(Arc<DiskObject>),
+    /// A disk-tier entry whose file is open and verified whole: sent from
+    /// the file without reading it (`sendfile`).
+    File(Arc<DiskObject>),
 }
 
 /// What a lookup found.
@@ -99,13 +106,31 @@ impl Tiers {
     /// the way back. A copy past its expiry is purged from both caches and
     /// the origin asked again: its manifest may carry a later expiry now
     /// (an unverified uploader verified), or say it is gone.
-    pub async fn lookup(&self, id: ImageId) -> Result<Found, LookupError> {
+    ///
+    /// With `files` (the connection can send from files), a body of at
+    /// least `file_min` bytes whose disk-tier file is open comes back as
+    /// [`Body::File`]; the tier is still the one that found it (a memory
+    /// hit stays a memory hit).
+    pub async fn lookup(&self, id: ImageId, files: bool) -> Result<Found, LookupError> {
         let now = self.clock.unix_now();
         if let Some(obj) = self.memory.get(&id) {
             if !obj.meta.is_expired(now) {
+                if files && obj.body.len() as u64 >= self.file_min {
+                    // The same content only: the entry may be older or newer.
+                    if let Some(f) = self.disk.open_file(&id, false).filter(|f| f.meta.etag == obj.meta.etag) {
+                        return Ok(Found { meta: obj.meta, body: Body::File(f), tier: Tier::Memory, held: None });
+                    }
+                }
                 return Ok(Found { meta: obj.meta, body: Body::Whole(obj.body), tier: Tier::Memory, held: None });
             }
             self.purge(id).await;
+        }
+        if files {
+            if let Some(f) = self.disk.open_file(&id, true) {
+                if !f.meta.is_expired(now) && f.len() >= self.file_min {
+                    return Ok(Found { meta: f.meta.clone(), body: Body::File(f), tier: Tier::Disk, held: None });
+                }
+            }
         }
         let whole_max = self.memory.max_object_bytes();
         // What a disk read will hold in memory is held against the budget
@@ -256,6 +281,7 @@ impl Tiers {
         self.metrics.set_cache_usage(Tier::Memory, n, b);
         let (n, b) = self.disk.usage();
         self.metrics.set_cache_usage(Tier::Disk, n, b);
+        self.metrics.open_files.set(self.disk.open_files() as i64);
         if let Some(v) = &self.variants {
             let (n, b) = v.usage();
             self.metrics.set_variant_usage(n, b);

@@ -38,7 +38,20 @@
 //! while a response still streams from it keeps its blocks until that
 //! response ends: Unix semantics, not counted.)
 //!
-//! Calls here block on file I/O: run them on a blocking thread.
+//! # Open files
+//! Up to [`DiskTier::keep_open`] entries keep their file open (an LRU of its
+//! own, in the index), so that a response can be sent from the file with
+//! `sendfile(2)` instead of being copied out of process memory (see
+//! `serve::sendfile`). A file is kept open only once its whole body is known
+//! good: written by us from bytes checked against the manifest's sha256, or
+//! read whole with every chunk CRC checked. Bytes sent from an open file are
+//! not checked again: entries are never modified after they are renamed into
+//! place, and each is verified again when it is next opened. Removing or
+//! evicting an entry closes its file (once responses still sending from it
+//! are done).
+//!
+//! Calls here block on file I/O: run them on a blocking thread, except
+//! [`DiskTier::open_file`], which only looks in the index.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -149,6 +162,8 @@ struct Entry {
     size: u64,
     expires_at: Option<i64>,
     tick: u64,
+    /// The entry's file, open and verified, to send from.
+    open: Option<Arc<DiskObject>>,
 }
 
 #[derive(Default)]
@@ -162,6 +177,12 @@ struct Index {
     tick: u64,
     /// Bytes of indexed files plus bytes reserved by writes under way.
     used: u64,
+    /// Entries whose file is kept open: tick → key (smallest = least
+    /// recently used), at most `open_max` of them.
+    open: BTreeMap<u64, DiskKey>,
+    open_max: usize,
+    /// Bodies smaller than this are not kept open.
+    open_min: u64,
 }
 
 impl Index {
@@ -170,10 +191,50 @@ impl Index {
         self.tick
     }
 
+    /// Mark `key`'s entry used now (most recently used).
+    fn touch(&mut self, key: &DiskKey) -> Option<&Entry> {
+        let tick = self.next_tick();
+        let e = self.entries.get_mut(key)?;
+        let old = std::mem::replace(&mut e.tick, tick);
+        let is_open = e.open.is_some();
+        self.lru.remove(&old);
+        self.lru.insert(tick, *key);
+        if is_open {
+            self.open.remove(&old);
+            self.open.insert(tick, *key);
+        }
+        self.entries.get(key)
+    }
+
+    /// Keep `obj`'s file open for its entry, if the entry is still the one
+    /// `obj` was read or written as, closing the least recently used open
+    /// file when `open_max` are open.
+    fn keep_open(&mut self, obj: &Arc<DiskObject>) {
+        if self.open_max == 0 || obj.key.variant.is_some() || obj.len() < self.open_min {
+            return;
+        }
+        match self.entries.get(&obj.key) {
+            Some(e) if Arc::ptr_eq(&e.path, &obj.path) && e.open.is_none() => {}
+            _ => return,
+        }
+        while self.open.len() >= self.open_max {
+            let Some((_, key)) = self.open.pop_first() else { break };
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.open = None;
+            }
+        }
+        let e = self.entries.get_mut(&obj.key).expect("checked above");
+        e.open = Some(obj.clone());
+        self.open.insert(e.tick, obj.key);
+    }
+
     /// Remove `key`'s entry and delete its file; returns it.
     fn remove(&mut self, key: &DiskKey) -> Option<Entry> {
         let e = self.entries.remove(key)?;
         self.lru.remove(&e.tick);
+        if e.open.is_some() {
+            self.open.remove(&e.tick);
+        }
         if let Some(x) = e.expires_at {
             self.expiry.remove(&(x, *key));
         }
@@ -208,7 +269,7 @@ impl Index {
         if let Some(v) = key.variant {
             self.variants.entry(key.id).or_default().insert(v);
         }
-        self.entries.insert(key, Entry { path: Arc::new(path), size, expires_at, tick });
+        self.entries.insert(key, Entry { path: Arc::new(path), size, expires_at, tick, open: None });
     }
 
     /// Drop every entry expired at `now` (inclusive, as in the manifest).
@@ -249,7 +310,7 @@ pub struct DiskObject {
     pub id: ImageId,
     key: DiskKey,
     pub meta: Arc<ObjectMeta>,
-    file: File,
+    file: Arc<File>,
     path: Arc<PathBuf>,
     body_offset: u64,
     chunk: u64,
@@ -270,6 +331,13 @@ impl DiskObject {
     /// The chunk size reads are verified in.
     pub fn chunk_bytes(&self) -> u64 {
         self.chunk
+    }
+
+    /// The open file and where the body starts in it, to send the body
+    /// from without reading it (only for an entry from
+    /// [`DiskTier::open_file`], whose body has been verified whole).
+    pub fn file(&self) -> (&Arc<File>, u64) {
+        (&self.file, self.body_offset)
     }
 
     /// Read body bytes `start..end`, reading and verifying only the chunks
@@ -322,6 +390,36 @@ impl DiskTier {
 
     fn root(&self) -> &Path {
         &self.shared.root
+    }
+
+    /// Keep up to `files` entries with bodies of at least `min_body` bytes
+    /// open to send from (0 files: none; see the module docs).
+    pub fn keep_open(&self, files: usize, min_body: u64) {
+        let mut index = self.lock();
+        index.open_max = files;
+        index.open_min = min_body;
+        while index.open.len() > files {
+            let Some((_, key)) = index.open.pop_first() else { break };
+            if let Some(e) = index.entries.get_mut(&key) {
+                e.open = None;
+            }
+        }
+    }
+
+    /// `id`'s entry if its file is open and its body verified, without any
+    /// I/O (safe on a serving thread). `touch` marks the entry used, as a
+    /// read does.
+    pub fn open_file(&self, id: &ImageId, touch: bool) -> Option<Arc<DiskObject>> {
+        let key = DiskKey::original(*id);
+        let mut index = self.lock();
+        index.expire(self.clock.unix_now());
+        let e = if touch { index.touch(&key)? } else { index.entries.get(&key)? };
+        e.open.clone()
+    }
+
+    /// The number of entries whose file is kept open.
+    pub fn open_files(&self) -> usize {
+        self.lock().open.len()
     }
 
     /// The file size of `id`'s entry, if there is one.
@@ -394,15 +492,10 @@ impl DiskTier {
         let entry = {
             let mut index = self.lock();
             index.expire(self.clock.unix_now());
-            let tick = index.next_tick();
-            let Some(e) = index.entries.get_mut(id) else {
+            let Some(e) = index.touch(id) else {
                 return DiskRead::Miss;
             };
-            let old = std::mem::replace(&mut e.tick, tick);
-            let e = e.clone();
-            index.lru.remove(&old);
-            index.lru.insert(tick, *id);
-            e
+            e.clone()
         };
         let file = match File::open(entry.path.as_path()) {
             Ok(f) => f,
@@ -472,27 +565,32 @@ impl DiskTier {
         let table = &buf[16 + header_len as usize..p - 4];
         let crcs: Vec<u32> =
             table.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        let meta = ObjectMeta::new(header.manifest).map_err(|_| bad())?;
+        let meta = Arc::new(ObjectMeta::new(header.manifest).map_err(|_| bad())?);
         if whole {
             for (i, piece) in buf[p..].chunks(chunk as usize).enumerate() {
                 if crc32c::crc32c(piece) != crcs[i] {
                     return Err(bad());
                 }
             }
-            let body = Bytes::from(buf).slice(p..);
-            return Ok(DiskRead::Hit(CachedObject::new(body, meta)));
         }
-        Ok(DiskRead::Open(Arc::new(DiskObject {
+        let obj = Arc::new(DiskObject {
             id: id.id,
             key: *id,
-            meta: Arc::new(meta),
-            file,
+            meta: meta.clone(),
+            file: Arc::new(file),
             path: entry.path.clone(),
             body_offset: prefix_len,
             chunk,
             crcs,
             events: self.shared.events.clone(),
-        })))
+        });
+        if whole {
+            // Verified whole: the file may be sent from as it is.
+            self.lock().keep_open(&obj);
+            let body = Bytes::from(buf).slice(p..);
+            return Ok(DiskRead::Hit(CachedObject { body, meta }));
+        }
+        Ok(DiskRead::Open(obj))
     }
 
     /// Drop `id` from the index if it still points at `path`, and delete `path`.
@@ -692,22 +790,24 @@ impl DiskWriter {
         self.done = true;
         let meta = ObjectMeta::new(self.manifest.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let path = {
-            let mut index = self.tier.lock();
-            index.insert(self.id, dest, self.total, self.expires_at);
-            index.entries.get(&self.id).map(|e| e.path.clone()).expect("just inserted")
-        };
-        Ok(Arc::new(DiskObject {
+        let mut index = self.tier.lock();
+        index.insert(self.id, dest, self.total, self.expires_at);
+        let path = index.entries.get(&self.id).map(|e| e.path.clone()).expect("just inserted");
+        let obj = Arc::new(DiskObject {
             id: self.id.id,
             key: self.id,
             meta: Arc::new(meta),
-            file,
+            file: Arc::new(file),
             path,
             body_offset: self.prefix_len,
             chunk: CHUNK_BYTES,
             crcs: std::mem::take(&mut self.crcs),
             events: self.tier.events.clone(),
-        }))
+        });
+        // Every caller checks the bytes against the manifest's sha256
+        // before finishing, so the file may be sent from as it is.
+        index.keep_open(&obj);
+        Ok(obj)
     }
 }
 
@@ -799,6 +899,76 @@ mod tests {
         assert!(matches!(tier.get(&id("abcdefgh")), DiskRead::Corrupt));
         assert!(!path.exists());
         assert!(matches!(tier.get(&id("abcdefgh")), DiskRead::Miss));
+    }
+
+    fn open_body(tier: &DiskTier, key: &str) -> Option<Vec<u8>> {
+        let obj = tier.open_file(&id(key), false)?;
+        let (file, at) = obj.file();
+        let mut body = vec![0u8; obj.len() as usize];
+        file.read_exact_at(&mut body, at).unwrap();
+        Some(body)
+    }
+
+    #[test]
+    fn verified_entries_stay_open_up_to_the_limit_and_close_when_they_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(0);
+        let tier = open(dir.path(), clock.clone());
+        tier.keep_open(2, 100);
+        // Written by us (from checked bytes): open, the body where it says.
+        tier.put(id("aaaaaaaa"), &object(&[1u8; 1000], None)).unwrap();
+        assert_eq!(open_body(&tier, "aaaaaaaa").unwrap(), vec![1u8; 1000]);
+        // Small bodies and variants are not kept open.
+        tier.put(id("bbbbbbbb"), &object(&[2u8; 99], None)).unwrap();
+        tier.put_variant(id("aaaaaaaa"), "w=10", &object(&[3u8; 1000], None)).unwrap();
+        assert!(tier.open_file(&id("bbbbbbbb"), false).is_none());
+        assert_eq!(tier.open_files(), 1);
+        // At the limit, the least recently used one is closed.
+        tier.put(id("cccccccc"), &object(&[4u8; 1000], None)).unwrap();
+        tier.put(id("dddddddd"), &object(&[5u8; 1000], None)).unwrap();
+        assert_eq!(tier.open_files(), 2);
+        assert!(tier.open_file(&id("aaaaaaaa"), false).is_none());
+        // A read of the whole body, every chunk checked, opens it again.
+        assert!(matches!(tier.read(&id("aaaaaaaa"), u64::MAX), DiskRead::Hit(_)));
+        assert_eq!(open_body(&tier, "aaaaaaaa").unwrap(), vec![1u8; 1000]);
+        assert!(tier.open_file(&id("cccccccc"), false).is_none());
+        // Removed or expired: closed (and never handed out again).
+        tier.remove(&id("aaaaaaaa"));
+        assert!(tier.open_file(&id("aaaaaaaa"), false).is_none());
+        tier.put(id("eeeeeeee"), &object(&[6u8; 1000], Some(10))).unwrap();
+        assert!(tier.open_file(&id("eeeeeeee"), false).is_some());
+        clock.set(10);
+        assert!(tier.open_file(&id("eeeeeeee"), false).is_none());
+        assert_eq!(tier.open_files(), 1);
+        // Turned off: all closed.
+        tier.keep_open(0, 100);
+        assert_eq!(tier.open_files(), 0);
+        assert!(tier.open_file(&id("dddddddd"), false).is_none());
+    }
+
+    #[test]
+    fn only_files_checked_whole_are_kept_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path(), ManualClock::at(0));
+        tier.put(id("aaaaaaaa"), &object(&[1u8; 300_000], None)).unwrap();
+        tier.put(id("bbbbbbbb"), &object(&[2u8; 300_000], None)).unwrap();
+        drop(tier);
+        // A new process: nothing is open until it has been read whole.
+        let tier = open(dir.path(), ManualClock::at(0));
+        tier.keep_open(10, 100);
+        assert_eq!(tier.open_files(), 0);
+        // Opened for a stream (only the prefix checked): not kept open.
+        assert!(matches!(tier.read(&id("aaaaaaaa"), 1000), DiskRead::Open(_)));
+        assert!(tier.open_file(&id("aaaaaaaa"), false).is_none());
+        // Damaged: not served, not kept open.
+        let path = files(dir.path()).into_iter().find(|p| p.to_string_lossy().contains("bbbbbbbb")).unwrap();
+        let mut data = fs::read(&path).unwrap();
+        let n = data.len();
+        data[n - 3] ^= 0xff;
+        fs::write(&path, &data).unwrap();
+        assert!(matches!(tier.read(&id("bbbbbbbb"), u64::MAX), DiskRead::Corrupt));
+        assert!(tier.open_file(&id("bbbbbbbb"), false).is_none());
+        assert_eq!(tier.open_files(), 0);
     }
 
     #[test]

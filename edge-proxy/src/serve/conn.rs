@@ -33,19 +33,29 @@
 //! response, the first carrying only the head. Small writes are held (up to
 //! [`HOLD_MAX`] bytes) until the next larger write, which goes out together
 //! with them in one vectored write, or until a flush. pingora flushes at the
-//! end of every response, so nothing is held across a wait for the client. Nothing here looks at, stores or
-//! logs the client's address: the cap is a plain count.
+//! end of every response, so nothing is held across a wait for the client.
+//!
+//! On HTTP/1 without TLS, [`TrackedStream`] can also send a response body
+//! from a disk-tier file with `sendfile(2)` ([`TrackedStream::send_file`],
+//! [`super::sendfile`]); the held response head leaves with `MSG_MORE`, so
+//! head and body still share a segment.
+//!
+//! Nothing here looks at, stores or logs the client's address: the cap is a
+//! plain count.
 
 use std::fmt;
+use std::fs::File;
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as PlainStream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::{SslDigest, TlsRef};
 use pingora_core::protocols::{
@@ -55,6 +65,7 @@ use pingora_core::protocols::{
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::sendfile::{self, FileBody};
 use crate::metrics::Metrics;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -186,6 +197,10 @@ pub struct TrackedStream {
     /// Whether small writes are held: HTTP/1 only (HTTP/2 frames are
     /// already gathered by its codec).
     coalesce: bool,
+    /// The socket, when bodies may be sent from files (plain TCP, no TLS).
+    socket: Option<RawFd>,
+    /// The body being sent from a file (see [`TrackedStream::send_file`]).
+    file: Mutex<Option<FileBody>>,
 }
 
 impl fmt::Debug for TrackedStream {
@@ -204,7 +219,43 @@ impl TrackedStream {
             header_timeout: limits.header_timeout,
             keepalive: limits.keepalive,
         });
-        TrackedStream { inner, deadline, timer: None, metrics, held: Vec::new(), coalesce: true }
+        // Bodies may be sent from files only on a plain TCP or Unix socket:
+        // never through TLS, which has to encrypt them (a TLS stream is not
+        // a plain pingora stream).
+        let socket =
+            inner.as_any().downcast_ref::<PlainStream>().map(|s| s.as_raw_fd()).filter(|&fd| sendfile::is_socket(fd));
+        TrackedStream {
+            inner,
+            deadline,
+            timer: None,
+            metrics,
+            held: Vec::new(),
+            coalesce: true,
+            socket,
+            file: Mutex::new(None),
+        }
+    }
+
+    /// Arrange for the next response body to be sent from `file`: `len`
+    /// bytes from `offset`. Returns the stand-in body to write through
+    /// pingora in its place, or `None` when this connection cannot send
+    /// from files (TLS, HTTP/2, not a socket, or a body too large for the
+    /// stand-in): the caller then sends the body as usual.
+    pub fn send_file(stream: Option<&Stream>, file: Arc<File>, offset: u64, len: u64) -> Option<bytes::Bytes> {
+        let t = stream?.as_any().downcast_ref::<TrackedStream>()?;
+        let len = usize::try_from(len).ok().filter(|&l| l <= sendfile::FILE_BODY_MAX)?;
+        if t.socket.is_none() || !t.coalesce {
+            return None;
+        }
+        *t.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileBody::new(file, offset, len));
+        Some(sendfile::stand_in(len))
+    }
+
+    /// Whether this connection can send bodies from files.
+    pub fn sends_files(stream: Option<&Stream>) -> bool {
+        stream
+            .and_then(|s| s.as_any().downcast_ref::<TrackedStream>())
+            .is_some_and(|t| t.socket.is_some() && t.coalesce)
     }
 
     /// The request head has been read: no read deadline while it is answered.
@@ -275,6 +326,52 @@ impl AsyncRead for TrackedStream {
 }
 
 impl TrackedStream {
+    /// pingora writes `len` bytes of the stand-in from `offset`: send the
+    /// armed file's bytes instead (see [`super::sendfile`]).
+    fn poll_write_file(&mut self, cx: &mut Context<'_>, offset: usize, len: usize) -> Poll<std::io::Result<usize>> {
+        let out_of_step = || std::io::Error::other("a file body written out of step");
+        let Some(fd) = self.socket else { return Poll::Ready(Err(out_of_step())) };
+        match self.file.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            Some(f) if f.in_step(offset) => {}
+            _ => return Poll::Ready(Err(out_of_step())),
+        }
+        // Nothing may be queued in pingora's buffer ahead of the body.
+        std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        // The head first, marked as having more to come.
+        while !self.held.is_empty() {
+            match sendfile::send_more(fd, &self.held) {
+                Ok(n) => drop(self.held.drain(..n)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // No room: through the writer, which waits for it.
+                    let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?;
+                    self.held.drain(..n);
+                    std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        let slot = self.file.get_mut().unwrap_or_else(|p| p.into_inner());
+        let f = slot.as_mut().expect("checked above");
+        let sent = match f.send(fd, len) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // No room: a piece goes through the writer (which takes it
+                // into its buffer); the next write flushes it first, which
+                // waits for room the usual way.
+                let mut piece = [0u8; 16 * 1024];
+                let n = f.read_next(&mut piece[..len.min(16 * 1024)])?;
+                let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &piece[..n]))?;
+                f.advance(n);
+                n
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if f.done() {
+            *slot = None;
+        }
+        Poll::Ready(Ok(sent))
+    }
+
     /// Pass everything held on to the connection.
     fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.held.is_empty() {
@@ -291,6 +388,9 @@ impl TrackedStream {
 impl AsyncWrite for TrackedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        if let Some(offset) = sendfile::stand_in_offset(buf) {
+            return this.poll_write_file(cx, offset, buf.len());
+        }
         if this.coalesce && this.held.len() + buf.len() <= HOLD_MAX {
             this.held.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
@@ -551,5 +651,86 @@ mod tests {
         Shutdown::shutdown(&mut s).await;
         drop(s);
         assert!(reader.await.unwrap() == expected, "bytes lost, repeated or reordered");
+    }
+
+    /// Both ends of a real TCP connection (files are only sent to sockets),
+    /// the server's wrapped, their buffers small so that the socket fills
+    /// up.
+    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let server = server.unwrap().0;
+        let client = client.unwrap();
+        sendfile::set_buffers(server.as_raw_fd(), 32 * 1024).unwrap();
+        sendfile::set_buffers(client.as_raw_fd(), 32 * 1024).unwrap();
+        let server: Stream = Box::new(PlainStream::from(server));
+        (Box::new(TrackedStream::new(server, &limits(1000, 1000), Arc::new(Metrics::new()))), client)
+    }
+
+    fn file_of(bytes: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn file_bodies_follow_their_heads_whole_and_in_order_through_a_slow_reader() {
+        let (mut s, mut client) = tcp_pair().await;
+        let body: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 11)) as u8).collect();
+        let file = file_of(&[b"PREFIX".as_slice(), &body].concat());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < 500_000 {
+                    // Slow at first: the socket fills and sends find no room.
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+            }
+        });
+        let mut expected = Vec::new();
+        for (head, range) in
+            [(&b"HTTP/1.1 200 OK\r\n\r\n"[..], 0..body.len()), (b"HTTP/1.1 206 x\r\n\r\n", 1000..70_000)]
+        {
+            s.write_all(head).await.unwrap();
+            let len = range.len() as u64;
+            let stand_in = TrackedStream::send_file(Some(&s), file.clone(), 6 + range.start as u64, len)
+                .expect("a plain TCP connection sends files");
+            s.write_all(&stand_in).await.unwrap();
+            s.flush().await.unwrap();
+            expected.extend_from_slice(head);
+            expected.extend_from_slice(&body[range]);
+        }
+        // An ordinary response after them still comes in order.
+        s.write_all(b"HTTP/1.1 304 x\r\n\r\n").await.unwrap();
+        s.flush().await.unwrap();
+        expected.extend_from_slice(b"HTTP/1.1 304 x\r\n\r\n");
+        Shutdown::shutdown(&mut *s).await;
+        drop(s);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes lost, repeated or reordered");
+    }
+
+    #[tokio::test]
+    async fn the_stand_in_is_never_sent_in_place_of_a_file() {
+        let (mut s, _client) = tcp_pair().await;
+        // Not armed: the write fails rather than send the stand-in.
+        let e = s.write_all(&sendfile::stand_in(10)).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Other);
+        // Armed, but written from the wrong place: fails too.
+        let stand_in = TrackedStream::send_file(Some(&s), file_of(b"0123456789"), 0, 10).unwrap();
+        assert!(s.write_all(&stand_in[4..]).await.is_err());
+        // A stream that is not a plain socket (TLS, a pipe) never sends files.
+        let (_c, pipe) = tokio::io::duplex(1024);
+        let pipe: Stream = Box::new(TrackedStream::new(Box::new(pipe), &limits(1000, 1000), Arc::new(Metrics::new())));
+        assert!(!TrackedStream::sends_files(Some(&pipe)));
+        assert!(TrackedStream::send_file(Some(&pipe), file_of(b"x"), 0, 1).is_none());
     }
 }

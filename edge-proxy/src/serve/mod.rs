@@ -12,6 +12,7 @@
 pub mod conditional;
 pub mod conn;
 pub mod response;
+pub mod sendfile;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +63,9 @@ enum Reply {
     Whole { answer: Answer, held: Option<Held> },
     /// Header, then body bytes `range` of a disk entry, chunk by chunk.
     Stream { header: ResponseHeader, obj: Arc<DiskObject>, range: (u64, u64) },
+    /// Header, then body bytes `range` of a verified disk entry, sent from
+    /// its file (`sendfile`) where the connection can.
+    File { header: ResponseHeader, obj: Arc<DiskObject>, range: (u64, u64) },
 }
 
 impl EdgeApp {
@@ -93,7 +97,10 @@ impl EdgeApp {
             }
             Some(Action::Warn) => true,
         };
-        let found = match self.tiers.lookup(path.id).await {
+        // Bodies go from disk-tier files straight to the socket where the
+        // connection allows it (HTTP/1 without TLS).
+        let files = method == Method::GET && TrackedStream::sends_files(session.stream());
+        let found = match self.tiers.lookup(path.id, files).await {
             // The URL's first segment must be the image's storage (or, for
             // images published before storage names, its shard): a guessed
             // id under another team's storage is 404 like an unknown one.
@@ -119,7 +126,7 @@ impl EdgeApp {
             (Some(variants), false) => {
                 let source = match found.body {
                     Body::Whole(b) => Source::Whole(b),
-                    Body::Stream(obj) => Source::Disk(obj),
+                    Body::Stream(obj) | Body::File(obj) => Source::Disk(obj),
                 };
                 match variants.get(path.id, variant, found.meta.clone(), source, now).await {
                     Ok((obj, tier)) => {
@@ -138,7 +145,7 @@ impl EdgeApp {
                     }
                     // Too many variants of this image: the original, when
                     // the URL's extension is its format.
-                    Err(VariantError::Limited) => match self.tiers.lookup(path.id).await {
+                    Err(VariantError::Limited) => match self.tiers.lookup(path.id, files).await {
                         Ok(f) if f.meta.format != path.format => return done(response::error(404, method), Tier::None),
                         Ok(f) => f,
                         Err(_) => return done(response::busy(method, self.settings.retry_after_secs), Tier::None),
@@ -168,7 +175,10 @@ impl EdgeApp {
                 Reply::Whole { answer: Answer { header, body }, held: found.held }
             }
             (Body::Stream(obj), Some(range)) => Reply::Stream { header, obj, range },
-            (Body::Stream(_), None) => Reply::Whole { answer: Answer { header, body: Bytes::new() }, held: None },
+            (Body::File(obj), Some(range)) => Reply::File { header, obj, range },
+            (Body::Stream(_) | Body::File(_), None) => {
+                Reply::Whole { answer: Answer { header, body: Bytes::new() }, held: None }
+            }
         };
         (reply, found.tier)
     }
@@ -183,6 +193,17 @@ impl EdgeApp {
                 r
             }
             Reply::Stream { header, obj, range } => self.stream(session, header, obj, range).await,
+            Reply::File { header, obj, range: (start, end) } => {
+                let (file, body_at) = obj.file();
+                match TrackedStream::send_file(session.stream(), file.clone(), body_at + start, end - start) {
+                    Some(stand_in) => {
+                        self.tiers.metrics.file_responses.inc();
+                        write_whole(session, Answer { header, body: stand_in }).await
+                    }
+                    // Not this connection after all: read and send it.
+                    None => self.stream(session, header, obj, (start, end)).await,
+                }
+            }
         }
     }
 
