@@ -39,10 +39,12 @@ def edge_config(
     origin: dict | None = None,
     sync: dict | None = None,
     transforms: dict | None = None,
+    extra: dict | None = None,
 ) -> str:
     """The text of an edge config: listeners on 127.0.0.1, an fs store,
     the disk tier at `disk_path`; optional [memory] budgets, [origin],
-    [sync] and [transforms] tables (dicts, written in their order)."""
+    [sync] and [transforms] tables (dicts, written in their order); `extra`
+    maps "key" or "table.key" to a value that is set on top."""
     tables: list[tuple[str | None, list[tuple[str, object]]]] = [
         (None, [
             ("listen", [f"127.0.0.1:{port}"]),
@@ -61,6 +63,15 @@ def edge_config(
         ("sync", list((sync or {}).items())),
         ("transforms", list((transforms or {}).items())),
     ]
+    for dotted, v in (extra or {}).items():
+        name, _, key = dotted.rpartition(".")
+        name = name or None
+        for t, keys in tables:
+            if t == name:
+                keys[:] = [(k, x) for k, x in keys if k != key] + [(key, v)]
+                break
+        else:
+            tables.append((name, [(key, v)]))
     lines = []
     for name, keys in tables:
         keys = [(k, v) for k, v in keys if v is not None]

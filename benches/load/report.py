@@ -95,6 +95,9 @@ def markdown(report: dict) -> str:
         f"- load: {report['load_note']}",
         f"- server CPU share: {cpu_share_note(report)}",
         f"- data: {report['data_note']}",
+        *([f"- edge settings on top of the defaults: "
+           f"{', '.join(f'{k} = {v}' for k, v in report['settings']['edge_set'].items())}"]
+          if report.get("settings", {}).get("edge_set") else []),
         f"- tools: {', '.join(f'{k} {v}' for k, v in report['versions'].items() if v)}",
         "",
         "Medians over rounds. req/s and ratios: higher is better for the edge; "

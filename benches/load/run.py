@@ -88,6 +88,20 @@ def ensure_tools() -> None:
         subprocess.run(["service", svc, "stop"], capture_output=True, timeout=60)
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """`key=value` with the value as TOML would read it: an integer, a
+    boolean or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        sys.exit(f"--edge-set {text!r}: expected KEY=VALUE")
+    if value in ("true", "false"):
+        return key, value == "true"
+    try:
+        return key, int(value)
+    except ValueError:
+        return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,8 +129,12 @@ def main() -> None:
                          "~40 ms TCP_CORK stalls in its p99, ~13%% fewer req/s)")
     ap.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "imgcdn")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--edge-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="set an edge config key (\"table.key\" or \"key\") for an A/B run, "
+                         "e.g. disk.open_files=0; repeatable")
     ap.add_argument("--out", help="results name under benches/results (default latest|quick)")
     args = ap.parse_args()
+    args.edge_set = dict(parse_setting(s) for s in args.edge_set)
     q = args.quick
     args.connections = args.connections or [64, 256]
     args.duration = args.duration or (2 if q else 10)

@@ -68,6 +68,7 @@ def start_edge(run: Path, ds: Dataset, sc: dict, args) -> Server:
         disk_path=disk,
         disk_max_bytes=sc["disk_bytes"],
         origin={"timeout_ms": 10000, "max_concurrent": 64, "negative_ttl_secs": 5},
+        extra=args.edge_set,
     )
     logfile = run / "edge.log"
     p = start([str(args.binary), "edge", "--config", str(conf)], logfile, cpus=args.server_cpus,
