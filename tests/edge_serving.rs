@@ -486,6 +486,7 @@ async fn large_bodies_are_sent_from_open_disk_tier_files() {
     // A new process: the entry is read whole and checked once (a disk hit,
     // copied), and only then sent from its file.
     let edge = EdgeProcess::start(dir.path(), &opts);
+    let url = edge.url(&path);
     assert_eq!(edge.metric("imgcdn_edge_disk_open_files"), 0.0);
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(header(&r, "x-cache"), "HIT-DISK");

@@ -92,6 +92,8 @@ pub struct EdgeOpts {
     pub limits_toml: Option<String>,
     /// The body of a `[transforms]` section, if any.
     pub transforms_toml: Option<String>,
+    /// `disk.open_files` (files kept open to send from), if not the default.
+    pub disk_open_files: Option<usize>,
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
     /// Environment of the process (e.g. store credentials).
@@ -110,6 +112,7 @@ impl EdgeOpts {
             sync_toml: None,
             limits_toml: None,
             transforms_toml: None,
+            disk_open_files: None,
             grace_period_secs: 1,
             shutdown_timeout_secs: 2,
             env: Vec::new(),
@@ -173,7 +176,7 @@ impl EdgeProcess {
         let config = format!(
             "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\ngrace_period_secs = {grace}\nshutdown_timeout_secs = {stop}\n\
              [store]\n{store}\n[memory]\nmax_bytes = 67108864\nmax_object_bytes = {maxobj}\n\
-             [disk]\npath = {disk:?}\nmax_bytes = 268435456\n\
+             [disk]\npath = {disk:?}\nmax_bytes = 268435456\n{open_files}\
              [origin]\ntimeout_ms = {timeout}\nmax_concurrent = 16\nnegative_ttl_secs = {neg}\n",
             store = opts.store_toml,
             maxobj = opts.memory_max_object_bytes,
@@ -182,6 +185,7 @@ impl EdgeProcess {
             neg = opts.negative_ttl_secs,
             grace = opts.grace_period_secs,
             stop = opts.shutdown_timeout_secs,
+            open_files = opts.disk_open_files.map_or(String::new(), |n| format!("open_files = {n}\n")),
         );
         let config = match &opts.sync_toml {
             Some(sync) => format!("{config}[sync]\n{sync}"),
