@@ -411,15 +411,23 @@ impl DiskTier {
     /// read does.
     pub fn open_file(&self, id: &ImageId, touch: bool) -> Option<Arc<DiskObject>> {
         let key = DiskKey::original(*id);
+        let now = self.clock.unix_now();
         let mut index = self.lock();
-        index.expire(self.clock.unix_now());
+        // An expired entry is left for the next read or write to remove
+        // (removing deletes its file: I/O).
+        if index.entries.get(&key)?.expires_at.is_some_and(|x| now >= x) {
+            return None;
+        }
         let e = if touch { index.touch(&key)? } else { index.entries.get(&key)? };
         e.open.clone()
     }
 
-    /// The number of entries whose file is kept open.
+    /// The number of entries whose file is kept open, after dropping
+    /// expired entries.
     pub fn open_files(&self) -> usize {
-        self.lock().open.len()
+        let mut index = self.lock();
+        index.expire(self.clock.unix_now());
+        index.open.len()
     }
 
     /// The file size of `id`'s entry, if there is one.
