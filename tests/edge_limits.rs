@@ -133,6 +133,51 @@ async fn slow_readers_keep_memory_bounded(open_files: Option<usize>) {
     assert_eq!(Sha256::digest(&r.body), Sha256::digest(&big));
 }
 
+/// The send timeout is for a write that makes no progress: a reader that
+/// keeps reading, but needs longer than the timeout for the whole body, gets
+/// all of it (a body sent from its file goes to pingora in slices, each with
+/// the timeout).
+#[test]
+fn a_steady_reader_slower_than_the_send_timeout_gets_the_whole_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let big = noise(LARGE, 11);
+    let path = store.publish(&big, None);
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.memory_max_object_bytes = 1 << 20;
+    opts.limits_toml = Some("send_timeout_secs = 1\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let host = host(&edge);
+    let r = get_raw(&host, &path.to_string(), "");
+    assert!(r.status == 200 && r.body == big, "the miss");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge.metric("imgcdn_edge_disk_open_files") < 1.0 {
+        assert!(Instant::now() < deadline, "the staged entry's file was never kept open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // 64 KiB per read and at least 10 ms between reads: the body takes
+    // about 3 s, three times the send timeout, and never stalls for long.
+    let mut s = TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(got.len() - head_end, big.len(), "the body was cut short");
+    assert!(got[head_end..] == big[..]);
+    assert_eq!(edge.metric("imgcdn_edge_file_responses_total"), 1.0, "sent from the file");
+}
+
 #[test]
 fn a_one_byte_range_of_a_large_object_reads_only_that_range() {
     let dir = tempfile::tempdir().unwrap();

@@ -214,9 +214,10 @@ pub struct DiskConfig {
     /// serves static files. Lowered at start to fit the open-files limit.
     /// 0 turns sending from files off.
     pub open_files: usize,
-    /// Bodies smaller than this are copied from memory even where they
+    /// Objects smaller than this are copied from memory even where they
     /// could be sent from a file: for a small body one write costs less
-    /// than a write for the head plus a `sendfile`.
+    /// than a write for the head plus a `sendfile`. (A range of a larger
+    /// object is sent from its file whatever its length.)
     pub sendfile_min_bytes: u64,
 }
 

@@ -198,7 +198,7 @@ impl EdgeApp {
                 match TrackedStream::send_file(session.stream(), file.clone(), body_at + start, end - start) {
                     Some(stand_in) => {
                         self.tiers.metrics.file_responses.inc();
-                        write_whole(session, Answer { header, body: stand_in }).await
+                        write_stand_in(session, header, stand_in).await
                     }
                     // Not this connection after all: read and send it.
                     None => self.stream(session, header, obj, (start, end)).await,
@@ -272,6 +272,30 @@ impl EdgeApp {
         (status, Some(sent))
     }
 }
+
+/// Write a response whose body is sent from a file: the stand-in goes to
+/// pingora in slices of at most [`STAND_IN_SLICE`] bytes, so that the send
+/// timeout applies to each slice (a write making no progress), not to the
+/// whole body, as for a body streamed in chunks.
+async fn write_stand_in(session: &mut ServerSession, header: ResponseHeader, stand_in: Bytes) -> (u16, Option<usize>) {
+    let status = header.status.as_u16();
+    let len = stand_in.len();
+    let written = async {
+        session.write_response_header(Box::new(header)).await?;
+        let mut at = 0;
+        while at < len {
+            let end = (at + STAND_IN_SLICE).min(len);
+            session.write_response_body(stand_in.slice(at..end), end == len).await?;
+            at = end;
+        }
+        Ok::<_, Box<pingora_core::Error>>(())
+    }
+    .await;
+    (status, written.ok().map(|_| len))
+}
+
+/// See [`write_stand_in`].
+const STAND_IN_SLICE: usize = 256 * 1024;
 
 /// Write a response held whole in memory.
 async fn write_whole(session: &mut ServerSession, answer: Answer) -> (u16, Option<usize>) {

@@ -5,7 +5,7 @@
 //!
 //! pingora writes response bodies from memory. To keep its HTTP/1 state
 //! (content length, keep-alive, pipelining) exactly as for any other body,
-//! the body handed to it is a slice of [`FILE_BODY`], a stand-in as long as
+//! the body handed to it is a slice of a zeroed buffer, a stand-in as long as
 //! the body, and the connection ([`super::conn::TrackedStream`]) sends the
 //! file's bytes in its place when pingora writes it. The stand-in is never
 //! read and never sent: a write from it with no file armed, or out of step
@@ -19,26 +19,30 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 /// The largest body sent from a file (larger ones are sent as before).
 pub const FILE_BODY_MAX: usize = 64 << 20;
 
-/// The stand-in for bodies sent from files (see the module docs). It lives
-/// in zero-initialised memory that is never touched, so it costs address
-/// space, not memory.
-static FILE_BODY: [u8; FILE_BODY_MAX] = [0; FILE_BODY_MAX];
+/// The stand-in for bodies sent from files (see the module docs): one
+/// zeroed allocation, made once and never freed. Its pages are never
+/// touched (nothing reads it), so it costs address space, not memory; a
+/// `static` array would have put 64 MiB of zeros into the binary.
+fn file_body() -> &'static [u8] {
+    static FILE_BODY: OnceLock<&'static [u8]> = OnceLock::new();
+    FILE_BODY.get_or_init(|| Box::leak(vec![0u8; FILE_BODY_MAX].into_boxed_slice()))
+}
 
 /// The stand-in body of `len` bytes to hand pingora (`len` ≤ [`FILE_BODY_MAX`]).
 pub(crate) fn stand_in(len: usize) -> Bytes {
-    Bytes::from_static(&FILE_BODY[..len])
+    Bytes::from_static(&file_body()[..len])
 }
 
 /// Where `buf` starts in the stand-in, if it is part of it.
 pub(crate) fn stand_in_offset(buf: &[u8]) -> Option<usize> {
-    let start = FILE_BODY.as_ptr() as usize;
+    let start = file_body().as_ptr() as usize;
     let at = buf.as_ptr() as usize;
     (at >= start && at < start + FILE_BODY_MAX).then(|| at - start)
 }
