@@ -135,34 +135,46 @@ async fn slow_readers_keep_memory_bounded(open_files: Option<usize>) {
 
 /// The send timeout is for a write that makes no progress: a reader that
 /// keeps reading, but needs longer than the timeout for the whole body, gets
-/// all of it (a body sent from its file goes to pingora in slices, each with
-/// the timeout).
+/// all of it. Here a body sent from its disk-tier file.
 #[test]
-fn a_steady_reader_slower_than_the_send_timeout_gets_the_whole_body() {
+fn a_steady_reader_slower_than_the_send_timeout_gets_a_whole_file_body() {
+    steady_reader_gets_the_whole_body(LARGE, 1 << 20, None, 32 * 1024);
+}
+
+/// The same for a body held whole in the memory tier (7 MB, within
+/// `memory.max_object_bytes`; sending from files off).
+#[test]
+fn a_steady_reader_slower_than_the_send_timeout_gets_a_whole_memory_body() {
+    steady_reader_gets_the_whole_body(7_000_000, 8 << 20, Some(0), 16 * 1024);
+}
+
+/// Serve a `len`-byte object once (filling the caches), then read it again
+/// `read` bytes at a time with at least 10 ms between reads, under a 1 s
+/// send timeout: well over 2 s for the body, and never a stall that long.
+fn steady_reader_gets_the_whole_body(len: usize, memory_max_object_bytes: u64, open_files: Option<usize>, read: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path().join("store"));
-    let big = noise(LARGE, 11);
+    let big = noise(len, 11);
     let path = store.publish(&big, None);
     let mut opts = EdgeOpts::new(dir.path());
-    opts.memory_max_object_bytes = 1 << 20;
+    opts.memory_max_object_bytes = memory_max_object_bytes;
+    opts.disk_open_files = open_files;
     opts.limits_toml = Some("send_timeout_secs = 1\n".into());
     let edge = EdgeProcess::start(dir.path(), &opts);
     let host = host(&edge);
     let r = get_raw(&host, &path.to_string(), "");
     assert!(r.status == 200 && r.body == big, "the miss");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while edge.metric("imgcdn_edge_disk_open_files") < 1.0 {
-        assert!(Instant::now() < deadline, "the staged entry's file was never kept open");
+    while open_files != Some(0) && edge.metric("imgcdn_edge_disk_open_files") < 1.0 {
+        assert!(Instant::now() < deadline, "the entry's file was never kept open");
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // 64 KiB per read and at least 10 ms between reads: the body takes
-    // about 3 s, three times the send timeout, and never stalls for long.
     let mut s = TcpStream::connect(&host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
     let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; read];
     loop {
         let n = s.read(&mut buf).unwrap();
         if n == 0 {
@@ -173,9 +185,13 @@ fn a_steady_reader_slower_than_the_send_timeout_gets_the_whole_body() {
     }
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
     assert!(got.starts_with(b"HTTP/1.1 200"));
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let tier = if open_files == Some(0) { "hit-memory" } else { "hit-disk" };
+    assert!(head.contains(&format!("x-cache: {tier}")), "{head}");
     assert_eq!(got.len() - head_end, big.len(), "the body was cut short");
     assert!(got[head_end..] == big[..]);
-    assert_eq!(edge.metric("imgcdn_edge_file_responses_total"), 1.0, "sent from the file");
+    let from_files = if open_files == Some(0) { 0.0 } else { 1.0 };
+    assert_eq!(edge.metric("imgcdn_edge_file_responses_total"), from_files);
 }
 
 #[test]

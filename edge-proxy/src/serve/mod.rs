@@ -198,7 +198,7 @@ impl EdgeApp {
                 match TrackedStream::send_file(session.stream(), file.clone(), body_at + start, end - start) {
                     Some(stand_in) => {
                         self.tiers.metrics.file_responses.inc();
-                        write_stand_in(session, header, stand_in).await
+                        write_whole(session, Answer { header, body: stand_in }).await
                     }
                     // Not this connection after all: read and send it.
                     None => self.stream(session, header, obj, (start, end)).await,
@@ -273,45 +273,35 @@ impl EdgeApp {
     }
 }
 
-/// Write a response whose body is sent from a file: the stand-in goes to
-/// pingora in slices of at most [`STAND_IN_SLICE`] bytes, so that the send
-/// timeout applies to each slice (a write making no progress), not to the
-/// whole body, as for a body streamed in chunks.
-async fn write_stand_in(session: &mut ServerSession, header: ResponseHeader, stand_in: Bytes) -> (u16, Option<usize>) {
-    let status = header.status.as_u16();
-    let len = stand_in.len();
-    let written = async {
-        session.write_response_header(Box::new(header)).await?;
-        let mut at = 0;
-        while at < len {
-            let end = (at + STAND_IN_SLICE).min(len);
-            session.write_response_body(stand_in.slice(at..end), end == len).await?;
-            at = end;
-        }
-        Ok::<_, Box<pingora_core::Error>>(())
-    }
-    .await;
-    (status, written.ok().map(|_| len))
-}
-
-/// See [`write_stand_in`].
-const STAND_IN_SLICE: usize = 256 * 1024;
-
-/// Write a response held whole in memory.
+/// Write a response whose body is in memory (or is the stand-in of a body
+/// sent from a file). The body goes to pingora in slices of at most
+/// [`WRITE_SLICE`] bytes: pingora's send timeout bounds each write, so one
+/// write of a whole large body would cut off a reader that keeps reading
+/// but needs longer than the timeout for all of it; per slice, the timeout
+/// means a write making no progress, as for a body streamed in chunks.
 async fn write_whole(session: &mut ServerSession, answer: Answer) -> (u16, Option<usize>) {
     let status = answer.status();
-    let len = answer.body.len();
+    let body = answer.body;
+    let len = body.len();
     let written = async {
         session.write_response_header(Box::new(answer.header)).await?;
-        if answer.body.is_empty() {
-            session.finish_body().await.map(|_| ())
-        } else {
-            session.write_response_body(answer.body, true).await
+        if body.is_empty() {
+            return session.finish_body().await.map(|_| ());
         }
+        let mut at = 0;
+        while at < len {
+            let end = (at + WRITE_SLICE).min(len);
+            session.write_response_body(body.slice(at..end), end == len).await?;
+            at = end;
+        }
+        Ok(())
     }
     .await;
     (status, written.ok().map(|_| len))
 }
+
+/// See [`write_whole`].
+const WRITE_SLICE: usize = 256 * 1024;
 
 #[async_trait]
 impl HttpServerApp for EdgeApp {
