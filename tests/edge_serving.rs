@@ -47,6 +47,61 @@ async fn serves_from_origin_then_memory_then_disk_after_restart() {
     assert_eq!(edge.metric("imgcdn_edge_origin_reads_total"), 0.0);
 }
 
+/// Both runtime flavours (`work_stealing`): every tier answers, requests on
+/// many connections at once get the right bytes, and the edge stops cleanly.
+#[tokio::test]
+async fn both_runtime_flavours_serve_every_tier() {
+    for steal in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        let small = png(32, 32, 11);
+        let large = png(300, 300, 12);
+        let (small_path, large_path) = (store.publish(&small, None), store.publish(&large, None));
+        let mut opts = EdgeOpts::new(dir.path());
+        opts.work_stealing = Some(steal);
+        // The large image skips the memory tier: served from the disk tier.
+        opts.memory_max_object_bytes = 64 * 1024;
+        assert!(large.len() > 64 * 1024);
+        let edge = EdgeProcess::start(dir.path(), &opts);
+        let c = client();
+        let r = c.get(edge.url(&small_path)).send().await.unwrap();
+        assert_eq!(header(&r, "x-cache"), "MISS", "work_stealing = {steal}");
+        assert_eq!(&r.bytes().await.unwrap()[..], &small[..]);
+        let r = c.get(edge.url(&large_path)).send().await.unwrap();
+        assert_eq!(header(&r, "x-cache"), "MISS", "work_stealing = {steal}");
+        assert_eq!(&r.bytes().await.unwrap()[..], &large[..]);
+        // The disk write finishes after the response.
+        let mut tier = String::new();
+        for _ in 0..100 {
+            tier = header(&c.get(edge.url(&large_path)).send().await.unwrap(), "x-cache");
+            if tier == "HIT-DISK" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(tier, "HIT-DISK", "work_stealing = {steal}");
+        let mut fetches = Vec::new();
+        for i in 0..48 {
+            let (path, want) = if i % 2 == 0 { (&small_path, small.clone()) } else { (&large_path, large.clone()) };
+            // A client each: a connection each.
+            let (c, url) = (client(), edge.url(path));
+            fetches.push(tokio::spawn(async move {
+                let r = c.get(url).send().await.unwrap();
+                let tier = header(&r, "x-cache");
+                assert_eq!(&r.bytes().await.unwrap()[..], &want[..]);
+                tier
+            }));
+        }
+        let mut tiers = Vec::new();
+        for f in fetches {
+            tiers.push(f.await.unwrap());
+        }
+        let want: Vec<&str> = (0..48).map(|i| if i % 2 == 0 { "HIT-MEMORY" } else { "HIT-DISK" }).collect();
+        assert_eq!(tiers, want, "work_stealing = {steal}");
+        assert!(edge.stop().success(), "work_stealing = {steal}");
+    }
+}
+
 #[tokio::test]
 async fn objects_too_large_for_memory_are_served_from_disk() {
     let dir = tempfile::tempdir().unwrap();

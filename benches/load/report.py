@@ -149,6 +149,28 @@ def markdown(report: dict) -> str:
             bound = f"{limit / 1024:.0f} ({verdict})"
         lines.append(f"| {sc['name']} | {sc['description']} | {mib('edge')} / {mib('nginx')} / "
                      f"{mib('varnish')} (+{mib('nginx-backend(varnish)')}) | {bound} |")
+    floors = []
+    for sc in report["scenarios"]:
+        for entry in sc["results"]:
+            s = entry["summary"]
+            f = s.get("floor")
+            if not f:
+                continue
+            floors.append(
+                f"| {sc['name']} | {entry['connections']} | {f['rps']:.0f} | "
+                f"{fmt_ratio(entry.get('floor/nginx', {}).get('rps'))} | "
+                f"{fmt_ratio(entry.get('edge/floor', {}).get('rps'))} | "
+                f"{f['server_cpu_us_per_req']:.0f} / "
+                f"{s['edge']['server_cpu_us_per_req'] if 'edge' in s else float('nan'):.0f} / "
+                f"{s['nginx']['server_cpu_us_per_req'] if 'nginx' in s else float('nan'):.0f} | "
+                f"{f['p99_ms']:.2f} | {f['errors']} |")
+    if floors:
+        lines += ["", "The pingora floor (`edge-proxy/examples/pingora_floor.rs`: every file in a hash map "
+                  "behind pingora's HTTP/1 session, the edge's headers and runtime settings, nothing "
+                  "else): the most any server on pingora can reach here.", "",
+                  "| scenario | conns | floor req/s | floor/nginx | edge/floor | CPU µs/req floor/edge/nginx "
+                  "| floor p99 ms | floor errors |",
+                  "|---|---|---|---|---|---|---|---|", *floors]
     shares = []
     for sc in report["scenarios"]:
         for entry in sc["results"]:

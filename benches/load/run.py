@@ -34,11 +34,17 @@ What it does, in order:
    peak RSS (VmHWM, summed over a server's processes), and the ratios
    edge/nginx and edge/varnish; writes JSON and a Markdown table.
 
+`--servers floor,edge,nginx` adds the pingora floor
+(edge-proxy/examples/pingora_floor.rs, built with the edge): the data set in
+a hash map behind pingora's HTTP/1 session with the edge's headers, threads
+and runtime flavour, and nothing else. HTTP/1 scenarios only. It shows how
+much of the gap to nginx is pingora's and how much is the edge's.
+
 Every process it starts is killed on exit (normal, error or Ctrl-C). All
 traffic stays on 127.0.0.1. This is not part of the test suite: it measures
 wall-clock time, which tests never do.
 
-Code: this file (flags, main); servers.py (edge, nginx, Varnish), loadgen.py
+Code: this file (flags, main); servers.py (edge, nginx, Varnish, the floor), loadgen.py
 (Zipf sequence, wrk, h2load), scenario.py (scenarios, rounds), report.py
 (machine, versions, Markdown); benches/common (data sets, processes, the
 edge config).
@@ -128,6 +134,8 @@ def main() -> None:
                     help="nginx tcp_nopush (on: its usual tuning, highest req/s; off: no "
                          "~40 ms TCP_CORK stalls in its p99, ~13%% fewer req/s)")
     ap.add_argument("--binary", type=Path, default=REPO / "target" / "release" / "imgcdn")
+    ap.add_argument("--floor-binary", type=Path,
+                    default=REPO / "target" / "release" / "examples" / "pingora_floor")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--edge-set", action="append", default=[], metavar="KEY=VALUE",
                     help="set an edge config key (\"table.key\" or \"key\") for an A/B run, "
@@ -151,6 +159,13 @@ def main() -> None:
         log("cargo build --release -p imgcdn")
         subprocess.run(["cargo", "build", "--release", "-p", "imgcdn"], cwd=REPO, check=True,
                        timeout=3600)
+    if "floor" in args.servers.split(",") and not args.no_build:
+        # With -p imgcdn as well, dependencies get the features of the edge's
+        # own build and are not built again.
+        log("cargo build --release -p imgcdn -p imgcdn-edge --example pingora_floor")
+        subprocess.run(["cargo", "build", "--release", "-p", "imgcdn", "-p", "imgcdn-edge", "--example",
+                        "pingora_floor"],
+                       cwd=REPO, check=True, timeout=3600)
     if not args.binary.exists():
         sys.exit(f"{args.binary} not found (build it or pass --binary)")
     WORK.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from common import MIB, REPO, log
 from common.datasets import Dataset
 from common.procs import PROCS, http_get, peak_rss_kib, stop
 from loadgen import h2_shape, run_h2load, run_wrk, zipf_sequence
-from servers import Server, start_edge, start_nginx, start_varnish
+from servers import Server, start_edge, start_floor, start_nginx, start_varnish
 
 WORK = REPO / "target" / "bench-load"
 
@@ -146,6 +146,9 @@ def run_scenario(sc: dict, args) -> dict:
         # Varnish's CPU counts its nginx backend (the whole stack answers);
         # its RSS is varnishd's alone (the backend's is reported separately).
         servers.append(Server("varnish", va_port, va_port, [va, backend], [va]))
+        if "floor" in args.servers.split(",") and sc["tool"] == "wrk":
+            floor = start_floor(run, ds, args)
+            servers.append(floor)
         servers = [s for s in servers if s.name in args.servers.split(",")]
 
         for s in servers:
@@ -197,11 +200,11 @@ def run_scenario(sc: dict, args) -> dict:
             entry = {"connections": conns, "summary": summary, "runs": results}
             if sc["tool"] == "h2load":
                 entry["h2_clients"], entry["h2_streams_per_client"] = h2_shape(conns)
-            e = summary.get("edge")
-            for other in ("nginx", "varnish"):
-                o = summary.get(other)
+            for name, other in (("edge", "nginx"), ("edge", "varnish"), ("floor", "nginx"),
+                                ("edge", "floor")):
+                e, o = summary.get(name), summary.get(other)
                 if e and o:
-                    entry[f"edge/{other}"] = {
+                    entry[f"{name}/{other}"] = {
                         "rps": e["rps"] / o["rps"] if o["rps"] else None,
                         "p99": e["p99_ms"] / o["p99_ms"] if o["p99_ms"] else None,
                         "cpu_per_req": (e["server_cpu_us_per_req"] / o["server_cpu_us_per_req"]

@@ -78,6 +78,19 @@ def start_edge(run: Path, ds: Dataset, sc: dict, args) -> Server:
     return Server("edge", port, port, [p], [p], admin=admin)
 
 
+def start_floor(run: Path, ds: Dataset, args) -> Server:
+    """The pingora floor (edge-proxy/examples/pingora_floor.rs): the data
+    set's www/ tree in a hash map behind pingora's HTTP/1 session, with the
+    edge's threads, runtime flavour and image headers. HTTP/1 only."""
+    port = free_port()
+    logfile = run / "floor.log"
+    steal = "steal" if args.edge_set.get("work_stealing") is True else "nosteal"
+    p = start([str(args.floor_binary), str(ds.www), f"127.0.0.1:{port}", str(args.server_threads), steal],
+              logfile, cpus=args.server_cpus)
+    wait_http(port, ds.keys[0]["path"], p, "floor", logfile, timeout=60)
+    return Server("floor", port, port, [p], [p])
+
+
 def nginx_conf(run: Path, name: str, root: Path, port: int, h2_port: int, workers: int,
                nopush: str = "on") -> Path:
     prefix = run / name

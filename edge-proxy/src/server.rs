@@ -117,6 +117,7 @@ impl Edge {
         // the runtimes get what is left of it after the grace period.
         let conf = ServerConf {
             threads: cfg.threads,
+            work_stealing: cfg.work_stealing,
             grace_period_seconds: Some(cfg.grace_period_secs),
             graceful_shutdown_timeout_seconds: Some(cfg.shutdown_timeout_secs - cfg.grace_period_secs),
             ..ServerConf::default()
