@@ -167,7 +167,9 @@ def markdown(report: dict) -> str:
     if floors:
         lines += ["", "The pingora floor (`edge-proxy/examples/pingora_floor.rs`: every file in a hash map "
                   "behind pingora's HTTP/1 session, the edge's headers and runtime settings, nothing "
-                  "else): the most any server on pingora can reach here.", "",
+                  "else; bodies written from memory, no sendfile): the per-request floor of a server on pingora. "
+                  "On large bodies the edge, sending from files, does better; in the disk and cold "
+                  "scenarios the floor still answers from memory.", "",
                   "| scenario | conns | floor req/s | floor/nginx | edge/floor | CPU µs/req floor/edge/nginx "
                   "| floor p99 ms | floor errors |",
                   "|---|---|---|---|---|---|---|---|", *floors]

@@ -37,8 +37,10 @@ What it does, in order:
 `--servers floor,edge,nginx` adds the pingora floor
 (edge-proxy/examples/pingora_floor.rs, built with the edge): the data set in
 a hash map behind pingora's HTTP/1 session with the edge's headers, threads
-and runtime flavour, and nothing else. HTTP/1 scenarios only. It shows how
-much of the gap to nginx is pingora's and how much is the edge's.
+and runtime flavour, and nothing else (bodies written from memory, no
+sendfile; every scenario is memory hits for it). HTTP/1 scenarios only. On
+small bodies it shows how much of the gap to nginx is pingora's and how
+much is the edge's.
 
 Every process it starts is killed on exit (normal, error or Ctrl-C). All
 traffic stays on 127.0.0.1. This is not part of the test suite: it measures

@@ -3,10 +3,12 @@
 //! hash map with the same headers the edge sends for an image (no tiers, no
 //! edge sync, no metrics, no connection limits, no range or conditional
 //! handling). The load benchmark runs it beside the edge and nginx
-//! (`benches/load/run.py --servers floor,edge,nginx`): what it reaches is
-//! the ceiling of any server built on pingora's HTTP/1 session with the
-//! same runtime settings, so the gap between it and nginx is pingora's,
-//! and the gap between it and the edge is ours.
+//! (`benches/load/run.py --servers floor,edge,nginx`). On small bodies what
+//! it reaches is the ceiling of any server built on pingora's HTTP/1
+//! session with the same runtime settings: the gap between it and nginx is
+//! pingora's, the gap between it and the edge is ours. It writes every
+//! body from memory, so on large bodies the edge (which sends them from
+//! files) does better.
 //!
 //! `pingora_floor ROOT LISTEN [THREADS] [steal|nosteal]`
 
