@@ -2,7 +2,7 @@
 //!
 //! - `url/*`: `ImagePath::parse`, the strict `/{storage}/{id}.{ext}` parser that
 //!   runs before anything else on every request.
-//! - `memory/*`: a memory-tier (moka) lookup, hit and miss.
+//! - `memory/*`: a memory-tier (SIEVE) lookup, hit and miss.
 //! - `disk/*`: a disk-tier read: file read, CRC32C, header JSON, key and length
 //!   checks (the page cache holds the file, so this is the CPU cost).
 //! - `response/*`: building the response header for a found object (200, 304).

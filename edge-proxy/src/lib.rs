@@ -3,7 +3,7 @@
 //! about who asks.
 //!
 //! - [`config`]: [`EdgeConfig`], its defaults and validation.
-//! - [`cache`]: the memory (moka) and disk tiers.
+//! - [`cache`]: the memory (SIEVE) and disk tiers.
 //! - [`origin`]: reads from the public store through OpenDAL, single-flight
 //!   and bounded.
 //! - [`tiers`]: memory → disk → origin lookups, fills and purges.

@@ -1,6 +1,6 @@
 //! The edge's two cache tiers and the object they hold.
 //!
-//! - [`memory`]: moka, weighted by bytes; the hot set.
+//! - [`memory`]: sharded SIEVE, bounded by bytes; the hot set.
 //! - [`disk`]: files with a checksum, bounded by bytes, survives restarts.
 //!
 //! Both hold a [`CachedObject`]: the bytes plus the manifest facts needed
