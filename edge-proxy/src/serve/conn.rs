@@ -189,7 +189,8 @@ impl Deadline {
 pub struct TrackedStream {
     inner: Stream,
     deadline: Arc<Deadline>,
-    /// Armed at the deadline while a read is pending.
+    /// Armed at (or, until it fires and is moved on, before) the deadline
+    /// while a read is pending; kept for the connection's life.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     metrics: Arc<Metrics>,
     /// Small writes not yet passed on (see the module docs).
@@ -293,7 +294,6 @@ impl AsyncRead for TrackedStream {
         let this = &mut *self;
         let phase = this.deadline.phase.load(Ordering::Relaxed);
         if phase == PHASE_OFF {
-            this.timer = None;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let at = this.deadline.instant();
@@ -303,7 +303,6 @@ impl AsyncRead for TrackedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.timer = None;
                 if phase == PHASE_IDLE && buf.filled().len() > before {
                     // The next request has started: its head has the header timeout.
                     this.deadline.set(PHASE_HEAD, this.deadline.header_timeout);
@@ -311,14 +310,21 @@ impl AsyncRead for TrackedStream {
                 Poll::Ready(r)
             }
             Poll::Pending => {
+                // The timer lives as long as the connection: re-arming it
+                // on every request costs more than the one early wake per
+                // header-timeout period that an older, earlier deadline
+                // can cause (it is then moved on to the real one).
                 let at = tokio::time::Instant::from_std(at);
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-                if timer.deadline() != at {
+                if timer.deadline() > at {
                     timer.as_mut().reset(at);
                 }
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
-                    Poll::Pending => Poll::Pending,
+                loop {
+                    match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) if timer.deadline() < at => timer.as_mut().reset(at),
+                        Poll::Ready(()) => return Poll::Ready(Err(this.timed_out())),
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
             }
         }
@@ -590,6 +596,41 @@ mod tests {
         let e = stream.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_timer_armed_for_an_earlier_deadline_does_not_cut_a_later_one() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let s = TrackedStream::new(Box::new(server), &limits(100, 400), Arc::new(Metrics::new()));
+        let metrics = s.metrics.clone();
+        let mut stream: Stream = Box::new(s);
+        let mut buf = [0u8; 4];
+        // A read waits with the head deadline (100 ms) armed…
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(b"G").await.unwrap();
+            client
+        });
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
+        let mut client = writer.await.unwrap();
+        TrackedStream::request_read(Some(&stream));
+        TrackedStream::response_sent(Some(&stream));
+        // …and the idle connection now has 400 ms: the timer still set for
+        // the old deadline fires at 100 ms and must only be moved on.
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            client.write_all(b"E").await.unwrap();
+            client
+        });
+        assert_eq!(stream.read(&mut buf).await.unwrap(), 1, "cut at the old head deadline");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(metrics.connections_timed_out.get(), 0);
+        let _client = writer.await.unwrap();
+        // The new head has its own header timeout, and the timer ends it.
+        let e = stream.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(metrics.connections_timed_out.get(), 1);
     }
 
     #[tokio::test]
