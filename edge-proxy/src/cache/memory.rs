@@ -102,10 +102,7 @@ impl MemoryTier {
     fn shard(&self, id: &ImageId) -> &RwLock<Shard> {
         // Ids are random base62: a multiplicative hash of the 8 bytes
         // spreads them evenly, and the high bits pick the shard.
-        let mut b = [0u8; 8];
-        let s = id.as_str().as_bytes();
-        let k = s.len().min(8);
-        b[..k].copy_from_slice(&s[..k]);
+        let b: [u8; 8] = id.as_str().as_bytes().try_into().expect("an image id is 8 bytes");
         let h = u64::from_le_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let i = ((h >> 32) * self.shards.len() as u64) >> 32;
         &self.shards[i as usize]
