@@ -145,6 +145,7 @@ impl Edge {
             header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
             keepalive: Duration::from_secs(cfg.keepalive_secs),
             retry_after_secs: cfg.limits.retry_after_secs,
+            write_buffer: WRITE_BUFFER_BYTES,
         };
         let guarded = Guarded::new(Arc::new(app), limits, tiers.metrics.clone());
         let mut public = Service::new("imgcdn edge".to_string(), guarded);

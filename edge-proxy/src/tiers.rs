@@ -111,8 +111,9 @@ impl Tiers {
     /// least `file_min` bytes whose disk-tier file is open comes back as
     /// [`Body::File`]; the tier is still the one that found it (a memory
     /// hit stays a memory hit).
-    pub async fn lookup(&self, id: ImageId, files: bool) -> Result<Found, LookupError> {
-        let now = self.clock.unix_now();
+    ///
+    /// `now` is the unix time of the request (read once by the caller).
+    pub async fn lookup(&self, id: ImageId, files: bool, now: i64) -> Result<Found, LookupError> {
         if let Some(obj) = self.memory.get(&id) {
             if !obj.meta.is_expired(now) {
                 if files && obj.body.len() as u64 >= self.file_min {

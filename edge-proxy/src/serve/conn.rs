@@ -34,6 +34,10 @@
 //! [`HOLD_MAX`] bytes) until the next larger write, which goes out together
 //! with them in one vectored write, or until a flush. pingora flushes at the
 //! end of every response, so nothing is held across a wait for the client.
+//! On plain TCP, pingora keeps its own write buffer under the connection
+//! ([`ConnLimits::write_buffer`]): a held head and a body that fit in it
+//! together are passed on to it, which sends them in one write at the flush,
+//! so a small body is copied once rather than into both buffers.
 //!
 //! On HTTP/1 without TLS, [`TrackedStream`] can also send a response body
 //! from a disk-tier file with `sendfile(2)` ([`TrackedStream::send_file`],
@@ -81,6 +85,10 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     pub keepalive: Duration,
     pub retry_after_secs: u64,
+    /// The write buffer pingora keeps under each plain TCP connection (its
+    /// L4 write buffer; 0: none). What fits in it is passed on to it rather
+    /// than held here, so a small body is copied once, not twice.
+    pub write_buffer: usize,
 }
 
 /// The public listeners' [`ServerApp`]: counts connections, refuses those
@@ -178,8 +186,10 @@ impl Deadline {
         self.start + Duration::from_millis(self.at_ms.load(Ordering::Relaxed))
     }
 
-    fn set(&self, phase: u8, within: Duration) {
-        let at = self.start.elapsed() + within;
+    /// Move the deadline to `within` after `now` (read by the caller, which
+    /// has one at hand: every clock read is on the per-request path).
+    fn set(&self, now: Instant, phase: u8, within: Duration) {
+        let at = now.saturating_duration_since(self.start) + within;
         self.at_ms.store(at.as_millis() as u64, Ordering::Relaxed);
         self.phase.store(phase, Ordering::Relaxed);
     }
@@ -195,6 +205,9 @@ pub struct TrackedStream {
     metrics: Arc<Metrics>,
     /// Small writes not yet passed on (see the module docs).
     held: Vec<u8>,
+    /// The inner stream's own write buffer, in bytes ([`ConnLimits::write_buffer`];
+    /// plain TCP only).
+    buffered: usize,
     /// Whether small writes are held: HTTP/1 only (HTTP/2 frames are
     /// already gathered by its codec).
     coalesce: bool,
@@ -231,6 +244,7 @@ impl TrackedStream {
             timer: None,
             metrics,
             held: Vec::new(),
+            buffered: if socket.is_some() { limits.write_buffer } else { 0 },
             coalesce: true,
             socket,
             file: Mutex::new(None),
@@ -266,12 +280,12 @@ impl TrackedStream {
         }
     }
 
-    /// The response is out: the next request must start within the
-    /// keep-alive time (and its head then be complete within the header
+    /// The response was out at `now`: the next request must start within
+    /// the keep-alive time (and its head then be complete within the header
     /// timeout).
-    pub fn response_sent(stream: Option<&Stream>) {
+    pub fn response_sent(stream: Option<&Stream>, now: Instant) {
         if let Some(d) = Self::deadline_of(stream) {
-            d.set(PHASE_IDLE, d.keepalive);
+            d.set(now, PHASE_IDLE, d.keepalive);
         }
     }
 
@@ -297,18 +311,23 @@ impl AsyncRead for TrackedStream {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let at = this.deadline.instant();
-        if Instant::now() >= at {
-            return Poll::Ready(Err(this.timed_out()));
-        }
+        // The clock is read only when bytes came: a read that waits is ended
+        // by the timer below, and one that ends the connection needs no
+        // deadline. Bytes that arrive past the head deadline are refused
+        // (a head trickled in does not keep the connection).
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if phase == PHASE_IDLE && buf.filled().len() > before {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let now = Instant::now();
+                if phase == PHASE_IDLE {
                     // The next request has started: its head has the header timeout.
-                    this.deadline.set(PHASE_HEAD, this.deadline.header_timeout);
+                    this.deadline.set(now, PHASE_HEAD, this.deadline.header_timeout);
+                } else if now >= at {
+                    return Poll::Ready(Err(this.timed_out()));
                 }
-                Poll::Ready(r)
+                Poll::Ready(Ok(()))
             }
+            Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => {
                 // The timer lives as long as the connection: re-arming it
                 // on every request costs more than the one early wake per
@@ -397,9 +416,19 @@ impl AsyncWrite for TrackedStream {
         if let Some(offset) = sendfile::stand_in_offset(buf) {
             return this.poll_write_file(cx, offset, buf.len());
         }
-        if this.coalesce && this.held.len() + buf.len() <= HOLD_MAX {
-            this.held.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
+        if this.coalesce {
+            let total = this.held.len() + buf.len();
+            if !this.held.is_empty() && total <= this.buffered {
+                // Head and body both fit the connection's own write buffer,
+                // which sends them together at pingora's flush: pass them on
+                // (the body is then copied once, into that buffer).
+                std::task::ready!(this.poll_release(cx))?;
+                return Pin::new(&mut this.inner).poll_write(cx, buf);
+            }
+            if total <= HOLD_MAX {
+                this.held.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
         }
         // A larger write: what is held goes out with it, in one write where
         // the connection takes it all.
@@ -536,6 +565,7 @@ mod tests {
             header_timeout: Duration::from_millis(header_ms),
             keepalive: Duration::from_millis(keepalive_ms),
             retry_after_secs: 1,
+            write_buffer: 0,
         }
     }
 
@@ -586,7 +616,7 @@ mod tests {
         client.write_all(b"x").await.unwrap();
         let mut buf = [0u8; 4];
         assert_eq!(stream.read(&mut buf).await.unwrap(), 1, "no deadline while answering");
-        TrackedStream::response_sent(Some(&stream));
+        TrackedStream::response_sent(Some(&stream), Instant::now());
         // Idle: the first byte may take up to the keep-alive time…
         tokio::time::sleep(Duration::from_millis(200)).await;
         client.write_all(b"G").await.unwrap();
@@ -614,7 +644,7 @@ mod tests {
         assert_eq!(stream.read(&mut buf).await.unwrap(), 1);
         let mut client = writer.await.unwrap();
         TrackedStream::request_read(Some(&stream));
-        TrackedStream::response_sent(Some(&stream));
+        TrackedStream::response_sent(Some(&stream), Instant::now());
         // …and the idle connection now has 400 ms: the timer still set for
         // the old deadline fires at 100 ms and must only be moved on.
         let started = Instant::now();
@@ -697,7 +727,7 @@ mod tests {
     /// Both ends of a real TCP connection (files are only sent to sockets),
     /// the server's wrapped, their buffers small so that the socket fills
     /// up.
-    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
+    async fn tcp_pair(write_buffer: usize) -> (Stream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
@@ -706,7 +736,8 @@ mod tests {
         sendfile::set_buffers(server.as_raw_fd(), 32 * 1024).unwrap();
         sendfile::set_buffers(client.as_raw_fd(), 32 * 1024).unwrap();
         let server: Stream = Box::new(PlainStream::from(server));
-        (Box::new(TrackedStream::new(server, &limits(1000, 1000), Arc::new(Metrics::new()))), client)
+        let limits = ConnLimits { write_buffer, ..limits(1000, 1000) };
+        (Box::new(TrackedStream::new(server, &limits, Arc::new(Metrics::new()))), client)
     }
 
     fn file_of(bytes: &[u8]) -> Arc<File> {
@@ -717,7 +748,14 @@ mod tests {
 
     #[tokio::test]
     async fn file_bodies_follow_their_heads_whole_and_in_order_through_a_slow_reader() {
-        let (mut s, mut client) = tcp_pair().await;
+        // With and without a connection write buffer to pass small writes to.
+        for write_buffer in [0, 32 * 1024] {
+            file_bodies_through_a_slow_reader(write_buffer).await;
+        }
+    }
+
+    async fn file_bodies_through_a_slow_reader(write_buffer: usize) {
+        let (mut s, mut client) = tcp_pair(write_buffer).await;
         let body: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 11)) as u8).collect();
         let file = file_of(&[b"PREFIX".as_slice(), &body].concat());
         let reader = tokio::spawn(async move {
@@ -761,7 +799,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_stand_in_is_never_sent_in_place_of_a_file() {
-        let (mut s, _client) = tcp_pair().await;
+        let (mut s, _client) = tcp_pair(32 * 1024).await;
         // Not armed: the write fails rather than send the stand-in.
         let e = s.write_all(&sendfile::stand_in(10)).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::Other);
@@ -773,5 +811,50 @@ mod tests {
         let pipe: Stream = Box::new(TrackedStream::new(Box::new(pipe), &limits(1000, 1000), Arc::new(Metrics::new())));
         assert!(!TrackedStream::sends_files(Some(&pipe)));
         assert!(TrackedStream::send_file(Some(&pipe), file_of(b"x"), 0, 1).is_none());
+    }
+
+    #[tokio::test]
+    async fn responses_passed_to_the_connection_buffer_arrive_whole_and_in_order() {
+        // Heads and bodies of every size around the hold and buffer limits,
+        // on a plain TCP connection configured with a write buffer (the test
+        // stream has none, so what is passed on goes out at once: order and
+        // completeness are what is checked, through a slow reader).
+        let (mut s, mut client) = tcp_pair(32 * 1024).await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < 300_000 {
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+            }
+        });
+        let mut expected = Vec::new();
+        for i in 0..120usize {
+            let head: Vec<u8> = (0..150 + i * 3).map(|j| (i * 7 + j) as u8).collect();
+            let body_len = [0usize, 10, 2000, 4000, 30_000, 32 * 1024, 40_000, 300_000][i % 8];
+            let body: Vec<u8> = (0..body_len).map(|j| (i * 13 + j * 3) as u8).collect();
+            s.write_all(&head).await.unwrap();
+            if !body.is_empty() {
+                s.write_all(&body).await.unwrap();
+            }
+            if i % 3 != 1 {
+                // Two of three responses flushed, the others run together
+                // with the next (as pipelined answers may).
+                s.flush().await.unwrap();
+            }
+            expected.extend_from_slice(&head);
+            expected.extend_from_slice(&body);
+        }
+        Shutdown::shutdown(&mut *s).await;
+        drop(s);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes lost, repeated or reordered");
     }
 }

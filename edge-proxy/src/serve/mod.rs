@@ -100,7 +100,8 @@ impl EdgeApp {
         // Bodies go from disk-tier files straight to the socket where the
         // connection allows it (HTTP/1 without TLS).
         let files = method == Method::GET && TrackedStream::sends_files(session.stream());
-        let found = match self.tiers.lookup(path.id, files).await {
+        let looked_up = self.tiers.clock.unix_now();
+        let found = match self.tiers.lookup(path.id, files, looked_up).await {
             // The URL's first segment must be the image's storage (or, for
             // images published before storage names, its shard): a guessed
             // id under another team's storage is 404 like an unknown one.
@@ -111,7 +112,9 @@ impl EdgeApp {
             }
             Err(LookupError::Origin(e)) => return done(response::error(e.status(), method), Tier::Origin),
         };
-        let now = self.tiers.clock.unix_now();
+        // A memory hit is found without waiting: its lookup time is still
+        // now. Any other tier may have waited (disk, origin, send budget).
+        let now = if found.tier == Tier::Memory { looked_up } else { self.tiers.clock.unix_now() };
         // The query (and an extension other than the stored format's) asks
         // for a variant; without transforms, or for formats that are not
         // transformed, only the stored format's extension (jpg/jpeg alike).
@@ -145,11 +148,15 @@ impl EdgeApp {
                     }
                     // Too many variants of this image: the original, when
                     // the URL's extension is its format.
-                    Err(VariantError::Limited) => match self.tiers.lookup(path.id, files).await {
-                        Ok(f) if f.meta.format != path.format => return done(response::error(404, method), Tier::None),
-                        Ok(f) => f,
-                        Err(_) => return done(response::busy(method, self.settings.retry_after_secs), Tier::None),
-                    },
+                    Err(VariantError::Limited) => {
+                        match self.tiers.lookup(path.id, files, self.tiers.clock.unix_now()).await {
+                            Ok(f) if f.meta.format != path.format => {
+                                return done(response::error(404, method), Tier::None)
+                            }
+                            Ok(f) => f,
+                            Err(_) => return done(response::busy(method, self.settings.retry_after_secs), Tier::None),
+                        }
+                    }
                     Err(VariantError::Busy) => {
                         return done(response::busy(method, self.settings.retry_after_secs), Tier::None)
                     }
@@ -331,9 +338,10 @@ impl HttpServerApp for EdgeApp {
         session.set_write_timeout(Some(self.settings.send_timeout));
         let (reply, tier) = self.answer(&session).await;
         let (status, sent) = self.send(&mut session, reply).await;
-        self.tiers.metrics.observe(status, tier, sent.unwrap_or(0), started.elapsed().as_secs_f64());
+        let ended = Instant::now();
+        self.tiers.metrics.observe(status, tier, sent.unwrap_or(0), (ended - started).as_secs_f64());
         sent?;
-        TrackedStream::response_sent(session.stream());
+        TrackedStream::response_sent(session.stream(), ended);
         let persistent = HttpPersistentSettings::for_session(&session);
         match session.finish().await {
             Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),

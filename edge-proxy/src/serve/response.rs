@@ -97,24 +97,50 @@ const ALLOW_ORIGIN: &str = "access-control-allow-origin";
 const NOSNIFF_NAME: &str = "x-content-type-options";
 const CSP_NAME: &str = "content-security-policy";
 
-/// `public, max-age={max_age}, immutable`. Every image without an expiry
-/// gets the configured max-age, so the value is formatted once per thread
-/// and then shared (a reference-count increment), not formatted and
-/// allocated for every response.
+/// `public, max-age={max_age}, immutable`.
 fn cache_control(max_age: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("public, max-age={max_age}, immutable")).expect("ASCII digits and text")
+}
+
+/// The header of a `200` object response from `tier`: built once per thread
+/// and tier, and cloned for each response, which copies it without parsing,
+/// hashing or formatting anything. `Cache-Control` (the configured max-age),
+/// `Accept-Ranges`, `X-Cache`, CORS and `nosniff` are final;
+/// `Content-Length`, `Content-Type` and `ETag` hold placeholders, in their
+/// places, for [`object_header`] to replace or remove (replacing a value
+/// in place also spares the copy the growth an added header costs).
+fn object_template(tier: Tier, max_age: u64) -> ResponseHeader {
     thread_local! {
-        static LAST: RefCell<Option<(u64, HeaderValue)>> = const { RefCell::new(None) };
+        static TEMPLATES: RefCell<Option<(u64, [ResponseHeader; 3])>> = const { RefCell::new(None) };
     }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some((n, v)) = last.as_ref() {
-            if *n == max_age {
-                return v.clone();
+    let build = |tier: Tier| {
+        let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
+        let _ = h.insert_header(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let _ = h.insert_header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        let _ = h.insert_header(ETAG, HeaderValue::from_static("\"\""));
+        let _ = h.insert_header(CACHE_CONTROL, cache_control(max_age));
+        let _ = h.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let _ = h.insert_header(X_CACHE, HeaderValue::from_static(tier.x_cache()));
+        let _ = h.insert_header(ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        let _ = h.insert_header(NOSNIFF_NAME, HeaderValue::from_static("nosniff"));
+        h
+    };
+    let at = match tier {
+        Tier::Memory => 0,
+        Tier::Disk => 1,
+        Tier::Origin | Tier::None => 2,
+    };
+    TEMPLATES.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.as_ref() {
+            Some((n, templates)) if *n == max_age => templates[at].clone(),
+            _ => {
+                let templates = [build(Tier::Memory), build(Tier::Disk), build(Tier::Origin)];
+                let h = templates[at].clone();
+                *t = Some((max_age, templates));
+                h
             }
         }
-        let v = HeaderValue::try_from(format!("public, max-age={max_age}, immutable")).expect("ASCII digits and text");
-        *last = Some((max_age, v.clone()));
-        v
     })
 }
 
@@ -146,16 +172,15 @@ pub fn object_header(
     };
     let etag = meta.etag.as_bytes();
 
-    let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
+    let mut h = object_template(tier, max_age_secs);
     // Values are static or precomputed `HeaderValue`s: inserting them
     // neither parses nor copies.
     let common = |h: &mut ResponseHeader| {
         let _ = h.insert_header(ETAG, meta.etag.clone());
-        let _ = h.insert_header(CACHE_CONTROL, cache_control(max_age));
-        let _ = h.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        let _ = h.insert_header(X_CACHE, HeaderValue::from_static(tier.x_cache()));
-        let _ = h.insert_header(ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        let _ = h.insert_header(NOSNIFF_NAME, HeaderValue::from_static("nosniff"));
+        if max_age != max_age_secs {
+            // An expiry sooner than the max-age: the template's value replaced.
+            let _ = h.insert_header(CACHE_CONTROL, cache_control(max_age));
+        }
         if meta.format == imgcdn_shared::Format::Svg {
             let _ = h.insert_header(CSP_NAME, HeaderValue::from_static(SVG_CSP));
         }
@@ -164,6 +189,8 @@ pub fn object_header(
     if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
         if conditional::none_match(inm.as_bytes(), etag) {
             let _ = h.set_status(304);
+            h.remove_header(CONTENT_LENGTH);
+            h.remove_header(CONTENT_TYPE);
             common(&mut h);
             return (h, None);
         }
@@ -190,7 +217,8 @@ pub fn object_header(
         RangeAnswer::Unsatisfiable => {
             let _ = h.set_status(416);
             let _ = h.insert_header(CONTENT_RANGE, format!("bytes */{len}"));
-            let _ = h.insert_header(CONTENT_LENGTH, 0);
+            // The template's Content-Length is 0 already.
+            h.remove_header(CONTENT_TYPE);
             common(&mut h);
             return (h, None);
         }
@@ -269,6 +297,53 @@ mod tests {
         let a = object(&req("GET", &[("range", "bytes=10-")]), &o, Tier::Memory, 0, 60);
         assert_eq!(a.status(), 416);
         assert_eq!(hv(&a, "content-range"), "bytes */10");
+    }
+
+    #[test]
+    fn shared_headers_follow_the_tier_and_max_age_of_each_response() {
+        let o = obj(b"0123456789", None);
+        let svg = {
+            let mut m = imgcdn_shared::testing::png_manifest(b"<svg/>", None);
+            m.content_type = "image/svg+xml".into();
+            CachedObject::new(Bytes::from_static(b"<svg/>"), ObjectMeta::new(m).unwrap())
+        };
+        // One thread, responses of every tier and two max-ages in turn: each
+        // has its own X-Cache and Cache-Control, and nothing of another's.
+        for (tier, x_cache, max_age) in [
+            (Tier::Memory, "HIT-MEMORY", 60),
+            (Tier::Disk, "HIT-DISK", 60),
+            (Tier::Origin, "MISS", 60),
+            (Tier::Memory, "HIT-MEMORY", 120),
+            (Tier::Disk, "HIT-DISK", 60),
+        ] {
+            let a = object(&req("GET", &[]), &o, tier, 0, max_age);
+            assert_eq!(hv(&a, "X-Cache"), x_cache);
+            assert_eq!(hv(&a, "cache-control"), format!("public, max-age={max_age}, immutable"));
+            assert_eq!(hv(&a, "access-control-allow-origin"), "*");
+            assert_eq!(hv(&a, "x-content-type-options"), "nosniff");
+            assert_eq!(hv(&a, "content-security-policy"), "");
+            assert_eq!(a.header.headers.len(), 8, "{:?}", a.header.headers);
+            let b = object(&req("GET", &[]), &svg, tier, 0, max_age);
+            assert!(hv(&b, "content-security-policy").contains("sandbox"));
+        }
+        // A 304 carries the shared headers and the ETag, no length or type.
+        let etag = o.meta.etag.to_str().unwrap().to_string();
+        let a = object(&req("GET", &[("if-none-match", &etag)]), &o, Tier::Disk, 0, 60);
+        assert_eq!(a.status(), 304);
+        assert_eq!(hv(&a, "content-length"), "");
+        assert_eq!(hv(&a, "content-type"), "");
+        assert_eq!(hv(&a, "X-Cache"), "HIT-DISK");
+        assert_eq!(hv(&a, "etag"), etag);
+        // A 416 has a zero length and no type.
+        let a = object(&req("GET", &[("range", "bytes=50-")]), &o, Tier::Memory, 0, 60);
+        assert_eq!(a.status(), 416);
+        assert_eq!(hv(&a, "content-length"), "0");
+        assert_eq!(hv(&a, "content-type"), "");
+        assert_eq!(hv(&a, "etag"), etag);
+        // And the template is untouched by what a response changed.
+        let a = object(&req("GET", &[]), &o, Tier::Disk, 0, 60);
+        assert_eq!(a.status(), 200);
+        assert_eq!(hv(&a, "content-length"), "10");
     }
 
     #[test]
