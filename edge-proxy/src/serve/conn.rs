@@ -740,6 +740,25 @@ mod tests {
         (Box::new(TrackedStream::new(server, &limits, Arc::new(Metrics::new()))), client)
     }
 
+    /// Read the client's end to its close, slowly until `slow_for` bytes
+    /// have come (the server's socket fills and its sends find no room).
+    fn slow_reader(mut client: tokio::net::TcpStream, slow_for: usize) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() < slow_for {
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+            }
+        })
+    }
+
     fn file_of(bytes: &[u8]) -> Arc<File> {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, bytes).unwrap();
@@ -755,24 +774,10 @@ mod tests {
     }
 
     async fn file_bodies_through_a_slow_reader(write_buffer: usize) {
-        let (mut s, mut client) = tcp_pair(write_buffer).await;
+        let (mut s, client) = tcp_pair(write_buffer).await;
         let body: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 11)) as u8).collect();
         let file = file_of(&[b"PREFIX".as_slice(), &body].concat());
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = client.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return got;
-                }
-                got.extend_from_slice(&buf[..n]);
-                if got.len() < 500_000 {
-                    // Slow at first: the socket fills and sends find no room.
-                    tokio::time::sleep(Duration::from_micros(100)).await;
-                }
-            }
-        });
+        let reader = slow_reader(client, 500_000);
         let mut expected = Vec::new();
         for (head, range) in
             [(&b"HTTP/1.1 200 OK\r\n\r\n"[..], 0..body.len()), (b"HTTP/1.1 206 x\r\n\r\n", 1000..70_000)]
@@ -819,21 +824,8 @@ mod tests {
         // on a plain TCP connection configured with a write buffer (the test
         // stream has none, so what is passed on goes out at once: order and
         // completeness are what is checked, through a slow reader).
-        let (mut s, mut client) = tcp_pair(32 * 1024).await;
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = client.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return got;
-                }
-                got.extend_from_slice(&buf[..n]);
-                if got.len() < 300_000 {
-                    tokio::time::sleep(Duration::from_micros(100)).await;
-                }
-            }
-        });
+        let (mut s, client) = tcp_pair(32 * 1024).await;
+        let reader = slow_reader(client, 300_000);
         let mut expected = Vec::new();
         for i in 0..120usize {
             let head: Vec<u8> = (0..150 + i * 3).map(|j| (i * 7 + j) as u8).collect();
