@@ -119,7 +119,10 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut service = Service::new("pingora floor".to_string(), app);
-    // The edge's write buffer (see its server.rs): head and a small body in one write.
+    // pingora alone writes a response's head and body separately: a 32 KiB
+    // write buffer puts a head and a small body in one write. (The edge does
+    // this in its connection wrapper instead, with a vectored write and no
+    // copy of the body; see its serve/conn.rs.)
     service.add_listener(ListenerConfig::tcp(&args[2]).l4_buffer(L4BufferSettings::default().write(32 * 1024)));
     service.threads = Some(threads);
     server.add_service(service);

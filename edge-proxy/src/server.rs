@@ -26,19 +26,6 @@ use crate::sync::{SyncTask, Visibility};
 use crate::tiers::Tiers;
 use crate::variants::Variants;
 
-/// Write buffer of each public HTTP/1 connection. pingora's default is one
-/// MSS (1460 bytes), so the header of any image larger than that went out in
-/// a write of its own before the body: two syscalls and two TCP pushes per
-/// response. With 32 KiB, header and body of an image up to ~31 KiB leave in
-/// one write (thumbnails and most web images); larger bodies bypass the
-/// buffer and are written straight from the cached bytes, as before.
-/// pingora flushes at the end of every response, so nothing is held back.
-/// Measured on 2 KB images: ~+25% requests/s at one core; on the 35 KB-median
-/// set: ~+10% (64 KiB gave ~4% more there, at 32 KiB more per busy
-/// connection). Memory: up to this much per connection that has sent a
-/// response of that size (pages are touched only as far as used).
-const WRITE_BUFFER_BYTES: usize = 32 * 1024;
-
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -145,14 +132,17 @@ impl Edge {
             header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
             keepalive: Duration::from_secs(cfg.keepalive_secs),
             retry_after_secs: cfg.limits.retry_after_secs,
-            write_buffer: WRITE_BUFFER_BYTES,
         };
         let guarded = Guarded::new(Arc::new(app), limits, tiers.metrics.clone());
         let mut public = Service::new("imgcdn edge".to_string(), guarded);
+        // No buffers under a plain connection: pingora reads a request
+        // head straight into its own buffer, and the connection wrapper
+        // sends a response's head and body in one vectored write straight
+        // from their bytes (see serve/conn.rs). pingora's default L4
+        // buffers (64 KiB read, 1,460 B write) would copy every request
+        // and small response once more, through per-connection memory.
         for addr in &cfg.listen {
-            public.add_listener(
-                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES)),
-            );
+            public.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::new(0, 0)));
         }
         if let Some(tls) = &cfg.tls {
             let cert = tls.cert_path.to_string_lossy();

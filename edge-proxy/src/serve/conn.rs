@@ -34,10 +34,14 @@
 //! [`HOLD_MAX`] bytes) until the next larger write, which goes out together
 //! with them in one vectored write, or until a flush. pingora flushes at the
 //! end of every response, so nothing is held across a wait for the client.
-//! On plain TCP, pingora keeps its own write buffer under the connection
-//! ([`ConnLimits::write_buffer`]): a held head and a body that fit in it
-//! together are passed on to it, which sends them in one write at the flush,
-//! so a small body is copied once rather than into both buffers.
+//! On a plain socket the next write after a held head goes out with it at
+//! once, in one `writev` straight from the caller's bytes: a body from the
+//! memory tier is not copied in user space at all, and nothing under this
+//! wrapper buffers (the listeners give pingora no L4 buffers: copying each
+//! body into a per-connection buffer cost more than it saved, in cache
+//! misses once there are hundreds of connections). Through TLS,
+//! where a vectored write sends one slice, held and small writes run
+//! together up to [`HOLD_MAX`] so a small response is still one write.
 //!
 //! On HTTP/1 without TLS, [`TrackedStream`] can also send a response body
 //! from a disk-tier file with `sendfile(2)` ([`TrackedStream::send_file`],
@@ -85,10 +89,6 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     pub keepalive: Duration,
     pub retry_after_secs: u64,
-    /// The write buffer pingora keeps under each plain TCP connection (its
-    /// L4 write buffer; 0: none). What fits in it is passed on to it rather
-    /// than held here, so a small body is copied once, not twice.
-    pub write_buffer: usize,
 }
 
 /// The public listeners' [`ServerApp`]: counts connections, refuses those
@@ -205,9 +205,6 @@ pub struct TrackedStream {
     metrics: Arc<Metrics>,
     /// Small writes not yet passed on (see the module docs).
     held: Vec<u8>,
-    /// The inner stream's own write buffer, in bytes ([`ConnLimits::write_buffer`];
-    /// plain TCP only).
-    buffered: usize,
     /// Whether small writes are held: HTTP/1 only (HTTP/2 frames are
     /// already gathered by its codec).
     coalesce: bool,
@@ -244,7 +241,6 @@ impl TrackedStream {
             timer: None,
             metrics,
             held: Vec::new(),
-            buffered: if socket.is_some() { limits.write_buffer } else { 0 },
             coalesce: true,
             socket,
             file: Mutex::new(None),
@@ -417,15 +413,11 @@ impl AsyncWrite for TrackedStream {
             return this.poll_write_file(cx, offset, buf.len());
         }
         if this.coalesce {
+            // A head (or another small write) is held; after it, on a plain
+            // socket, the next write goes out with it now (below), and
+            // elsewhere small writes run together (see the module docs).
             let total = this.held.len() + buf.len();
-            if !this.held.is_empty() && total <= this.buffered {
-                // Head and body both fit the connection's own write buffer,
-                // which sends them together at pingora's flush: pass them on
-                // (the body is then copied once, into that buffer).
-                std::task::ready!(this.poll_release(cx))?;
-                return Pin::new(&mut this.inner).poll_write(cx, buf);
-            }
-            if total <= HOLD_MAX {
+            if total <= HOLD_MAX && (this.held.is_empty() || this.socket.is_none()) {
                 this.held.extend_from_slice(buf);
                 return Poll::Ready(Ok(buf.len()));
             }
@@ -565,7 +557,6 @@ mod tests {
             header_timeout: Duration::from_millis(header_ms),
             keepalive: Duration::from_millis(keepalive_ms),
             retry_after_secs: 1,
-            write_buffer: 0,
         }
     }
 
@@ -727,7 +718,7 @@ mod tests {
     /// Both ends of a real TCP connection (files are only sent to sockets),
     /// the server's wrapped, their buffers small so that the socket fills
     /// up.
-    async fn tcp_pair(write_buffer: usize) -> (Stream, tokio::net::TcpStream) {
+    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
@@ -736,8 +727,7 @@ mod tests {
         sendfile::set_buffers(server.as_raw_fd(), 32 * 1024).unwrap();
         sendfile::set_buffers(client.as_raw_fd(), 32 * 1024).unwrap();
         let server: Stream = Box::new(PlainStream::from(server));
-        let limits = ConnLimits { write_buffer, ..limits(1000, 1000) };
-        (Box::new(TrackedStream::new(server, &limits, Arc::new(Metrics::new()))), client)
+        (Box::new(TrackedStream::new(server, &limits(1000, 1000), Arc::new(Metrics::new()))), client)
     }
 
     /// Read the client's end to its close, slowly until `slow_for` bytes
@@ -767,14 +757,7 @@ mod tests {
 
     #[tokio::test]
     async fn file_bodies_follow_their_heads_whole_and_in_order_through_a_slow_reader() {
-        // With and without a connection write buffer to pass small writes to.
-        for write_buffer in [0, 32 * 1024] {
-            file_bodies_through_a_slow_reader(write_buffer).await;
-        }
-    }
-
-    async fn file_bodies_through_a_slow_reader(write_buffer: usize) {
-        let (mut s, client) = tcp_pair(write_buffer).await;
+        let (mut s, client) = tcp_pair().await;
         let body: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 11)) as u8).collect();
         let file = file_of(&[b"PREFIX".as_slice(), &body].concat());
         let reader = slow_reader(client, 500_000);
@@ -803,8 +786,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_leaves_a_socket_in_one_segment() {
+        // The stream as a listener hands it over (nothing buffers under the
+        // wrapper), Nagle off so that every write the wrapper makes would
+        // be a segment of its own: head and body must go in one.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut client, server) = (client.unwrap(), server.unwrap().0);
+        server.set_nodelay(true).unwrap();
+        let fd = server.as_raw_fd();
+        let mut s =
+            TrackedStream::new(Box::new(PlainStream::from(server)), &limits(1000, 1000), Arc::new(Metrics::new()));
+        for (i, body_len) in [0usize, 10, 2000, 4000, 5000, 20_000].into_iter().enumerate() {
+            let head: Vec<u8> = (0..250).map(|j| (i + j) as u8).collect();
+            let body: Vec<u8> = (0..body_len).map(|j| (i * 3 + j) as u8).collect();
+            let before = sendfile::segments_sent(fd);
+            s.write_all(&head).await.unwrap();
+            if !body.is_empty() {
+                s.write_all(&body).await.unwrap();
+            }
+            s.flush().await.unwrap();
+            let mut got = vec![0u8; head.len() + body.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == [head, body].concat(), "bytes lost or reordered ({body_len}-byte body)");
+            assert_eq!(
+                sendfile::segments_sent(fd) - before,
+                1,
+                "a response with a {body_len}-byte body took more than one segment"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn the_stand_in_is_never_sent_in_place_of_a_file() {
-        let (mut s, _client) = tcp_pair(32 * 1024).await;
+        let (mut s, _client) = tcp_pair().await;
         // Not armed: the write fails rather than send the stand-in.
         let e = s.write_all(&sendfile::stand_in(10)).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::Other);
@@ -819,12 +835,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn responses_passed_to_the_connection_buffer_arrive_whole_and_in_order() {
-        // Heads and bodies of every size around the hold and buffer limits,
-        // on a plain TCP connection configured with a write buffer (the test
-        // stream has none, so what is passed on goes out at once: order and
-        // completeness are what is checked, through a slow reader).
-        let (mut s, client) = tcp_pair(32 * 1024).await;
+    async fn responses_of_every_size_arrive_whole_and_in_order_on_a_socket() {
+        // Heads and bodies of every size around the hold limit, on a plain
+        // TCP connection (a body goes out with its held head in one vectored
+        // write), through a slow reader: partial writes of the held head,
+        // of the body and of both together.
+        let (mut s, client) = tcp_pair().await;
         let reader = slow_reader(client, 300_000);
         let mut expected = Vec::new();
         for i in 0..120usize {
