@@ -146,17 +146,19 @@ pub(crate) fn set_buffers(fd: RawFd, bytes: libc::c_int) -> io::Result<()> {
     set_buffer(fd, libc::SO_RCVBUF, bytes)
 }
 
-/// Segments the TCP socket `fd` has sent: `tcpi_segs_out` of Linux's
-/// `struct tcp_info`, at byte 136 (libc's struct stops before it).
+/// Segments the TCP socket `fd` has sent, and its current send MSS:
+/// `tcpi_segs_out` (byte 136 of Linux's `struct tcp_info`, past the end of
+/// libc's struct) and `tcpi_snd_mss` (byte 16).
 #[cfg(test)]
-pub(crate) fn segments_sent(fd: RawFd) -> u32 {
+pub(crate) fn segments_sent(fd: RawFd) -> (u32, u32) {
     let mut info = [0u8; 256];
     let mut len = info.len() as libc::socklen_t;
     // SAFETY: `fd` is an open TCP socket; the buffer holds `len` bytes.
     let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) };
     assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
     assert!(len >= 140, "this kernel's tcp_info has no tcpi_segs_out");
-    u32::from_ne_bytes(info[136..140].try_into().unwrap())
+    let u32_at = |at: usize| u32::from_ne_bytes(info[at..at + 4].try_into().unwrap());
+    (u32_at(136), u32_at(16))
 }
 
 #[cfg(test)]
