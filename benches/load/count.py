@@ -11,8 +11,8 @@ simulated cache misses do not drift: this runs each binary in turn under
 callgrind with a cache model (32 KiB L1, 512 KiB last level, 64-byte
 lines), drives it with wrk replaying the scenario's Zipf key sequence,
 counts only while wrk runs (the counters are zeroed after a warm-up and
-dumped at its end), and divides by the requests the edge answered in that
-window (from its /metrics). It prints per request: instructions (Ir), data
+dumped at its end), and divides by the requests wrk completed (a run with
+any error or timeout is refused). It prints per request: instructions (Ir), data
 reads and writes (Dr, Dw), L1 misses (D1mr, D1mw) and last-level misses
 (DLmr, DLmw), each binary's ratio to the first. User space only: the
 kernel's side (copies, syscalls) is not in it.
@@ -36,22 +36,20 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+for _d in (HERE, HERE.parent):  # benches/load (loadgen), benches/ (common)
+    if str(_d) not in sys.path:
+        sys.path.insert(0, str(_d))
 
 from common import REPO, log  # noqa: E402
 from common.procs import free_port, http_get, start, stop, stop_all_on_exit, wait_http  # noqa: E402
+from loadgen import run_wrk  # noqa: E402
 
 RUN = REPO / "target" / "bench-load" / "run"
 OUT = REPO / "target" / "bench-load" / "count"
 EVENTS = ["Ir", "Dr", "Dw", "D1mr", "D1mw", "DLmr", "DLmw"]
 
 
-def served(admin: int) -> float:
-    _, body, _ = http_get(admin, "/metrics")
-    return sum(float(v) for v in re.findall(r"^imgcdn_edge_requests_total\{[^}]*\} (\S+)", body.decode(), re.M))
-
-
-def count(binary: Path, tag: str, scenario: str, conns: int, secs: int) -> dict[str, float]:
+def count(binary: Path, tag: str, scenario: str, conns: int, secs: int, args) -> dict[str, float]:
     run = RUN / scenario
     paths = run / "paths.txt"
     port, admin = free_port(), free_port()
@@ -66,20 +64,19 @@ def count(binary: Path, tag: str, scenario: str, conns: int, secs: int) -> dict[
     out = work / "callgrind.out"
     cmd = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--D1=32768,8,64", "--LL=524288,8,64",
            f"--callgrind-out-file={out}", str(binary), "edge", "--config", str(work / "edge.toml")]
-    p = start(cmd, work / "edge.log", cpus="0", env={"RUST_LOG": "warn"})
+    p = start(cmd, work / "edge.log", cpus=args.server_cpus, env={"RUST_LOG": "warn"})
     try:
         keys = sorted({line.strip() for line in paths.open() if line.strip()})
         wait_http(admin, "/readyz", p, "edge under callgrind", work / "edge.log", timeout=300)
         for k in keys:  # every key in the memory tier, as run.py's prewarm
             http_get(port, k, timeout=60)
-        wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", "--timeout", "30s",
-               "-s", str(HERE / "zipf.lua"), f"http://127.0.0.1:{port}", "--", str(paths)]
-        subprocess.run([*wrk[:4], "-d3s", *wrk[4:]], capture_output=True, check=True)  # connections settle
-        before = served(admin)
+        run_wrk(port, conns, 3, paths, args)  # connections settle
         subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
-        subprocess.run([*wrk[:4], f"-d{secs}s", *wrk[4:]], capture_output=True, check=True)
+        w = run_wrk(port, conns, secs, paths, args)
         subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
-        requests = served(admin) - before
+        if w["errors"]:
+            raise RuntimeError(f"{binary}: {w['errors_detail']} during the counted run; see {work / 'edge.log'}")
+        requests = w["requests"]
     finally:
         stop(p)
     totals = dict.fromkeys(EVENTS, 0)
@@ -103,6 +100,9 @@ def main() -> None:
     ap.add_argument("--scenario", default="small", help="a run.py scenario directory (default small)")
     ap.add_argument("--conns", type=int, default=256)
     ap.add_argument("--secs", type=int, default=20, help="counted wrk run, seconds (default 20)")
+    ap.add_argument("--server-cpus", default="0", help="taskset CPU list for the edge")
+    ap.add_argument("--client-cpus", default="1", help="taskset CPU list for wrk")
+    ap.add_argument("--client-threads", type=int, default=1)
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk", "taskset"):
         if not shutil.which(tool):
@@ -113,7 +113,7 @@ def main() -> None:
     rows = []
     for i, b in enumerate(args.binaries):
         log(f"counting {b} ({args.scenario}, {args.conns} connections, {args.secs}s under callgrind)")
-        rows.append(count(b.resolve(), f"{i}", args.scenario, args.conns, args.secs))
+        rows.append(count(b.resolve(), f"{i}", args.scenario, args.conns, args.secs, args))
         time.sleep(1)
     print(f"per request, {args.scenario} at {args.conns} connections (ratio to the first binary):")
     print("binary | requests | " + " | ".join(EVENTS))
