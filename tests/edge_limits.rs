@@ -1,7 +1,8 @@
 //! End-to-end: the edge under slow and abusive clients. Slow readers of a
 //! large object (memory stays bounded), a 1-byte range of it (only that
 //! range is read from disk), idle and trickling connections (closed at the
-//! request-head deadline), and more connections than the cap (refused fast
+//! request-head deadline), kept-alive connections (closed at the keep-alive
+//! and head deadlines), and more connections than the cap (refused fast
 //! with 503 and Retry-After). Real requests keep working throughout.
 
 mod common;
@@ -309,6 +310,93 @@ async fn idle_and_trickling_connections_are_closed_and_real_requests_still_work(
     assert!(edge.metric("imgcdn_edge_connections_timed_out_total") >= 340.0);
     let r = client().get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Whether the edge has closed `s` within `within` (it reads the end of the
+/// stream or a reset; anything sent is skipped).
+fn closed_in_time(s: &mut TcpStream, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Reads of a kept-alive connection are bounded by the edge's own deadlines
+/// alone (pingora's timer around each read is off): it must end idle for
+/// `keepalive_secs` after a response, or trickling its next head past
+/// `limits.header_timeout_secs` from the head's first byte. Responses say
+/// whether the connection stays open and carry the current `Date` (pingora
+/// sets both over placeholders in the response template).
+#[test]
+fn kept_alive_connections_end_at_their_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("store"));
+    let image = png(16, 16, 2);
+    let path = store.publish(&image, None).to_string();
+    let mut opts = EdgeOpts::new(dir.path());
+    opts.keepalive_secs = Some(1);
+    opts.limits_toml = Some("header_timeout_secs = 1\n".into());
+    let edge = EdgeProcess::start(dir.path(), &opts);
+    let host = host(&edge);
+    let get = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let http_date = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let answer = |s: &TcpStream| {
+        let r = read_raw_response(&mut BufReader::new(s.try_clone().unwrap()), false).expect("a response");
+        assert_eq!(r.status, 200);
+        assert!(r.body == image, "wrong body");
+        let date = r.header("date").expect("a Date header");
+        let date = time::PrimitiveDateTime::parse(date, &http_date).expect("an HTTP date").assume_utc();
+        let skew = (time::OffsetDateTime::now_utc() - date).abs();
+        assert!(skew < time::Duration::seconds(5), "Date {date} is not now");
+        r
+    };
+
+    // Kept alive between requests, then closed once idle past keepalive_secs.
+    let mut idle = TcpStream::connect(&host).unwrap();
+    for _ in 0..2 {
+        idle.write_all(get.as_bytes()).unwrap();
+        assert_eq!(answer(&idle).header("connection"), Some("keep-alive"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(closed_in_time(&mut idle, Duration::from_secs(3)), "an idle kept-alive connection was left open");
+
+    // A next head trickled one byte every 200 ms is cut at the head deadline.
+    let mut trickle = TcpStream::connect(&host).unwrap();
+    trickle.write_all(get.as_bytes()).unwrap();
+    answer(&trickle);
+    let started = Instant::now();
+    let mut cut = false;
+    for b in get.bytes().chain(std::iter::repeat(b'a')).take(50) {
+        if trickle.write_all(&[b]).is_err() || closed_in_time(&mut trickle, Duration::from_millis(200)) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a trickled head was read for 10 s");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "a trickled head took {took:?} to be cut");
+    assert!(edge.metric("imgcdn_edge_connections_timed_out_total") >= 2.0);
+
+    // A client that asks to close is told so, and the connection ends.
+    let mut once = TcpStream::connect(&host).unwrap();
+    once.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    assert_eq!(answer(&once).header("connection"), Some("close"));
+    assert!(closed_in_time(&mut once, Duration::from_secs(3)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -96,6 +96,8 @@ pub struct EdgeOpts {
     pub disk_open_files: Option<usize>,
     /// `work_stealing`, if not the default.
     pub work_stealing: Option<bool>,
+    /// `keepalive_secs`, if not the default.
+    pub keepalive_secs: Option<u64>,
     pub grace_period_secs: u64,
     pub shutdown_timeout_secs: u64,
     /// Environment of the process (e.g. store credentials).
@@ -116,6 +118,7 @@ impl EdgeOpts {
             transforms_toml: None,
             disk_open_files: None,
             work_stealing: None,
+            keepalive_secs: None,
             grace_period_secs: 1,
             shutdown_timeout_secs: 2,
             env: Vec::new(),
@@ -177,7 +180,7 @@ impl EdgeProcess {
     fn spawn(dir: &Path, opts: &EdgeOpts) -> EdgeProcess {
         let (public, admin) = (free_addr(), free_addr());
         let config = format!(
-            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\n{steal}grace_period_secs = {grace}\nshutdown_timeout_secs = {stop}\n\
+            "listen = [\"{public}\"]\nadmin_listen = \"{admin}\"\nthreads = 2\n{steal}{keepalive}grace_period_secs = {grace}\nshutdown_timeout_secs = {stop}\n\
              [store]\n{store}\n[memory]\nmax_bytes = 67108864\nmax_object_bytes = {maxobj}\n\
              [disk]\npath = {disk:?}\nmax_bytes = 268435456\n{open_files}\
              [origin]\ntimeout_ms = {timeout}\nmax_concurrent = 16\nnegative_ttl_secs = {neg}\n",
@@ -190,6 +193,7 @@ impl EdgeProcess {
             stop = opts.shutdown_timeout_secs,
             open_files = opts.disk_open_files.map_or(String::new(), |n| format!("open_files = {n}\n")),
             steal = opts.work_stealing.map_or(String::new(), |w| format!("work_stealing = {w}\n")),
+            keepalive = opts.keepalive_secs.map_or(String::new(), |k| format!("keepalive_secs = {k}\n")),
         );
         let config = match &opts.sync_toml {
             Some(sync) => format!("{config}[sync]\n{sync}"),

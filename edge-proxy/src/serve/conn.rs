@@ -25,7 +25,10 @@
 //!   from there pingora's HTTP/2 idle timeout (`keepalive_secs`) applies.
 //!
 //! A connection past its deadline gets a read error, which pingora and our
-//! app treat as the end of the connection.
+//! app treat as the end of the connection. On HTTP/1 these deadlines are the
+//! only timer on reads: the app turns off pingora's own timer around each
+//! read of a request head where [`TrackedStream::bounds_reads`] says this
+//! wrapper bounds them.
 //!
 //! [`TrackedStream`] also coalesces writes on HTTP/1 connections: pingora
 //! writes a response's head and its body separately, which would cost two
@@ -266,6 +269,13 @@ impl TrackedStream {
         stream
             .and_then(|s| s.as_any().downcast_ref::<TrackedStream>())
             .is_some_and(|t| t.socket.is_some() && t.coalesce)
+    }
+
+    /// Whether the reads of this connection's next request head are bounded
+    /// here (the head and keep-alive deadlines): an HTTP/1 connection of a
+    /// public listener, between requests.
+    pub fn bounds_reads(stream: Option<&Stream>) -> bool {
+        Self::deadline_of(stream).is_some_and(|d| d.phase.load(Ordering::Relaxed) != PHASE_OFF)
     }
 
     /// The request head has been read: no read deadline while it is answered.
