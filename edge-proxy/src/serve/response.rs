@@ -81,11 +81,13 @@ pub fn mark_restricted(a: &mut Answer) {
     let _ = a.header.insert_header("X-Content-Warning", "restricted");
 }
 
-// Names of the headers set on every object response, spelled as they go on
-// the wire today. pingora keeps the case of a name given as a string and
-// writes `http` constants outside its short title-case list in lower case,
-// so these strings produce the same bytes while sparing the allocation that
-// turning such a constant into a case-preserving name costs per response.
+// Names of the headers set on every object response. As `&'static str`
+// pingora turns them into header names without allocating (an `http`
+// constant outside its short title-case list is first copied into a
+// case-preserving name). Object responses keep no case map (see
+// [`object_template`]), so pingora spells them on the wire: its title-case
+// list (Content-Length, Content-Type, Cache-Control, Accept-Ranges, Date,
+// Connection) and lower case for the rest (etag, x-cache, ...).
 const ETAG: &str = "ETag";
 const X_CACHE: &str = "X-Cache";
 const CACHE_CONTROL: &str = "Cache-Control";
@@ -96,7 +98,6 @@ const CONTENT_RANGE: &str = "content-range";
 const ALLOW_ORIGIN: &str = "access-control-allow-origin";
 const NOSNIFF_NAME: &str = "x-content-type-options";
 const CSP_NAME: &str = "content-security-policy";
-// Spelled as pingora's title-case list spells the constants it sets.
 const DATE: &str = "Date";
 const CONNECTION: &str = "Connection";
 /// Never sent: pingora replaces it with the current date (a test that a
@@ -115,14 +116,20 @@ fn cache_control(max_age: u64) -> HeaderValue {
 /// `Content-Length`, `Content-Type` and `ETag` hold placeholders, in their
 /// places, for [`object_header`] to replace or remove, and `Date` and
 /// `Connection` for pingora, which sets both on every response it writes
-/// (replacing a value in place spares the copy the growth of both of its
-/// header maps that an added header costs: two reallocations a response).
+/// (replacing a value in place spares the copy the growth of its header
+/// map, a reallocation, that an added header costs).
+///
+/// The template has no case map (`build_no_case`): pingora's case-preserving
+/// headers keep a second header map beside the values, which every clone,
+/// insert and drop paid for again (−9% instructions per 2 KB hit without
+/// it). Header names are case-insensitive in HTTP (and all lower case in
+/// HTTP/2), so only the spelling of `etag` and `x-cache` on HTTP/1 changed.
 fn object_template(tier: Tier, max_age: u64) -> ResponseHeader {
     thread_local! {
         static TEMPLATES: RefCell<Option<(u64, [ResponseHeader; 3])>> = const { RefCell::new(None) };
     }
     let build = |tier: Tier| {
-        let mut h = ResponseHeader::build(200, Some(12)).expect("valid status");
+        let mut h = ResponseHeader::build_no_case(200, Some(12)).expect("valid status");
         let _ = h.insert_header(CONTENT_LENGTH, HeaderValue::from_static("0"));
         let _ = h.insert_header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         let _ = h.insert_header(ETAG, HeaderValue::from_static("\"\""));
