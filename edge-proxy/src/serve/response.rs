@@ -87,9 +87,9 @@ pub fn mark_restricted(a: &mut Answer) {
 // case-preserving name). Object responses keep no case map (see
 // [`object_template`]), so pingora spells them on the wire: its title-case
 // list (Content-Length, Content-Type, Cache-Control, Accept-Ranges, Date,
-// Connection) and lower case for the rest (etag, x-cache, ...).
-const ETAG: &str = "ETag";
-const X_CACHE: &str = "X-Cache";
+// Connection) and lower case for the rest; each is spelled here as it goes.
+const ETAG: &str = "etag";
+const X_CACHE: &str = "x-cache";
 const CACHE_CONTROL: &str = "Cache-Control";
 const ACCEPT_RANGES: &str = "Accept-Ranges";
 const CONTENT_LENGTH: &str = "Content-Length";
@@ -100,8 +100,9 @@ const NOSNIFF_NAME: &str = "x-content-type-options";
 const CSP_NAME: &str = "content-security-policy";
 const DATE: &str = "Date";
 const CONNECTION: &str = "Connection";
-/// Never sent: pingora replaces it with the current date (a test that a
-/// served `Date` is current would catch it otherwise).
+/// Never sent: pingora overwrites it with the current date on every
+/// response (`kept_alive_connections_end_at_their_deadlines` checks that a
+/// served `Date` is current).
 const DATE_PLACEHOLDER: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
 
 /// `public, max-age={max_age}, immutable`.
