@@ -253,7 +253,7 @@ async fn idle_and_trickling_connections_are_closed_and_real_requests_still_work(
     let image = png(16, 16, 2);
     let path = store.publish(&image, None);
     let mut opts = EdgeOpts::new(dir.path());
-    opts.limits_toml = Some("header_timeout_secs = 1\nmax_connections = 1000\n".into());
+    opts.limits_toml = Some("header_timeout_secs = 2\nmax_connections = 1000\n".into());
     let edge = EdgeProcess::start(dir.path(), &opts);
     let addr: std::net::SocketAddr = host(&edge).parse().unwrap();
 
@@ -290,22 +290,24 @@ async fn idle_and_trickling_connections_are_closed_and_real_requests_still_work(
         s.write_all(b"GET /abc/abcdefgh.png HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         idle.push(s);
     }
+    assert!(edge.metric("imgcdn_edge_connections_open") >= 300.0);
 
     // Real requests are answered while all of that is open.
     let r = client().get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), image);
-    assert!(edge.metric("imgcdn_edge_connections_open") >= 300.0);
 
-    // Every attacking connection is closed by the edge at the deadline (1 s
-    // after it was accepted), not left open.
+    // Every attacking connection is closed by the edge at the deadline (2 s
+    // after it was accepted), not left open. The bounds leave slack for a
+    // loaded machine, and stay far below the 10 s of a head read without
+    // a deadline.
     for (i, s) in idle.iter_mut().enumerate() {
-        let left = Duration::from_secs(3).saturating_sub(opened.elapsed());
+        let left = Duration::from_secs(6).saturating_sub(opened.elapsed());
         assert!(closed_within(s, left).await, "idle connection {i} still open {:?} after", opened.elapsed());
     }
     for t in trickling {
         let took = t.await.unwrap().expect("a trickling connection was kept open for 10 s");
-        assert!(took < Duration::from_millis(2500), "a trickling connection took {took:?} to be closed");
+        assert!(took < Duration::from_secs(5), "a trickling connection took {took:?} to be closed");
     }
     assert!(edge.metric("imgcdn_edge_connections_timed_out_total") >= 340.0);
     let r = client().get(edge.url(&path)).send().await.unwrap();
@@ -347,7 +349,9 @@ fn kept_alive_connections_end_at_their_deadlines() {
     let image = png(16, 16, 2);
     let path = store.publish(&image, None).to_string();
     let mut opts = EdgeOpts::new(dir.path());
-    opts.keepalive_secs = Some(1);
+    // 2 s: the pause between the two requests below is 300 ms, with room
+    // for a loaded machine.
+    opts.keepalive_secs = Some(2);
     opts.limits_toml = Some("header_timeout_secs = 1\n".into());
     let edge = EdgeProcess::start(dir.path(), &opts);
     let host = host(&edge);
@@ -373,7 +377,7 @@ fn kept_alive_connections_end_at_their_deadlines() {
         assert_eq!(answer(&idle).header("connection"), Some("keep-alive"));
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(closed_in_time(&mut idle, Duration::from_secs(3)), "an idle kept-alive connection was left open");
+    assert!(closed_in_time(&mut idle, Duration::from_secs(5)), "an idle kept-alive connection was left open");
 
     // A next head trickled one byte every 200 ms is cut at the head deadline.
     let mut trickle = TcpStream::connect(&host).unwrap();
@@ -389,7 +393,9 @@ fn kept_alive_connections_end_at_their_deadlines() {
     }
     assert!(cut, "a trickled head was read for 10 s");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2500), "a trickled head took {took:?} to be cut");
+    // The deadline is 1 s; the slack is for a loaded machine, and still far
+    // below the 10 s a head read without one would last.
+    assert!(took < Duration::from_secs(4), "a trickled head took {took:?} to be cut");
     assert!(edge.metric("imgcdn_edge_connections_timed_out_total") >= 2.0);
 
     // A client that asks to close is told so, and the connection ends.
@@ -406,7 +412,9 @@ async fn connections_over_the_cap_are_refused_fast() {
     let image = png(16, 16, 3);
     let path = store.publish(&image, None);
     let mut opts = EdgeOpts::new(dir.path());
-    opts.limits_toml = Some("header_timeout_secs = 1\nmax_connections = 50\nretry_after_secs = 2\n".into());
+    // The held connections must outlast the refusals below, however slowly
+    // the test runs: a head deadline well above what those take.
+    opts.limits_toml = Some("header_timeout_secs = 5\nmax_connections = 50\nretry_after_secs = 2\n".into());
     let edge = EdgeProcess::start(dir.path(), &opts);
     let addr: std::net::SocketAddr = host(&edge).parse().unwrap();
 
@@ -424,12 +432,13 @@ async fn connections_over_the_cap_are_refused_fast() {
         let text = String::from_utf8_lossy(&text);
         assert!(text.starts_with("HTTP/1.1 503"), "connection {i}: {text}");
         assert!(text.contains("Retry-After: 2\r\n"), "{text}");
-        assert!(started.elapsed() < Duration::from_millis(500), "refused in {:?}", started.elapsed());
+        // At once: far below the 5 s a held connection waits for its head.
+        assert!(started.elapsed() < Duration::from_secs(2), "refused in {:?}", started.elapsed());
     }
     assert_eq!(edge.metric("imgcdn_edge_connections_refused_total"), 10.0);
     // The held ones time out; then there is room again.
     for s in &mut held {
-        assert!(closed_within(s, Duration::from_secs(3)).await);
+        assert!(closed_within(s, Duration::from_secs(8)).await);
     }
     let r = client().get(edge.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 200);
