@@ -141,6 +141,16 @@ on_both_databases!(anonymous_uploads_expire_and_the_legacy_route_says_so, |t: Te
     assert_eq!(r.json["extension"], "png");
     assert_eq!(r.json["expires_at"], T0 + 30 * 86_400);
     assert_eq!(r.json["upgrade"]["type"], "signup");
+    let says = |r: &Resp| r.json["upgrade"]["message"].as_str().unwrap().to_string();
+    assert!(says(&r).contains("deleted: this one on 2026-01-31 (UTC)"), "{}", says(&r));
+    // The date it names is this upload's, however it was set.
+    let r = t
+        .call(
+            Req::new("POST", "/v1/upload").multipart(&[("file", Some("old.png"), &png(8, 8, 8)), ("ttl", None, b"2h")]),
+        )
+        .await;
+    assert_eq!(r.json["expires_at"], T0 + 2 * 3600, "{}", r.text);
+    assert!(says(&r).contains("this one on 2026-01-01 (UTC)"), "{}", says(&r));
 
     // An unverified account (the legacy one-call key) keeps uploads 30 days; a verified one keeps them.
     let legacy = t.call(Req::post("/v1/keys", json!({"email": "unverified@example.com"}))).await;

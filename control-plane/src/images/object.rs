@@ -80,10 +80,17 @@ impl ImageRow {
             "expires_at": self.expires_at,
         });
         if anonymous {
+            // The date this upload goes (its surface's window, a ttl, the
+            // ceiling: whatever set it), not a fixed number of days that the
+            // retention settings may not give.
+            let when = match self.expires_at {
+                Some(t) => format!("this one on {} (UTC)", crate::dates::date(t)),
+                None => "this one when it expires".to_string(),
+            };
             v["upgrade"] = json!({
                 "type": "signup",
                 "url": format!("{}/signup", cfg.public_base_url.trim_end_matches('/')),
-                "message": "Anonymous uploads are deleted after 30 days. Sign up for free to keep your images.",
+                "message": format!("Anonymous uploads are deleted: {when}. Sign up for free to keep your images."),
                 "label": "Keep my images",
             });
         }
