@@ -177,20 +177,14 @@ async fn a_wrong_secret_stops_the_control_plane_and_keeps_the_edge_unready() {
     // The edge runs but never says it is ready, and its log says why, naming
     // the store's address (the operator's own, not masked).
     let edge = EdgeProcess::start_unready(dir.path(), &edge_opts(dir.path(), &s3, "wrong"));
-    // Polled until its first store check has failed (on a loaded machine
-    // that may take a while): unready all along, then saying why.
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    let (status, why) = loop {
+    // Unready all along; polled until its first store check has failed and
+    // both say so (on a loaded machine that may take a while).
+    eventually(Duration::from_secs(20), "/readyz and the log name the store", || async {
         let (status, why) = ureq_get(&format!("{}/readyz", edge.admin)).unwrap();
         assert_eq!(status, 503, "{why}");
-        let logged = edge.log().contains("the store does not answer");
-        if (why.contains("store") && logged) || std::time::Instant::now() > until {
-            break (status, why);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status, 503, "{why}");
-    assert!(why.contains("store"), "{why}");
+        why.contains("store") && edge.log().contains("the store does not answer")
+    })
+    .await;
     let log = edge.log();
     assert!(log.contains("the store does not answer"), "{log}");
     let port = s3.endpoint.rsplit(':').next().unwrap();
