@@ -170,7 +170,7 @@ impl EdgeApp {
         let (mut header, range) =
             response::object_header(req, &found.meta, found.len(), found.tier, now, self.settings.max_age_secs);
         if restricted {
-            let _ = header.insert_header("X-Content-Warning", "restricted");
+            response::mark_restricted(&mut header);
         }
         let reply = match (found.body, range) {
             (Body::Whole(body), range) => {

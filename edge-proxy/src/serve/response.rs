@@ -77,8 +77,8 @@ pub fn unavailable_for_legal_reasons(method: &Method, policy_link: Option<&str>)
 
 /// Mark a restricted (warned) image: embedders and clients can tell, and the
 /// viewer page shows an interstitial before it.
-pub fn mark_restricted(a: &mut Answer) {
-    let _ = a.header.insert_header("X-Content-Warning", "restricted");
+pub fn mark_restricted(header: &mut ResponseHeader) {
+    let _ = header.insert_header(CONTENT_WARNING, HeaderValue::from_static("restricted"));
 }
 
 // Names of the headers set on every object response. As `&'static str`
@@ -98,6 +98,7 @@ const CONTENT_RANGE: &str = "content-range";
 const ALLOW_ORIGIN: &str = "access-control-allow-origin";
 const NOSNIFF_NAME: &str = "x-content-type-options";
 const CSP_NAME: &str = "content-security-policy";
+const CONTENT_WARNING: &str = "x-content-warning";
 const DATE: &str = "Date";
 const CONNECTION: &str = "Connection";
 /// Never sent: pingora overwrites it with the current date on every
